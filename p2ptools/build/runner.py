@@ -1,0 +1,286 @@
+"""Run a :class:`DatasetBuilder`: parallel, resumable, atomic, with a progress bar and a manifest.
+
+Resume protocol: ``<out>/.p2ptools-build.json`` pins the configuration of a build in progress and
+``<out>/.p2ptools-journal.jsonl`` gets one line per finished pair, appended after the pair's files
+were renamed into place. A rerun (after Ctrl-C or even SIGKILL) skips the journaled pairs whose
+files still exist and makes the rest; a torn last journal line is ignored and its pair made again.
+When every pair is done the manifest is written and the two bookkeeping files are removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from p2ptools.build.contract import BuildOptions, DatasetBuilder, PairJob
+from p2ptools.errors import ConfigError, InputFileError, P2PError
+from p2ptools.options import to_dict
+from p2ptools.imageio import encode_image, write_bytes_atomic, write_text_atomic
+from p2ptools.pairs import MANIFEST_NAME, SPLITS, Manifest, PairRecord, SkippedRecord, encode_pair, load_manifest
+from p2ptools.progress import make_progress
+
+STATE_NAME = ".p2ptools-build.json"
+JOURNAL_NAME = ".p2ptools-journal.jsonl"
+
+# Set in each worker process by _init_worker (inherited through fork, not pickled per task).
+_WORKER: dict[str, Any] = {}
+
+
+def build_config(builder: DatasetBuilder, sources: Sequence[Path], build: BuildOptions) -> dict[str, Any]:
+    """The configuration that determines a build's output (workers, overwrite and skip_bad do not:
+    switching to --skip-bad is how a build stopped by a bad item is resumed)."""
+    opts = {k: v for k, v in asdict(build).items() if k not in ("workers", "overwrite", "skip_bad")}
+    return {
+        "builder": {"name": builder.name, "version": builder.version},
+        "options": to_dict(builder.options),
+        "build": opts,
+        "source": [str(Path(s).resolve()) for s in sources],
+    }
+
+
+def _make_one(builder: DatasetBuilder, job: PairJob, build: BuildOptions, out: Path) -> dict[str, Any]:
+    """Make, encode and atomically write one pair and its extras; return its journal record."""
+    try:
+        result = builder.make_pair(job, build)
+        name = f"{job.split}/{job.name}"
+        data = encode_pair(result.a, result.b, build.format, quality=build.quality, name=name, bgr=result.bgr)
+        extras_data = {kind: encode_image(img, "png") for kind, img in result.extras.items()}
+    except P2PError as exc:
+        return {"split": job.split, "name": job.name, "sources": list(job.sources), "error": str(exc)}
+    rel = f"{job.split}/{job.name}.{build.format}"
+    write_bytes_atomic(out / rel, data)
+    extras = {}
+    for kind, blob in extras_data.items():
+        erel = f"{kind}/{job.split}/{job.name}.png"
+        write_bytes_atomic(out / erel, blob)
+        extras[kind] = {"file": erel, "sha256": hashlib.sha256(blob).hexdigest()}
+    return {
+        "split": job.split,
+        "name": job.name,
+        "file": rel,
+        "sources": list(job.sources),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "extras": extras,
+        "size": [int(result.a.shape[0]), int(result.a.shape[1])],
+    }
+
+
+def _init_worker(builder: DatasetBuilder, build: BuildOptions, out: Path) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core already
+    _WORKER.update(builder=builder, build=build, out=out)
+
+
+def _run_chunk(jobs: list[PairJob]) -> list[dict[str, Any]]:
+    return [_make_one(_WORKER["builder"], job, _WORKER["build"], _WORKER["out"]) for job in jobs]
+
+
+def _read_journal(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    done: dict[tuple[str, str], dict[str, Any]] = {}
+    if not path.exists():
+        return done
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by SIGKILL: that pair is simply made again
+        done[(rec["split"], rec["name"])] = rec
+    return done
+
+
+def _limited(jobs: Iterable[PairJob], limit: int | None) -> Iterator[PairJob]:
+    seen: dict[str, int] = {}
+    names: set[tuple[str, str]] = set()
+    for job in jobs:
+        key = (job.split, job.name)
+        if key in names:
+            raise ConfigError(f"two source items map to the same output name {job.split}/{job.name}")
+        names.add(key)
+        if limit is not None and seen.get(job.split, 0) >= limit:
+            continue
+        seen[job.split] = seen.get(job.split, 0) + 1
+        yield job
+
+
+def _clear_previous(out: Path) -> None:
+    """Remove what a previous build wrote (never anything else in ``out``)."""
+    kinds: list[str] = []
+    if (out / MANIFEST_NAME).exists():
+        try:
+            kinds = sorted({k for rec in load_manifest(out).pairs for k in rec.extras})
+        except InputFileError:
+            pass
+    kinds += [k for rec in _read_journal(out / JOURNAL_NAME).values() for k in rec.get("extras", {})]
+    for sub in list(SPLITS) + kinds:
+        if (out / sub).is_dir():
+            shutil.rmtree(out / sub)
+    for name in (MANIFEST_NAME, STATE_NAME, JOURNAL_NAME):
+        (out / name).unlink(missing_ok=True)
+
+
+def _check_out(out: Path, config: dict[str, Any], overwrite: bool) -> Manifest | None:
+    """Return the finished manifest if ``out`` already holds this exact build, else prepare ``out``."""
+    if overwrite:
+        _clear_previous(out)
+    manifest_path, state_path = out / MANIFEST_NAME, out / STATE_NAME
+    if manifest_path.exists() and not state_path.exists():
+        manifest = load_manifest(out)
+        previous = {"builder": manifest.builder, **manifest.options}
+        if previous == {"builder": config["builder"], **_manifest_options(config)}:
+            return manifest
+        raise ConfigError(f"{out}: holds a dataset built with other options; use --overwrite or another --out")
+    if state_path.exists():
+        previous = json.loads(state_path.read_text())
+        if previous.get("config") != config:
+            raise ConfigError(
+                f"{out}: an interrupted build with other options is in progress there; "
+                "rerun it with the same options to resume, or use --overwrite"
+            )
+    elif out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out}: folder is not empty and holds no p2ptools build; use an empty --out or --overwrite")
+    return None
+
+
+def _manifest_options(config: dict[str, Any]) -> dict[str, Any]:
+    return {"builder_options": config["options"], "build": config["build"]}
+
+
+def run_build(
+    builder: DatasetBuilder,
+    sources: Sequence[Path],
+    out: Path,
+    build: BuildOptions,
+    *,
+    progress: bool = True,
+) -> Manifest:
+    """Build ``builder``'s dataset from ``sources`` into ``out``.
+
+    Args:
+        builder: a configured builder.
+        sources: source folders or archives (may be empty for builders that need none).
+        out: output dataset root.
+        build: the common options (size, limit, seed, workers, format, quality, overwrite, skip_bad).
+        progress: draw a progress bar.
+
+    Returns:
+        The written manifest.
+
+    Raises:
+        P2PError: a bad source item (unless ``skip_bad``), with the builder's message naming the
+            file; pairs finished so far are kept and a rerun resumes from them.
+        ConfigError: ``out`` holds another build.
+    """
+    out = Path(out)
+    sources = [Path(s) for s in sources]
+    if builder.needs_source and not sources:
+        raise ConfigError(f"builder {builder.name!r} needs --source: {builder.source_layout}")
+    config = build_config(builder, sources, build)
+    finished = _check_out(out, config, build.overwrite)
+    if finished is not None:
+        return finished
+
+    jobs = list(_limited(builder.plan(sources, build), build.limit))
+    out.mkdir(parents=True, exist_ok=True)
+    state_path, journal_path = out / STATE_NAME, out / JOURNAL_NAME
+    write_text_atomic(state_path, json.dumps({"config": config}, indent=1))
+    _remove_stale_temporaries(out)
+    done = _read_journal(journal_path)
+    pending = [j for j in jobs if not _is_done(out, done.get((j.split, j.name)))]
+
+    with open(journal_path, "a", encoding="utf-8") as journal, make_progress(progress) as bar:
+        task = bar.add_task(f"{builder.name}", total=len(jobs), completed=len(jobs) - len(pending))
+
+        def record(rec: dict[str, Any]) -> None:
+            if "error" in rec and not build.skip_bad:
+                raise P2PError(rec["error"])  # the message already names the file
+            journal.write(json.dumps(rec) + "\n")
+            journal.flush()
+            done[(rec["split"], rec["name"])] = rec
+            bar.advance(task)
+
+        _execute(builder, pending, build, out, record)
+
+    manifest = _assemble(builder, jobs, done, config, out)
+    manifest.write(out)
+    state_path.unlink(missing_ok=True)
+    journal_path.unlink(missing_ok=True)
+    return manifest
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete ``.tmp-*`` files a killed worker left mid-write (their pairs are made again)."""
+    for path in out.rglob(".tmp-*"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+
+
+def _is_done(out: Path, rec: dict[str, Any] | None) -> bool:
+    if rec is None:
+        return False
+    if "error" in rec:
+        return True
+    return (out / rec["file"]).exists() and all((out / e["file"]).exists() for e in rec["extras"].values())
+
+
+def _execute(builder: DatasetBuilder, pending: list[PairJob], build: BuildOptions, out: Path, record) -> None:
+    if not pending:
+        return
+    if build.workers == 1 or len(pending) == 1:
+        for job in pending:
+            record(_make_one(builder, job, build, out))
+        return
+    workers = min(build.workers, len(pending))
+    chunk = max(1, min(16, len(pending) // (workers * 8)))
+    chunks = [pending[i : i + chunk] for i in range(0, len(pending), chunk)]
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(builder, build, out)) as pool:
+        futures: set[Future] = set()
+        it = iter(chunks)
+        try:
+            for c in it:  # keep a bounded number of chunks in flight
+                futures.add(pool.submit(_run_chunk, c))
+                if len(futures) >= workers * 4:
+                    break
+            while futures:
+                finished, futures = wait(futures, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    for rec in fut.result():
+                        record(rec)
+                    nxt = next(it, None)
+                    if nxt is not None:
+                        futures.add(pool.submit(_run_chunk, nxt))
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def _assemble(builder: DatasetBuilder, jobs: list[PairJob], done: dict, config: dict, out: Path) -> Manifest:
+    pairs, skipped, sizes = [], [], set()
+    order = {s: i for i, s in enumerate(SPLITS)}
+    for job in sorted(jobs, key=lambda j: (order.get(j.split, len(order)), j.split, j.name)):
+        rec = done[(job.split, job.name)]
+        if "error" in rec:
+            skipped.append(SkippedRecord(rec["split"], rec["name"], rec["sources"], rec["error"]))
+            continue
+        sizes.add(tuple(rec["size"]))
+        pairs.append(PairRecord(rec["split"], rec["name"], rec["file"], rec["sources"], rec["sha256"], rec["extras"]))
+    return Manifest(
+        builder=config["builder"],
+        options=_manifest_options(config),
+        source=config["source"],
+        image_size=list(next(iter(sizes))) if len(sizes) == 1 else None,
+        file_format=config["build"]["format"],
+        pairs=pairs,
+        skipped=skipped,
+        extras=builder.manifest_extras(),
+    )

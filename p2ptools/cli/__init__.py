@@ -1,0 +1,73 @@
+"""The ``p2ptools`` command line: one module per command group, assembled here.
+
+Library errors (:class:`p2ptools.errors.P2PError`) become one line on stderr and exit code 1;
+usage errors exit 2; ``P2PTOOLS_DEBUG=1`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from p2ptools import __version__
+from p2ptools.cli import datasets, import_checkpoint, make_dataset, models, train, translate
+from p2ptools.cli.common import PASSTHROUGH
+from p2ptools.errors import P2PError
+
+app = typer.Typer(
+    name="p2ptools",
+    help="Paired image-to-image translation (pix2pix): build datasets, train, translate, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"p2ptools {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+) -> None:
+    """p2ptools: paired image-to-image translation."""
+
+
+app.add_typer(models.app, name="models")
+app.add_typer(datasets.app, name="datasets")
+app.command("make-dataset", context_settings=PASSTHROUGH, add_help_option=False)(make_dataset.make_dataset)
+app.command("train", context_settings=PASSTHROUGH, add_help_option=False)(train.train)
+app.command("translate")(translate.translate)
+app.command("import-checkpoint", context_settings=PASSTHROUGH, add_help_option=False)(import_checkpoint.import_checkpoint)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    debug = os.environ.get("P2PTOOLS_DEBUG", "") not in ("", "0")
+    try:
+        app(args=argv, prog_name="p2ptools")
+    except P2PError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except OSError as exc:
+        if debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as exc:  # a bug: one line, and how to see more
+        if debug:
+            raise
+        print(f"error: internal error {type(exc).__name__}: {exc} (set P2PTOOLS_DEBUG=1 for the traceback)", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,83 @@
+"""Typer commands whose options come from dataclasses chosen at run time (plugin options).
+
+``p2ptools train --model pix2pix --netG unet_128 --help`` works by reading the model name from the
+raw arguments, loading that plugin's ``Options`` dataclass and building a Typer command with one
+option per field (its own flag, type, default and help), then running it on the same arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from p2ptools.options import check_choices, field_default, flag_of, option_fields, unwrap_optional
+
+_SIMPLE = (str, int, float, bool, Path)
+
+
+def find_value(args: Sequence[str], *flags: str) -> str | None:
+    """The value of the first of ``flags`` in raw arguments (``--x V`` or ``--x=V``), else None."""
+    for i, arg in enumerate(args):
+        for flag in flags:
+            if arg == flag and i + 1 < len(args):
+                return args[i + 1]
+            if arg.startswith(flag + "="):
+                return arg[len(flag) + 1 :]
+    return None
+
+
+def dataclass_parameters(cls: type, prefix: str, panel: str) -> list[inspect.Parameter]:
+    """One keyword parameter per field of ``cls`` (python names prefixed to avoid collisions)."""
+    params = []
+    for f, tp in option_fields(cls):
+        base, optional = unwrap_optional(tp)
+        if base not in _SIMPLE:
+            raise TypeError(f"{cls.__name__}.{f.name}: option type {tp} is not supported on the command line")
+        flag = flag_of(f)
+        decls = [f"{flag}/--no-{flag[2:]}"] if base is bool else [flag]
+        help_text = f.metadata.get("help", "")
+        choices = f.metadata.get("choices")
+        if choices is not None:
+            allowed = f.metadata.get("choices_help") or ", ".join(map(str, choices))
+            help_text += f" [{allowed}]"
+        option = typer.Option(*decls, help=help_text, rich_help_panel=panel, show_default=True)
+        annotation = Annotated[Optional[base] if optional else base, option]  # noqa: UP007
+        params.append(
+            inspect.Parameter(
+                prefix + f.name, inspect.Parameter.KEYWORD_ONLY, default=field_default(f), annotation=annotation
+            )
+        )
+    return params
+
+
+def build_options(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    """Instantiate ``cls`` from the parsed values of :func:`dataclass_parameters`, checking choices."""
+    kwargs = {f.name: values[prefix + f.name] for f in dataclasses.fields(cls)}
+    options = cls(**kwargs)
+    check_choices(options)
+    return options
+
+
+def run_command(
+    prog_name: str,
+    help_text: str,
+    params: list[inspect.Parameter],
+    body: Callable[[dict[str, Any]], None],
+    args: list[str],
+) -> None:
+    """Build a one-command Typer app from ``params`` and run it on ``args`` (standalone: usage
+    errors print the usage and exit 2; ``--help`` prints every option)."""
+
+    def command(**kwargs: Any) -> None:
+        body(kwargs)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__doc__ = help_text
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command(context_settings={"max_content_width": 120})(command)
+    typer.main.get_command(app).main(args=args, prog_name=prog_name, standalone_mode=True)

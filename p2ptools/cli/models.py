@@ -1,0 +1,49 @@
+"""``p2ptools models``: list model plugins, show one's options."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from p2ptools import registry
+from p2ptools.cli.common import out
+from p2ptools.options import field_default, flag_of, option_fields
+
+app = typer.Typer(help="List model plugins, or show one's options.", invoke_without_command=True, no_args_is_help=False)
+
+
+def plugin_table(kind: str) -> Table:
+    """Table of registered plugins of ``kind`` (read without importing them)."""
+    table = Table(title=f"p2ptools {kind}")
+    for col in ("name", "version", "distribution", "summary"):
+        table.add_column(col)
+    for item in registry.list_plugins(kind):
+        table.add_row(item.name, item.version, item.distribution, item.summary)
+    return table
+
+
+def options_table(cls: type, title: str) -> Table:
+    """Table of an options dataclass: flag, type, default, help."""
+    table = Table(title=title)
+    for col in ("option", "type", "default", "help"):
+        table.add_column(col)
+    for f, tp in option_fields(cls):
+        table.add_row(flag_of(f), getattr(tp, "__name__", str(tp)), repr(field_default(f)), f.metadata.get("help", ""))
+    return table
+
+
+@app.callback()
+def models(ctx: typer.Context) -> None:
+    """List the model plugins: name, version, distribution, summary."""
+    if ctx.invoked_subcommand is None:
+        out.print(plugin_table("models"))
+
+
+@app.command("show")
+def show(name: Annotated[str, typer.Argument(help="Model plugin name.")]) -> None:
+    """Show a model plugin's options with their defaults."""
+    cls = registry.load("models", name)
+    out.print(f"[bold]{cls.name}[/bold] {cls.version}: {cls.summary}")
+    out.print(options_table(cls.Options, f"{name} options"))

@@ -1,0 +1,62 @@
+"""``p2ptools train``: train a model plugin; the plugin's options are added at run time."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from p2ptools import registry
+from p2ptools.cli.common import out
+from p2ptools.cli.dynamic import build_options, dataclass_parameters, find_value, run_command
+from p2ptools.errors import ConfigError
+from p2ptools.options import from_dict
+from p2ptools.plugin import TrainRequest, read_run_config
+
+DEFAULT_MODEL = "pix2pix"
+PREFIX = "opt__"
+
+
+def train(ctx: typer.Context) -> None:
+    """Train a model: p2ptools train --model NAME --data DIR --out RUN_DIR [model options].
+
+    `p2ptools train --model NAME --help` lists the model's options. `--resume RUN_DIR` continues an
+    interrupted run with its own configuration.
+    """
+    args = list(ctx.args)
+    resume = find_value(args, "--resume")
+    if resume is not None:
+        config = read_run_config(resume)
+        cls = registry.load("models", config["plugin"])
+        options = from_dict(cls.Options, config.get("options", {}), f"{resume}/config.json")
+        data = config.get("data")
+        request = TrainRequest(Path(data) if data else None, Path(resume), resume=True, progress="--no-progress" not in args)
+        run_dir = cls().train(options, request)
+        out.print(f"resumed and finished: {run_dir}")
+        return
+    name = find_value(args, "--model") or DEFAULT_MODEL
+    cls = registry.load("models", name)
+    params = [
+        _param("model", str, name, typer.Option("--model", help="Model plugin (see `p2ptools models`).")),
+        _param("data", Optional[Path], None, typer.Option("--data", help="Aligned dataset root.")),  # noqa: UP007
+        _param("run_dir", Optional[Path], None, typer.Option("--out", help="Run directory to create.")),  # noqa: UP007
+        _param("overwrite", bool, False, typer.Option("--overwrite", help="Replace a run of another configuration.")),
+        _param("no_progress", bool, False, typer.Option("--no-progress", help="Do not draw progress bars.")),
+    ]
+    params += dataclass_parameters(cls.Options, PREFIX, f"{name} options")
+
+    def body(values: dict[str, Any]) -> None:
+        if values["data"] is None or values["run_dir"] is None:
+            raise ConfigError("train needs --data DIR and --out RUN_DIR (or --resume RUN_DIR)")
+        options = build_options(cls.Options, values, PREFIX)
+        request = TrainRequest(values["data"], values["run_dir"], overwrite=values["overwrite"], progress=not values["no_progress"])
+        run_dir = cls().train(options, request)
+        out.print(f"trained: {run_dir}")
+
+    run_command("p2ptools train", f"Train the {name!r} model: {cls.summary}", params, body, args)
+
+
+def _param(name: str, tp: Any, default: Any, option: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[tp, option])

@@ -1,0 +1,34 @@
+"""``p2ptools translate RUN_DIR --input PATH --output DIR``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from p2ptools.cli.common import BatchSize, Device, NoProgress, RunDir, out
+from p2ptools.plugin import LoadOptions, load_run
+from p2ptools.translate import resolve_inputs, translate_files
+
+
+def translate(
+    run_dir: RunDir,
+    input: Annotated[Path, typer.Option("--input", help="Image, folder, aligned dataset root or split folder.")],
+    output: Annotated[Path, typer.Option("--output", help="Output folder (PNG, input names kept).")],
+    batch_size: BatchSize = 1,
+    device: Device = "cpu",
+    split: Annotated[str, typer.Option("--split", help="Split of an aligned dataset root.")] = "test",
+    aligned: Annotated[
+        Optional[bool],  # noqa: UP007
+        typer.Option("--aligned/--plain", help="Inputs are A|B pairs / plain images (default: detect).", show_default=False),
+    ] = None,
+    eval_mode: Annotated[bool, typer.Option("--eval-mode", help="Running BN statistics and no dropout (default: the reference's test-time noise).")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of test-time dropout.")] = 0,
+    no_progress: NoProgress = False,
+) -> None:
+    """Translate images with a trained (or imported) run."""
+    model = load_run(run_dir, LoadOptions(device=device, eval_mode=eval_mode, seed=seed))
+    inputs = resolve_inputs(input, split=split, aligned=aligned)
+    count = translate_files(model, inputs, output, batch_size=batch_size, progress=not no_progress, run_dir=run_dir)
+    out.print(f"translated {count} image(s) -> {output}")

@@ -1,0 +1,1 @@
+"""Evaluation: FCN scores, color histograms, image metrics, reports and ablation tables."""

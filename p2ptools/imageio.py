@@ -1,0 +1,184 @@
+"""Image decoding, encoding and atomic file writes.
+
+Images are ``numpy`` arrays of shape (H, W, 3) RGB or (H, W) gray, dtype uint8. Decoding goes
+through OpenCV; truncated JPEG and PNG files, which OpenCV would silently pad with gray, are
+detected from their end markers and rejected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from p2ptools.errors import InputFileError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+_JPEG_SOI = b"\xff\xd8"
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+_PNG_IEND = b"IEND\xaeB`\x82"
+
+
+def is_image_name(name: str) -> bool:
+    """True when ``name`` ends in one of :data:`IMAGE_SUFFIXES` (case-insensitive)."""
+    return name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def check_complete(data: bytes, name: str) -> None:
+    """Raise :class:`InputFileError` when JPEG or PNG bytes are cut short.
+
+    OpenCV decodes a truncated JPEG with a gray bottom and only a warning, so the end markers are
+    checked here: a JPEG must end with EOI (``FFD9``, trailing zero padding allowed) and a PNG with
+    its ``IEND`` chunk.
+    """
+    if data.startswith(_JPEG_SOI):
+        if not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+            raise InputFileError(name, "truncated JPEG (no end-of-image marker)")
+    elif data.startswith(_PNG_SIG):
+        if not data.endswith(_PNG_IEND):
+            raise InputFileError(name, "truncated PNG (no IEND chunk)")
+
+
+def decode_image(data: bytes, name: str, *, mode: str = "rgb") -> np.ndarray:
+    """Decode image bytes.
+
+    Args:
+        data: encoded file contents.
+        name: file name used in error messages.
+        mode: ``"rgb"`` (H, W, 3; gray and alpha images converted), ``"bgr"`` (the same in
+            OpenCV's order, no conversion), ``"gray"`` (H, W) or ``"unchanged"`` (whatever the
+            file holds: palette PNGs give their indices).
+
+    Returns:
+        uint8 array.
+
+    Raises:
+        InputFileError: empty, corrupt or truncated data.
+    """
+    if not data:
+        raise InputFileError(name, "empty file")
+    check_complete(data, name)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    flags = {"rgb": cv2.IMREAD_COLOR, "bgr": cv2.IMREAD_COLOR, "gray": cv2.IMREAD_GRAYSCALE, "unchanged": cv2.IMREAD_UNCHANGED}
+    if mode not in flags:
+        raise ValueError(f"mode must be one of {sorted(flags)}, got {mode!r}")
+    image = cv2.imdecode(buf, flags[mode])
+    if image is None:
+        raise InputFileError(name, "not a readable image (corrupt or unknown format)")
+    if mode == "rgb":
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    elif mode == "unchanged" and image.ndim == 3:
+        code = cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
+        image = cv2.cvtColor(image, code)
+    if image.dtype != np.uint8:
+        if mode == "unchanged":
+            return image
+        raise InputFileError(name, f"unsupported bit depth {image.dtype}")
+    return image
+
+
+def read_image(path: str | Path, *, mode: str = "rgb") -> np.ndarray:
+    """Read an image file (see :func:`decode_image` for ``mode``)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputFileError(path, "no such file") from None
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read ({exc.strerror})") from None
+    return decode_image(data, str(path), mode=mode)
+
+
+def encode_image(image: np.ndarray, fmt: str = "png", *, quality: int = 95, bgr: bool = False) -> bytes:
+    """Encode an RGB (H, W, 3) or gray (H, W) uint8 image as ``jpg`` or ``png`` bytes.
+
+    ``bgr=True`` says a color image is already in OpenCV's BGR order (saves a conversion).
+
+    Example:
+        >>> len(encode_image(np.zeros((4, 4, 3), np.uint8), "png")) > 0
+        True
+    """
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)):
+        raise ValueError(f"expected uint8 (H, W) or (H, W, 3) image, got {image.dtype} {image.shape}")
+    fmt = fmt.lower().lstrip(".")
+    if image.ndim == 3 and image.shape[2] == 3 and not bgr:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if fmt in ("jpg", "jpeg"):
+        if not 1 <= quality <= 100:
+            raise ValueError(f"JPEG quality must be in [1, 100], got {quality}")
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    elif fmt == "png":
+        ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    else:
+        raise ValueError(f"format must be 'jpg' or 'png', got {fmt!r}")
+    if not ok:
+        raise RuntimeError(f"OpenCV failed to encode a {image.shape} image as {fmt}")
+    return buf.tobytes()
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename.
+
+    A reader (or a rerun after SIGKILL) sees either the old file, no file, or the whole new file.
+    Temporary files start with ``.tmp-`` so that listings can ignore them.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """UTF-8 variant of :func:`write_bytes_atomic`."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_image(path: str | Path, image: np.ndarray, *, quality: int = 95) -> str:
+    """Encode by the suffix of ``path`` (``.jpg``/``.jpeg``/``.png``), write atomically.
+
+    Returns:
+        The sha256 hex digest of the written bytes.
+    """
+    path = Path(path)
+    data = encode_image(image, path.suffix, quality=quality)
+    write_bytes_atomic(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 hex digest of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """Return an (H, W, 3) uint8 copy of a gray (H, W) / (H, W, 1), RGB or RGBA image.
+
+    Alpha is dropped (composited on black would invent data; pix2pix sets simply ignore it).
+    """
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return np.ascontiguousarray(image[:, :, :3])
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image.copy()
+    raise ValueError(f"expected a gray, RGB or RGBA image, got shape {image.shape}")

@@ -1,0 +1,115 @@
+"""The model-plugin contract (entry-point group ``p2ptools.models``).
+
+A plugin is a class with:
+
+- ``name``, ``version``, ``summary``: strings (``p2ptools models`` reads them without importing);
+- ``Options``: a frozen dataclass of every training/architecture option, with defaults and
+  ``metadata={"help": ..., "choices": (...), "flag": "--netG"}``, from which the CLI makes options;
+- :meth:`ModelPlugin.train`, :meth:`ModelPlugin.load` returning a :class:`TrainedModel`, and
+  optionally :meth:`ModelPlugin.import_checkpoint`.
+
+Run directories describe themselves: ``config.json`` holds ``{"plugin": name, "plugin_version":
+..., "options": {...}}`` so that :func:`load_run` needs nothing else. A small complete example is
+``p2ptools_pix2pix/_template.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from p2ptools.errors import InputFileError, P2PError
+
+CONFIG_NAME = "config.json"
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """Where to train from and to, and how to treat an existing run directory."""
+
+    data: Path | None
+    run_dir: Path
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a run for translation.
+
+    ``eval_mode`` False keeps the pix2pix reference's test-time behaviour (dropout active, batch
+    statistics), made reproducible by ``seed``.
+    """
+
+    device: str = "cpu"
+    eval_mode: bool = False
+    seed: int = 0
+
+
+class TrainedModel(ABC):
+    """A loaded run that translates images."""
+
+    #: "AtoB" or "BtoA": which half of an aligned pair is the input.
+    direction: str = "AtoB"
+    #: channels the network takes and makes (1 or 3).
+    in_channels: int = 3
+    out_channels: int = 3
+
+    @abstractmethod
+    def translate(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Translate a batch of uint8 images of one size, (H, W, 3) RGB or (H, W) gray.
+
+        Returns uint8 images of the same height and width, (H, W, 3) or (H, W) by ``out_channels``.
+        Raises :class:`InputFileError`-style errors for sizes or channel counts the model cannot take.
+        """
+
+
+class ModelPlugin(ABC):
+    """Base class of model plugins."""
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    summary: ClassVar[str] = ""
+    Options: ClassVar[type]
+
+    @abstractmethod
+    def train(self, options: Any, request: TrainRequest) -> Path:
+        """Train into ``request.run_dir`` (resume or refuse a different config as asked); return it."""
+
+    @abstractmethod
+    def load(self, run_dir: Path, options: LoadOptions) -> TrainedModel:
+        """Load a run directory written by :meth:`train` or :meth:`import_checkpoint`."""
+
+    def import_checkpoint(self, checkpoint: Path, options: Any, run_dir: Path, overwrite: bool = False) -> Path:
+        """Turn a foreign checkpoint into a run directory. Optional."""
+        raise P2PError(f"model {self.name!r} cannot import checkpoints")
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """``RUN_DIR/config.json`` as a dict, with a clear error when it is missing or broken."""
+    path = Path(run_dir) / CONFIG_NAME
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputFileError(path, "no config.json: not a p2ptools run directory") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputFileError(path, f"not valid JSON ({exc})") from None
+    if not isinstance(config, dict) or "plugin" not in config:
+        raise InputFileError(path, "no 'plugin' key: not a p2ptools run configuration")
+    return config
+
+
+def load_run(run_dir: str | Path, options: LoadOptions | None = None) -> TrainedModel:
+    """Load any run directory through the plugin named in its config."""
+    from p2ptools import registry
+
+    config = read_run_config(run_dir)
+    plugin_cls = registry.load("models", config["plugin"])
+    return plugin_cls().load(Path(run_dir), options or LoadOptions())

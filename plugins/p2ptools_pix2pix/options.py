@@ -1,0 +1,77 @@
+"""Options of the pix2pix plugin: every architecture, objective, data and training setting.
+
+Defaults are the reference implementation's and the paper's (GUIDE.md section 3). Each field
+becomes a command-line option of ``p2ptools train --model pix2pix`` with its own flag and help.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+LOSSES = ("l1", "gan", "cgan", "l1+gan", "l1+cgan")
+NORMS = ("batch", "instance", "none", "syncbatch")
+PREPROCESS = ("resize_and_crop", "crop", "scale_width", "none")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def valid_netG(name: str) -> bool:
+    """``unet_<N>`` / ``encoder_decoder_<N>`` (N a power of two >= 32), ``resnet_9blocks``, ``resnet_6blocks``."""
+    if name in ("resnet_9blocks", "resnet_6blocks"):
+        return True
+    m = re.fullmatch(r"(unet|encoder_decoder)_(\d+)", name)
+    return bool(m) and int(m.group(2)) >= 32 and int(m.group(2)) & (int(m.group(2)) - 1) == 0
+
+
+def valid_netD(name: str) -> bool:
+    """``pixel``, ``patch16``, ``patch70``, ``patch286`` or ``n_layers:<K>`` (K >= 1)."""
+    if name in ("pixel", "patch16", "patch70", "patch286"):
+        return True
+    m = re.fullmatch(r"n_layers:(\d+)", name)
+    return bool(m) and int(m.group(1)) >= 1
+
+
+@dataclass(frozen=True)
+class Pix2PixOptions:
+    """Every option of a pix2pix run (stored in ``config.json``)."""
+
+    # architecture
+    netG: str = field(default="unet_256", metadata={"help": "Generator.", "flag": "--netG", "choices": valid_netG,
+                      "choices_help": "unet_<N>, encoder_decoder_<N> (N power of 2 >= 32), resnet_9blocks, resnet_6blocks"})
+    netD: str = field(default="patch70", metadata={"help": "Discriminator (receptive field).", "flag": "--netD", "choices": valid_netD,
+                      "choices_help": "pixel, patch16, patch70, patch286, n_layers:<K>"})
+    ngf: int = field(default=64, metadata={"help": "Generator filters in the first layer."})
+    ndf: int = field(default=64, metadata={"help": "Discriminator filters in the first layer."})
+    norm: str = field(default="batch", metadata={"help": "Normalization layers.", "choices": NORMS})
+    dropout: bool = field(default=True, metadata={"help": "Dropout 0.5 in the generator (the paper's noise)."})
+    input_nc: int = field(default=3, metadata={"help": "Input channels (1 = grayscale, e.g. colorization).", "choices": (1, 3)})
+    output_nc: int = field(default=3, metadata={"help": "Output channels.", "choices": (1, 3)})
+    # objective
+    loss: str = field(default="l1+cgan", metadata={"help": "Objective (the paper's Table 1 rows).", "choices": LOSSES})
+    lambda_l1: float = field(default=100.0, metadata={"help": "Weight of the L1 term.", "flag": "--lambda-l1"})
+    gan_mode: str = field(default="vanilla", metadata={"help": "GAN loss.", "choices": ("vanilla", "lsgan")})
+    # data
+    direction: str = field(default="AtoB", metadata={"help": "Which half is the input.", "choices": ("AtoB", "BtoA")})
+    preprocess: str = field(default="resize_and_crop", metadata={"help": "Training-time jitter.", "choices": PREPROCESS})
+    load_size: int = field(default=286, metadata={"help": "Resize to this before cropping."})
+    crop_size: int = field(default=256, metadata={"help": "Random crop size (network input size)."})
+    flip: bool = field(default=True, metadata={"help": "Random horizontal flips."})
+    workers: int = field(default=4, metadata={"help": "Data-loading worker processes (0 = in the main process)."})
+    # optimisation
+    epochs: int = field(default=100, metadata={"help": "Epochs at the initial learning rate."})
+    epochs_decay: int = field(default=100, metadata={"help": "Epochs of linear decay to zero."})
+    batch_size: int = field(default=1, metadata={"help": "Batch size (per process)."})
+    lr: float = field(default=2e-4, metadata={"help": "Adam learning rate."})
+    beta1: float = field(default=0.5, metadata={"help": "Adam beta1."})
+    beta2: float = field(default=0.999, metadata={"help": "Adam beta2."})
+    seed: int = field(default=0, metadata={"help": "Random seed (runs are exactly reproducible on the CPU)."})
+    # hardware
+    device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu, cuda, cuda:N."})
+    precision: str = field(default="auto", metadata={"help": "auto: bf16 on GPUs that support it, else fp16 on GPU, fp32 on CPU.", "choices": PRECISIONS})
+    channels_last: bool = field(default=True, metadata={"help": "channels_last memory format on GPU."})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the networks."})
+    # bookkeeping
+    checkpoint_every: int = field(default=0, metadata={"help": "Also save a checkpoint every N steps (0: only at the end of each epoch)."})
+    max_steps: int = field(default=0, metadata={"help": "Stop after this many steps in total (0: train every epoch); for smoke tests and benchmarks."})
+    val_limit: int = field(default=0, metadata={"help": "Validation pairs scored per epoch for val_L1 (0: the whole val split)."})
+    sample_images: int = field(default=4, metadata={"help": "Validation pairs shown in each epoch's sample grid."})

@@ -1,0 +1,53 @@
+"""Test utilities shared by every test folder (importable: ``pythonpath = tests`` in pyproject)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+
+
+def run_p2ptools(*args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None) -> CliResult:
+    """Run ``python -m p2ptools ARGS`` in a subprocess (real exit codes, real sys.path)."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-m", "p2ptools", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=cwd,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def make_distribution(site: Path, dist: str, package: str, entry_points: dict[str, dict[str, str]], code: str) -> Path:
+    """Create an installed-looking distribution in ``site``: ``<package>/__init__.py`` with
+    ``code`` and ``<dist>-1.0.dist-info`` with METADATA and entry_points.txt."""
+    site.mkdir(parents=True, exist_ok=True)
+    pkg = site / package
+    pkg.mkdir(exist_ok=True)
+    (pkg / "__init__.py").write_text(textwrap.dedent(code))
+    info = site / f"{dist.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\nSummary: test plugin\n")
+    lines = []
+    for group, eps in entry_points.items():
+        lines.append(f"[{group}]")
+        lines += [f"{name} = {value}" for name, value in eps.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    return site
