@@ -118,7 +118,10 @@ def translate_files(
     with make_progress(progress) as bar:
         task = bar.add_task("translate", total=len(inputs.files))
         for batch in _batches(inputs.files, model, inputs.aligned, batch_size):
-            results = model.translate([src for _, src, _ in batch])
+            try:
+                results = model.translate([src for _, src, _ in batch])
+            except InputFileError as exc:  # the model cannot name the file; the batch shares one size
+                raise InputFileError(batch[0][0], exc.problem) from None
             for (path, src, tgt), result in zip(batch, results, strict=True):
                 write_image(output / f"{path.stem}.png", result)
                 if tgt is not None:

@@ -13,6 +13,8 @@ import hashlib
 import json
 import multiprocessing
 import shutil
+import sys
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict
@@ -29,7 +31,7 @@ from p2ptools.progress import make_progress
 STATE_NAME = ".p2ptools-build.json"
 JOURNAL_NAME = ".p2ptools-journal.jsonl"
 
-# Set in each worker process by _init_worker (inherited through fork, not pickled per task).
+# Set in each worker process by _init_worker (once per worker, not pickled per task).
 _WORKER: dict[str, Any] = {}
 
 
@@ -230,6 +232,18 @@ def _is_done(out: Path, rec: dict[str, Any] | None) -> bool:
     return (out / rec["file"]).exists() and all((out / e["file"]).exists() for e in rec["extras"].values())
 
 
+def _mp_context() -> multiprocessing.context.BaseContext:
+    """``fork`` when it is safe (fast: workers inherit the builder), else ``forkserver``.
+
+    Forking a process that runs other threads (an HTTP server, a progress thread) or has
+    initialised torch's OpenMP pools can deadlock the children; then workers start from a clean
+    server process and receive the builder pickled (builders keep picklable state by contract).
+    """
+    if threading.active_count() > 1 or "torch" in sys.modules:
+        return multiprocessing.get_context("forkserver")
+    return multiprocessing.get_context("fork")
+
+
 def _execute(builder: DatasetBuilder, pending: list[PairJob], build: BuildOptions, out: Path, record) -> None:
     if not pending:
         return
@@ -240,28 +254,35 @@ def _execute(builder: DatasetBuilder, pending: list[PairJob], build: BuildOption
     workers = min(build.workers, len(pending))
     chunk = max(1, min(16, len(pending) // (workers * 8)))
     chunks = [pending[i : i + chunk] for i in range(0, len(pending), chunk)]
-    ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(builder, build, out)) as pool:
-        futures: set[Future] = set()
-        it = iter(chunks)
-        try:
-            for c in it:  # keep a bounded number of chunks in flight
-                futures.add(pool.submit(_run_chunk, c))
-                if len(futures) >= workers * 4:
-                    break
-            while futures:
-                finished, futures = wait(futures, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    for rec in fut.result():
-                        record(rec)
-                    nxt = next(it, None)
-                    if nxt is not None:
-                        futures.add(pool.submit(_run_chunk, nxt))
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    import cv2
+
+    ctx = _mp_context()
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # a parent's live OpenCV thread pool does not survive fork: workers would deadlock
+    try:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(builder, build, out)) as pool:
+            futures: set[Future] = set()
+            it = iter(chunks)
+            try:
+                for c in it:  # keep a bounded number of chunks in flight
+                    futures.add(pool.submit(_run_chunk, c))
+                    if len(futures) >= workers * 4:
+                        break
+                while futures:
+                    finished, futures = wait(futures, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        for rec in fut.result():
+                            record(rec)
+                        nxt = next(it, None)
+                        if nxt is not None:
+                            futures.add(pool.submit(_run_chunk, nxt))
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def _assemble(builder: DatasetBuilder, jobs: list[PairJob], done: dict, config: dict, out: Path) -> Manifest:

@@ -64,6 +64,7 @@ class SourceTree(ABC):
         state = dict(self.__dict__)
         state.pop("_names_cache", None)
         state.pop("_handle", None)
+        state.pop("_handle_pid", None)
         return state
 
 

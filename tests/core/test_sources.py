@@ -118,3 +118,29 @@ def test_safe_extract_refuses_escapes(tmp_path: Path):
         zf.writestr("../up.txt", b"x")
     with pytest.raises(InputFileError, match="e.zip: refusing to extract '../up.txt'"):
         safe_extract(tmp_path / "e.zip", tmp_path / "t5")
+
+
+_INHERITED = {}
+
+
+def test_zip_handle_is_reopened_in_a_forked_child(tmp_path: Path):
+    """Forked workers inherit the tree (not pickled) and must not share the parent's file position."""
+    import multiprocessing
+
+    tree = open_source(_zip(tmp_path / "s.zip"))
+    assert tree.read_bytes("top.txt") == b"t"  # the parent opens its handle
+    _INHERITED["tree"], _INHERITED["parent"] = tree, id(tree._zip())
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_reads_inherited_tree, args=(queue,))
+    child.start()
+    result = queue.get(timeout=30)
+    child.join(timeout=30)
+    assert result == (True, False), "the child must read correctly with its own handle"
+    _INHERITED.clear()
+
+
+def _child_reads_inherited_tree(queue) -> None:
+    tree = _INHERITED["tree"]
+    ok = tree.read_bytes("a/b/y.bin") == bytes(range(256))
+    queue.put((ok, id(tree._zip()) == _INHERITED["parent"]))
