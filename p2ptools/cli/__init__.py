@@ -14,6 +14,8 @@ import typer
 
 from p2ptools import __version__
 from p2ptools.cli import datasets, import_checkpoint, make_dataset, models, train, translate
+from p2ptools.cli import eval as eval_cli
+from p2ptools.cli import fcn
 from p2ptools.cli.common import PASSTHROUGH
 from p2ptools.errors import P2PError
 
@@ -45,6 +47,8 @@ app.command("make-dataset", context_settings=PASSTHROUGH, add_help_option=False)
 app.command("train", context_settings=PASSTHROUGH, add_help_option=False)(train.train)
 app.command("translate")(translate.translate)
 app.command("import-checkpoint", context_settings=PASSTHROUGH, add_help_option=False)(import_checkpoint.import_checkpoint)
+app.command("eval")(eval_cli.eval_command)
+app.add_typer(fcn.app, name="fcn")
 
 
 def main(argv: list[str] | None = None) -> None:

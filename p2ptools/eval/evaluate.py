@@ -1,0 +1,363 @@
+"""One streaming pass over a results folder: FCN (or segmentation) scores, Lab color histograms and
+image metrics against the ground truth, with memory independent of the number of images.
+
+Under ``torchrun`` (``torch.distributed`` initialised) each rank takes every ``world``-th result and
+the confusion matrices, histogram counts and metric sums are added with ``all_reduce``; every rank
+gets the same :class:`Evaluation` and rank 0 writes the report.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from p2ptools.errors import ConfigError, InputFileError
+from p2ptools.eval.color import LabBins, LabHistogram, intersections, save_color_tables
+from p2ptools.eval.confusion import accumulate, new_hist, scores
+from p2ptools.eval.matching import (
+    CityscapesLabels,
+    DatasetPhotos,
+    FrameIndex,
+    LabelFolder,
+    LabelSource,
+    ManifestLabels,
+    PhotoFolder,
+    PhotoSource,
+    ResultSet,
+)
+from p2ptools.eval.metrics import MetricsAccumulator
+from p2ptools.imageio import read_image
+from p2ptools.labels import CITYSCAPES, ClassTable
+from p2ptools.pairs import MANIFEST_NAME, Manifest, load_manifest
+from p2ptools.progress import make_progress
+
+#: Real photos are resized to this before scoring them as the ground-truth row (GUIDE.md section 4).
+GROUND_TRUTH_SIZE = (256, 256)
+SAMPLE_SIZE = 256
+
+
+class ScorerLike(Protocol):
+    """What the evaluator needs of :class:`p2ptools.eval.scorer.Scorer`."""
+
+    classes: ClassTable
+
+    def predict(self, images: list[np.ndarray], label_size: tuple[int, int]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What to measure and where the ground truth is.
+
+    Attributes:
+        fcn: score the results (photos) with the FCN scorer against label maps.
+        seg: the results are color label maps: decode by nearest class color and score.
+        color: Lab histogram intersections against the ground-truth photos.
+        image_metrics: L1 / PSNR / SSIM against the ground-truth photos (None = when photos exist
+            and the results are photos).
+        cityscapes / labels: label sources (Cityscapes root; folder of train-id or color PNGs).
+        real / data: photo sources (folder matched by stem; aligned dataset, target half).
+        split, direction: of ``data`` (direction None = the results' translate.json, else AtoB).
+        ground_truth_row: also score the real photos (resized to 256x256) with the FCN.
+    """
+
+    fcn: bool = False
+    seg: bool = False
+    color: bool = False
+    image_metrics: bool | None = None
+    cityscapes: Path | None = None
+    labels: Path | None = None
+    real: Path | None = None
+    data: Path | None = None
+    split: str = "test"
+    direction: str | None = None
+    ground_truth_row: bool = False
+    batch_size: int = 8
+    samples: int = 8
+    progress: bool = True
+    bins: LabBins = field(default_factory=LabBins)
+
+
+@dataclass
+class Evaluation:
+    """Everything a report needs: the numbers (``report``, JSON-able) and the raw material."""
+
+    name: str
+    report: dict[str, Any]
+    classes: ClassTable | None = None
+    confusion: np.ndarray | None = None
+    gt_confusion: np.ndarray | None = None
+    color: dict[str, np.ndarray] | None = None  # result L/a/b probabilities
+    color_truth: dict[str, np.ndarray] | None = None  # ground truth's
+    samples: list[dict[str, Any]] = field(default_factory=list)  # {"name", "input", "output", "truth"}
+
+
+# ---------------------------------------------------------------------------------------------
+# ground-truth sources
+
+
+def dataset_manifest(results: ResultSet, options: EvalOptions) -> tuple[Path | None, Manifest | None]:
+    """The aligned dataset behind the results (``--data``, else translate.json's) and its manifest."""
+    root = options.data or results.dataset
+    if root is None or not (Path(root) / MANIFEST_NAME).is_file():
+        return (Path(root) if root else None), None
+    return Path(root), load_manifest(root)
+
+
+def class_table(manifest: Manifest | None, scorer: ScorerLike | None) -> ClassTable:
+    """The scorer's class table, else the dataset's (manifest extras ``class_table``), else Cityscapes."""
+    if scorer is not None:
+        return scorer.classes
+    table = (manifest.extras or {}).get("class_table") if manifest else None
+    if isinstance(table, dict):
+        try:
+            return ClassTable.from_dict(table)
+        except (KeyError, TypeError, ValueError):
+            pass
+    return CITYSCAPES
+
+
+def label_source(results: ResultSet, options: EvalOptions, classes: ClassTable) -> LabelSource:
+    root, manifest = dataset_manifest(results, options)
+    frames = FrameIndex(manifest)
+    if options.cityscapes:
+        return CityscapesLabels(options.cityscapes, classes, frames)
+    if options.labels:
+        return LabelFolder(options.labels, classes, frames)
+    if manifest is not None and any("labels" in rec.extras for rec in manifest.pairs):
+        return ManifestLabels(root, classes, manifest)
+    raise ConfigError("scoring needs ground-truth labels: give --cityscapes ROOT or --labels DIR (or --data DIR of a dataset with label maps)")
+
+
+def photo_source(results: ResultSet, options: EvalOptions) -> PhotoSource | None:
+    _, manifest = dataset_manifest(results, options)
+    if options.real:
+        return PhotoFolder(options.real, FrameIndex(manifest))
+    if options.data:
+        direction = options.direction or results.info.get("direction") or "AtoB"
+        return DatasetPhotos(options.data, options.split, direction)
+    if results.targets is not None:
+        return PhotoFolder(results.targets, what="target image")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the pass
+
+
+def _batches(files: list[Path], size: int) -> Iterator[list[Path]]:
+    for start in range(0, len(files), size):
+        yield files[start : start + size]
+
+
+def _score_batch(scorer: ScorerLike, hist: np.ndarray, images: list[np.ndarray], labels: list[np.ndarray], num_classes: int) -> None:
+    """Run the scorer on images grouped by label size (one call per size) and accumulate."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, lab in enumerate(labels):
+        groups.setdefault(lab.shape[:2], []).append(i)
+    for size, idx in groups.items():
+        pred = np.asarray(scorer.predict([images[i] for i in idx], size))
+        if pred.shape != (len(idx), *size):
+            raise ConfigError(f"scorer returned predictions of shape {pred.shape}, expected {(len(idx), *size)}")
+        for k, i in enumerate(idx):
+            accumulate(hist, labels[i], pred[k], num_classes)
+
+
+def _resize(image: np.ndarray, size: tuple[int, int], interpolation: int) -> np.ndarray:
+    if image.shape[:2] == size:
+        return image
+    return cv2.resize(image, (size[1], size[0]), interpolation=interpolation)
+
+
+def _thumb(image: np.ndarray | None) -> np.ndarray | None:
+    if image is None:
+        return None
+    h, w = image.shape[:2]
+    scale = SAMPLE_SIZE / max(h, w)
+    if scale >= 1:
+        return image.copy()
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+def _input_image(results: ResultSet, photos: PhotoSource | None, path: Path) -> np.ndarray | None:
+    if results.inputs is not None and (results.inputs / f"{path.stem}.png").is_file():
+        return read_image(results.inputs / f"{path.stem}.png")
+    if isinstance(photos, DatasetPhotos):
+        return photos.input(path)
+    return None
+
+
+def distributed_context() -> tuple[int, int]:
+    """(rank, world size) of an initialised ``torch.distributed`` group, else (0, 1).
+
+    Without torch imported no group can exist, so torch is not imported just to ask.
+    """
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed(device: str) -> str:
+    """Join the ``torchrun`` process group when ``WORLD_SIZE`` > 1 (NCCL for CUDA devices, else
+    gloo) and return this rank's device (``cuda`` -> ``cuda:<LOCAL_RANK>``)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return device
+    import torch
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = device.startswith("cuda") and torch.cuda.is_available()
+    if not dist.is_initialized():
+        if cuda:
+            torch.cuda.set_device(local)
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return f"cuda:{local}" if cuda else device
+
+
+def sum_across_ranks(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Element-wise sums of each array over all ranks (``all_reduce``); unchanged with one process."""
+    rank, world = distributed_context()
+    if world == 1:
+        return arrays
+    import torch
+    import torch.distributed as dist
+
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    out = []
+    for array in arrays:
+        tensor = torch.from_numpy(np.ascontiguousarray(array)).to(device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        out.append(tensor.cpu().numpy().astype(array.dtype))
+    return out
+
+
+def evaluate_results(
+    results: ResultSet,
+    options: EvalOptions,
+    scorer: ScorerLike | None = None,
+    *,
+    name: str | None = None,
+    scorer_info: dict[str, Any] | None = None,
+    on_image: Callable[[Path], None] | None = None,
+) -> Evaluation:
+    """Evaluate one results folder in a single streaming pass.
+
+    Raises:
+        ConfigError: a measure was asked for without its ground truth or scorer.
+        InputFileError: a result without ground truth, an unreadable file, a size mismatch.
+    """
+    if options.fcn and options.seg:
+        raise ConfigError("--fcn scores photos and --seg scores label maps: choose one")
+    if (options.fcn or options.ground_truth_row) and scorer is None:
+        raise ConfigError("FCN scoring needs a scorer: give --fcn-weights PATH")
+    _, manifest = dataset_manifest(results, options)
+    classes = class_table(manifest, scorer)
+    scoring = options.fcn or options.seg
+    labels = label_source(results, options, classes) if scoring or options.ground_truth_row else None
+    photos = photo_source(results, options)
+    if options.color and photos is None:
+        raise ConfigError("--color needs ground-truth photos: give --real DIR or --data DIR (or results of p2ptools translate with target/)")
+    if options.ground_truth_row and photos is None:
+        raise ConfigError("--ground-truth-row needs the real photos: give --real DIR or --data DIR (or results with target/)")
+    want_metrics = options.image_metrics if options.image_metrics is not None else (photos is not None and not options.seg)
+    if want_metrics and photos is None:
+        raise ConfigError("image metrics need ground-truth photos: give --real DIR or --data DIR")
+
+    c = classes.num_classes
+    hist = new_hist(c) if scoring else None
+    gt_hist = new_hist(c) if options.ground_truth_row else None
+    hist_out = LabHistogram(options.bins) if options.color else None
+    hist_gt = LabHistogram(options.bins) if options.color else None
+    metrics = MetricsAccumulator() if want_metrics else None
+    rank, world = distributed_context()
+    files = results.files[rank::world]
+    samples: list[dict[str, Any]] = []
+    need_photo = bool(options.color or want_metrics or options.ground_truth_row)
+
+    with make_progress(options.progress and rank == 0) as bar:
+        task = bar.add_task(f"eval {name or results.folder.name}", total=len(files))
+        for batch in _batches(files, max(1, options.batch_size)):
+            outputs = [read_image(path) for path in batch]
+            read_truth = photos is not None and (need_photo or (rank == 0 and len(samples) < options.samples))
+            truths = [photos.photo(path) if read_truth else None for path in batch]
+            gts = [labels.labels(path) for path in batch] if labels is not None else None
+            if options.fcn:
+                _score_batch(scorer, hist, outputs, gts, c)
+            if options.seg:
+                for path, out, gt in zip(batch, outputs, gts, strict=True):
+                    pred = _resize(classes.decode_colors(out), gt.shape, cv2.INTER_NEAREST)
+                    accumulate(hist, gt, pred, c)
+            if options.ground_truth_row:
+                real = [_resize(t, GROUND_TRUTH_SIZE, cv2.INTER_AREA) for t in truths]
+                _score_batch(scorer, gt_hist, real, gts, c)
+            for path, out, truth in zip(batch, outputs, truths, strict=True):
+                if hist_out is not None:
+                    hist_out.update(out)
+                    hist_gt.update(truth)
+                if metrics is not None:
+                    if out.shape != truth.shape:
+                        raise InputFileError(path, f"result is {out.shape[1]}x{out.shape[0]} but its ground-truth photo is {truth.shape[1]}x{truth.shape[0]}")
+                    try:
+                        metrics.update(out, truth)
+                    except ValueError as exc:
+                        raise InputFileError(path, str(exc)) from None
+                if len(samples) < options.samples and rank == 0:
+                    shown = truth if truth is not None else (classes.render(gts[batch.index(path)]) if gts is not None else None)
+                    samples.append({"name": path.stem, "input": _thumb(_input_image(results, photos, path)), "output": _thumb(out), "truth": _thumb(shown)})
+                if on_image is not None:
+                    on_image(path)
+            bar.advance(task, len(batch))
+    if hist_out is not None and rank == 0:
+        save_color_tables()  # colors seen in this run stay converted for the next
+
+    # sum over ranks (a no-op in one process), then the numbers
+    arrays = {"n": np.array([len(files)], np.int64)}
+    if hist is not None:
+        arrays["hist"] = hist
+    if gt_hist is not None:
+        arrays["gt_hist"] = gt_hist
+    if hist_out is not None:
+        for ch in hist_out.counts:
+            arrays[f"out_{ch}"], arrays[f"gt_{ch}"] = hist_out.counts[ch], hist_gt.counts[ch]
+    if metrics is not None:
+        arrays["metrics"] = metrics.as_array()
+    arrays = dict(zip(arrays, sum_across_ranks(list(arrays.values())), strict=True))
+
+    n_images = int(arrays["n"][0])
+    report: dict[str, Any] = {"name": name or results.folder.name, "results": str(results.folder), "n_images": n_images}
+    evaluation = Evaluation(report["name"], report, classes=classes)
+    if hist is not None:
+        block = scores(arrays["hist"], classes.names)
+        block.update({"n_images": n_images, "classes": classes.name, "num_classes": c, "labels": labels.describe()})
+        if options.fcn and scorer_info:
+            block["scorer"] = dict(scorer_info)
+        report["seg" if options.seg else "fcn"] = block
+        evaluation.confusion = arrays["hist"]
+    if gt_hist is not None:
+        block = scores(arrays["gt_hist"], classes.names)
+        block.update({"n_images": n_images, "classes": classes.name, "num_classes": c, "labels": labels.describe(), "photos": photos.describe(), "resized_to": list(GROUND_TRUTH_SIZE)})
+        report["ground_truth"] = {"fcn": block}
+        evaluation.gt_confusion = arrays["gt_hist"]
+    if hist_out is not None:
+        for ch in hist_out.counts:
+            hist_out.counts[ch], hist_gt.counts[ch] = arrays[f"out_{ch}"], arrays[f"gt_{ch}"]
+        report["color"] = {
+            **intersections(hist_out, hist_gt),
+            "bins": options.bins.to_dict(),
+            "ground_truth": photos.describe(),
+            "protocol": "skimage rgb2lab (D65), all pixels pooled, unit bins L [0,100] a,b [-128,128), clipped, normalised, intersection sum(min(p,q))",
+        }
+        evaluation.color, evaluation.color_truth = hist_out.probabilities(), hist_gt.probabilities()
+    if metrics is not None:
+        metrics.load_array(arrays["metrics"])
+        report["image"] = {**metrics.result(), "ground_truth": photos.describe()}
+    evaluation.samples = samples
+    return evaluation

@@ -1,0 +1,224 @@
+"""Write an evaluation report directory.
+
+Layout of ``REPORT_DIR``::
+
+    report.json       the numbers (schema: {"fcn": {...}, "color": {...}, "image": {...}}; "seg" for
+                      --seg, "ground_truth" for --ground-truth-row)
+    report.md         the same numbers as Markdown tables
+    per_class.csv     class, acc, iou (+ ground_truth_acc, ground_truth_iou)
+    confusion.csv     rows = ground-truth classes, columns = predicted classes + "no class"
+    color_{L,a,b}.png log-probability plots, ground truth dotted
+    samples/          input | output | ground truth images of the first results
+    report.html       numbers, plots and the sample triplets
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from p2ptools.eval.color import CHANNELS, LabBins, plot_histograms
+from p2ptools.eval.evaluate import Evaluation
+from p2ptools.imageio import write_image, write_text_atomic
+
+SCORE_KEYS = (("per_pixel_acc", "Per-pixel acc."), ("per_class_acc", "Per-class acc."), ("class_iou", "Class IOU"))
+IMAGE_KEYS = (("l1", "L1 (0-255)"), ("psnr", "PSNR (dB)"), ("ssim", "SSIM"))
+NO_CLASS = "no class"
+
+
+def json_safe(value: Any) -> Any:
+    """Replace NaN/inf by None and numpy scalars by Python ones, recursively (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A number for tables: fixed digits, ``-`` for missing values."""
+    if value is None:
+        return "-"
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return "-"
+        return f"{value:.{digits}f}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def markdown_table(frame: pd.DataFrame, index_label: str | None = None) -> str:
+    """A DataFrame as a GitHub Markdown table (no extra dependency)."""
+    cols = ([index_label or frame.index.name or ""] if index_label is not False else []) + [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(["---"] * len(cols)) + "|"]
+    for idx, row in frame.iterrows():
+        cells = ([str(idx)] if index_label is not False else []) + [fmt(v) for v in row.tolist()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def score_block(report: dict) -> tuple[str, dict] | tuple[None, None]:
+    """(key, block) of the report's class scores: "fcn" or "seg"."""
+    for key in ("fcn", "seg"):
+        if key in report:
+            return key, report[key]
+    return None, None
+
+
+def per_class_frame(evaluation: Evaluation) -> pd.DataFrame | None:
+    key, block = score_block(evaluation.report)
+    if block is None:
+        return None
+    frame = pd.DataFrame.from_dict(block["per_class"], orient="index")
+    frame.index.name = "class"
+    truth = evaluation.report.get("ground_truth", {}).get("fcn")
+    if truth:
+        gt = pd.DataFrame.from_dict(truth["per_class"], orient="index").add_prefix("ground_truth_")
+        frame = frame.join(gt)
+    return frame
+
+
+def confusion_frame(evaluation: Evaluation) -> pd.DataFrame | None:
+    if evaluation.confusion is None or evaluation.classes is None:
+        return None
+    names = list(evaluation.classes.names)
+    frame = pd.DataFrame(evaluation.confusion, index=pd.Index(names, name="ground truth \\ prediction"), columns=names + [NO_CLASS])
+    return frame
+
+
+def summary_frame(evaluation: Evaluation) -> pd.DataFrame:
+    """One row of the headline numbers (plus the ground-truth row when present)."""
+    rows = {}
+    rows[evaluation.name] = _summary_row(evaluation.report)
+    truth = evaluation.report.get("ground_truth")
+    if truth:
+        rows["ground truth"] = _summary_row(truth)
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = "results"
+    return frame.dropna(axis=1, how="all")
+
+
+def _summary_row(report: dict) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    _, block = score_block(report)
+    for key, label in SCORE_KEYS:
+        row[label] = block.get(key) if block else None
+    color = report.get("color") or {}
+    for ch in CHANNELS:
+        row[f"Color {ch}"] = color.get(ch)
+    image = report.get("image") or {}
+    for key, label in IMAGE_KEYS:
+        row[label] = image.get(key)
+    return row
+
+
+def _write_samples(evaluation: Evaluation, folder: Path) -> list[dict[str, str | None]]:
+    written = []
+    for i, sample in enumerate(evaluation.samples):
+        entry: dict[str, str | None] = {"name": sample["name"]}
+        for role in ("input", "output", "truth"):
+            image = sample.get(role)
+            if image is None:
+                entry[role] = None
+                continue
+            rel = f"samples/{i:03d}_{role}.png"
+            write_image(folder / rel, image)
+            entry[role] = rel
+        written.append(entry)
+    return written
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    return frame.to_html(float_format=lambda v: f"{v:.3f}", na_rep="-", border=0, classes="numbers")
+
+
+HTML_STYLE = """<style>
+body { font-family: sans-serif; margin: 2em; } table.numbers { border-collapse: collapse; }
+table.numbers td, table.numbers th { padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: right; }
+.samples td { text-align: center; font-size: 12px; } .samples img { max-width: 256px; }
+.plots img { width: 32%; min-width: 300px; }
+</style>"""
+
+
+def samples_html(entries: list[dict[str, str | None]]) -> str:
+    """An HTML table of sample triplets: input | output | ground truth."""
+    if not entries:
+        return "<p>No samples.</p>"
+    rows = ["<table class='samples'><tr><th>name</th><th>input</th><th>output</th><th>ground truth</th></tr>"]
+    for e in entries:
+        cells = [f"<td>{html.escape(str(e['name']))}</td>"]
+        for role in ("input", "output", "truth"):
+            cells.append(f"<td><img src='{html.escape(e[role])}' alt='{role}'></td>" if e.get(role) else "<td>-</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return "\n".join(rows) + "</table>"
+
+
+def write_report(evaluation: Evaluation, out_dir: str | Path, bins: LabBins | None = None) -> dict[str, Path]:
+    """Write every report file of one evaluation into ``out_dir``; returns name -> path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    report = json_safe(evaluation.report)
+    write_text_atomic(out / "report.json", json.dumps(report, indent=1, allow_nan=False) + "\n")
+    paths["json"] = out / "report.json"
+
+    summary = summary_frame(evaluation)
+    per_class = per_class_frame(evaluation)
+    confusion = confusion_frame(evaluation)
+    if per_class is not None:
+        write_text_atomic(out / "per_class.csv", per_class.to_csv(float_format="%.6f"))
+        paths["per_class"] = out / "per_class.csv"
+    if confusion is not None:
+        write_text_atomic(out / "confusion.csv", confusion.to_csv())
+        paths["confusion"] = out / "confusion.csv"
+    plots: dict[str, Path] = {}
+    if evaluation.color is not None:
+        plots = plot_histograms({evaluation.name: evaluation.color}, evaluation.color_truth, out, bins)
+        paths.update({f"color_{ch}": p for ch, p in plots.items()})
+    samples = _write_samples(evaluation, out)
+
+    # Markdown
+    md = [f"# Evaluation: {evaluation.name}\n", f"Results: `{report.get('results')}` ({report.get('n_images')} images)\n", "## Scores\n", markdown_table(summary)]
+    key, block = score_block(report)
+    if block is not None:
+        md.append(f"\nScores from {'the FCN-8s scorer' if key == 'fcn' else 'decoded label colors'} against {block.get('labels')}; classes: {block.get('classes')} ({block.get('num_classes')}).\n")
+    if "color" in report:
+        md.append(f"\nColor: {report['color']['protocol']}; ground truth: {report['color']['ground_truth']}.\n")
+    if "image" in report:
+        md.append(f"\nImage metrics: {report['image']['protocol']}; ground truth: {report['image']['ground_truth']}.\n")
+    if per_class is not None:
+        md += ["\n## Per class\n", markdown_table(per_class)]
+    if plots:
+        md += ["\n## Color distributions\n"] + [f"![{ch}]({p.name})\n" for ch, p in plots.items()]
+    write_text_atomic(out / "report.md", "".join(md))
+    paths["md"] = out / "report.md"
+
+    # HTML
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(evaluation.name)}</title>{HTML_STYLE}</head><body>"]
+    parts.append(f"<h1>Evaluation: {html.escape(evaluation.name)}</h1><p>Results: {html.escape(str(report.get('results')))} ({report.get('n_images')} images)</p>")
+    parts.append("<h2>Scores</h2>" + _html_table(summary))
+    for section in ("color", "image"):
+        if section in report:
+            parts.append(f"<p>{section}: {html.escape(report[section]['protocol'])}</p>")
+    if per_class is not None:
+        parts.append("<h2>Per class</h2>" + _html_table(per_class))
+    if confusion is not None:
+        parts.append("<h2>Confusion matrix</h2><p>rows: ground truth, columns: prediction (<a href='confusion.csv'>confusion.csv</a>)</p>" + confusion.to_html(border=0, classes="numbers"))
+    if plots:
+        parts.append("<h2>Color distributions (log probability, ground truth dotted)</h2><div class='plots'>")
+        parts += [f"<img src='{p.name}' alt='{ch}'>" for ch, p in plots.items()]
+        parts.append("</div>")
+    parts.append("<h2 id='samples'>Samples</h2>" + samples_html(samples))
+    parts.append("</body></html>\n")
+    write_text_atomic(out / "report.html", "\n".join(parts))
+    paths["html"] = out / "report.html"
+    return paths

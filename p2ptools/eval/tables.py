@@ -1,0 +1,240 @@
+"""Ablation tables in the layout of the paper's Tables 1-3: one row per run, plus ground truth.
+
+A row is labelled by what differs between the runs' configurations (``config.json`` options and
+dataset): the differing option values, with friendly names for the known ones (``loss`` ->
+``L1``, ``L1+cGAN``; ``netG`` -> ``U-Net``, ``encoder-decoder``; ``netD`` -> ``patch16``, ...), and
+``key=value`` for the others. Runs are translated on their test split first (``translate_run``).
+
+Files written to ``OUT``: ``table.md``, ``table.csv``, ``table.tex``, ``table.html`` (with the
+color plots of all rows overlaid, ground truth dotted) and ``color_{L,a,b}.png``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from p2ptools.errors import ConfigError
+from p2ptools.eval.color import CHANNELS, LabBins, plot_histograms
+from p2ptools.eval.evaluate import EvalOptions, Evaluation, ScorerLike, distributed_context, evaluate_results
+from p2ptools.eval.matching import find_results
+from p2ptools.eval.report import HTML_STYLE, IMAGE_KEYS, SCORE_KEYS, markdown_table, score_block, write_report
+from p2ptools.imageio import write_text_atomic
+from p2ptools.plugin import LoadOptions, load_run, read_run_config
+
+GROUND_TRUTH = "Ground truth"
+#: Options that do not change what a run computes (left out of row labels).
+NEUTRAL_OPTIONS = frozenset({"workers", "device", "compile", "channels_last"})
+TITLES = {"loss": "Loss", "netG": "Generator", "netD": "Discriminator", "data": "Dataset"}
+FRIENDLY = {
+    "loss": {"l1": "L1", "gan": "GAN", "cgan": "cGAN", "l1+gan": "L1+GAN", "l1+cgan": "L1+cGAN"},
+    "netD": {"pixel": "pixel (1x1)", "patch16": "patch16", "patch70": "patch70", "patch286": "patch286"},
+}
+
+
+def _friendly(key: str, value: Any) -> str:
+    if key in FRIENDLY and value in FRIENDLY[key]:
+        return FRIENDLY[key][value]
+    if key == "netG" and isinstance(value, str):
+        if value.startswith("unet_"):
+            return "U-Net"
+        if value.startswith("encoder_decoder_"):
+            return "encoder-decoder"
+        if value.startswith("resnet_"):
+            return "ResNet-" + value.removeprefix("resnet_").removesuffix("blocks")
+    if key in TITLES:
+        return str(value)
+    return f"{key}={value}"
+
+
+def _flat(config: dict | None) -> dict[str, Any]:
+    if not config:
+        return {}
+    flat = dict(config.get("options") or {})
+    if config.get("data"):
+        flat["data"] = Path(config["data"]).name
+    return flat
+
+
+def run_labels(configs: list[dict | None], fallbacks: list[str]) -> tuple[str, list[str]]:
+    """(column title, one label per run) from what differs between the configurations.
+
+    ``fallbacks`` (e.g. run directory names) label runs without a config, runs whose configs do
+    not differ, and disambiguate labels that would otherwise collide.
+
+    Example:
+        >>> run_labels([{"options": {"loss": "l1"}}, {"options": {"loss": "l1+cgan"}}], ["a", "b"])
+        ('Loss', ['L1', 'L1+cGAN'])
+    """
+    flats = [_flat(c) for c in configs]
+    keys = sorted({k for f in flats for k in f} - NEUTRAL_OPTIONS)
+    differing = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
+    if not differing or any(c is None for c in configs):
+        return "Run", list(fallbacks)
+    labels = []
+    for flat in flats:
+        parts = []
+        for key in differing:
+            friendly = {_friendly(key, f.get(key)) for f in flats}
+            raw = len(friendly) < len({json.dumps(f.get(key)) for f in flats})  # names collide: show raw values
+            parts.append(f"{key}={flat.get(key)}" if raw else _friendly(key, flat.get(key)))
+        labels.append(", ".join(parts))
+    if len(set(labels)) < len(labels):
+        labels = [f"{label} ({fb})" for label, fb in zip(labels, fallbacks, strict=True)]
+    title = TITLES.get(differing[0], differing[0]) if len(differing) == 1 else "Configuration"
+    return title, labels
+
+
+def slug(label: str) -> str:
+    """A folder name for a row label."""
+    return re.sub(r"[^A-Za-z0-9.+=-]+", "_", label).strip("_") or "row"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of an ablation: its label and results folder (and the run behind it, if known)."""
+
+    label: str
+    results: Path
+    run_dir: Path | None = None
+
+
+def results_config(results: Path) -> dict | None:
+    """The run configuration behind a results folder (its translate.json's ``run_dir``), if any."""
+    info_path = Path(results) / "translate.json"
+    try:
+        run_dir = json.loads(info_path.read_text(encoding="utf-8")).get("run_dir")
+        return read_run_config(run_dir) if run_dir else None
+    except Exception:  # an unreadable translate.json or run config only costs the label
+        return None
+
+
+def translate_run(run_dir: Path, output: Path, *, split: str = "test", device: str = "cpu", batch_size: int = 1, progress: bool = True) -> Path:
+    """Translate a run's dataset split (``config.json``'s ``data``) into ``output``; reuse a finished one."""
+    from p2ptools.translate import resolve_inputs, translate_files
+
+    run_dir = Path(run_dir).resolve()  # recorded in translate.json: absolute, valid from anywhere
+    config = read_run_config(run_dir)
+    data = config.get("data")
+    if not data:
+        raise ConfigError(f"{Path(run_dir) / 'config.json'}: no dataset recorded ('data'); translate it yourself and pass --results")
+    inputs = resolve_inputs(Path(data), split=split)
+    done = output / "translate.json"
+    if done.is_file():
+        try:
+            info = json.loads(done.read_text(encoding="utf-8"))
+            if info.get("run_dir") == str(run_dir) and info.get("count") == len(inputs.files):
+                return output
+        except ValueError:
+            pass
+    model = load_run(run_dir, LoadOptions(device=device))
+    translate_files(model, inputs, output, batch_size=batch_size, progress=progress, run_dir=run_dir)
+    return output
+
+
+def plan_rows(runs: list[Path], results: list[Path], out: Path) -> tuple[str, list[Row]]:
+    """Label the rows; run directories get a results folder ``out/<label>/results``."""
+    configs = [read_run_config(r) for r in runs] + [results_config(r) for r in results]
+    fallbacks = [Path(r).resolve().name for r in runs] + [Path(r).resolve().name for r in results]
+    if len(set(fallbacks)) < len(fallbacks):
+        fallbacks = [f"{fb}#{i + 1}" for i, fb in enumerate(fallbacks)]
+    title, labels = run_labels(configs, fallbacks)
+    rows = [Row(label, out / slug(label) / "results", Path(run)) for label, run in zip(labels, runs, strict=False)]
+    rows += [Row(label, Path(res)) for label, res in zip(labels[len(runs) :], results, strict=True)]
+    return title, rows
+
+
+def evaluate_rows(
+    rows: list[Row],
+    options: EvalOptions,
+    scorer: ScorerLike | None,
+    out: Path,
+    *,
+    title: str = "Run",
+    device: str = "cpu",
+    batch_size: int = 1,
+    scorer_info: dict[str, Any] | None = None,
+) -> list[Evaluation]:
+    """Translate the runs (rank 0), evaluate every row, write each row's report to
+    ``out/<label>/`` and the tables to ``out``. The ground-truth row is scored with the first row."""
+    rank, world = distributed_context()
+    evaluations = []
+    for i, row in enumerate(rows):
+        if row.run_dir is not None:
+            if rank == 0:
+                translate_run(row.run_dir, row.results, split=options.split, device=device, batch_size=batch_size, progress=options.progress)
+            _barrier(world)
+        row_options = replace(options, ground_truth_row=options.ground_truth_row and i == 0)
+        evaluations.append(evaluate_results(find_results(row.results), row_options, scorer, name=row.label, scorer_info=scorer_info))
+    if rank == 0:
+        reports = {}
+        for ev in evaluations:
+            write_report(ev, out / slug(ev.name), options.bins)
+            reports[ev.name] = f"{slug(ev.name)}/report.html"
+        write_tables(evaluations, out, title=title, bins=options.bins, reports=reports)
+    return evaluations
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def table_frame(evaluations: list[Evaluation], title: str = "Run") -> pd.DataFrame:
+    """Rows = runs (+ ground truth when the first evaluation has one); columns = the numbers present."""
+    rows: dict[str, dict[str, Any]] = {}
+    for ev in evaluations:
+        row: dict[str, Any] = {}
+        _, block = score_block(ev.report)
+        if block:
+            row.update({label: block[key] for key, label in SCORE_KEYS})
+        for ch in CHANNELS:
+            if "color" in ev.report:
+                row[f"Color {ch}"] = ev.report["color"][ch]
+        if "image" in ev.report:
+            row.update({label: ev.report["image"][key] for key, label in IMAGE_KEYS})
+        rows[ev.name] = row
+    truth = next((ev.report["ground_truth"]["fcn"] for ev in evaluations if "ground_truth" in ev.report), None)
+    if truth:
+        rows[GROUND_TRUTH] = {label: truth[key] for key, label in SCORE_KEYS}
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = title
+    return frame
+
+
+def write_tables(evaluations: list[Evaluation], out: str | Path, *, title: str = "Run", bins: LabBins | None = None, reports: dict[str, str] | None = None) -> dict[str, Path]:
+    """Write ``table.{md,csv,tex,html}`` (and the overlaid color plots) into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    frame = table_frame(evaluations, title)
+    paths = {"csv": out / "table.csv", "md": out / "table.md", "tex": out / "table.tex", "html": out / "table.html"}
+    write_text_atomic(paths["csv"], frame.to_csv(float_format="%.6f"))
+    write_text_atomic(paths["md"], markdown_table(frame, title))
+    caption = f"FCN scores and color/image metrics by {title.lower()} (p2ptools eval)"
+    tex = frame.to_latex(float_format="%.3f", na_rep="--", escape=True, caption=caption, label="tab:p2ptools-eval")
+    write_text_atomic(paths["tex"], tex)
+
+    curves = {ev.name: ev.color for ev in evaluations if ev.color is not None}
+    truth = next((ev.color_truth for ev in evaluations if ev.color_truth is not None), None)
+    plots = plot_histograms(curves, truth, out, bins) if curves else {}
+    paths.update({f"color_{ch}": p for ch, p in plots.items()})
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>p2ptools eval: {html.escape(title)}</title>{HTML_STYLE}</head><body>"]
+    parts.append(f"<h1>{html.escape(caption)}</h1>")
+    parts.append(frame.to_html(float_format=lambda v: f"{v:.3f}", na_rep="-", border=0, classes="numbers"))
+    if reports:
+        parts.append("<h2>Reports</h2><ul>" + "".join(f"<li><a href='{html.escape(p)}'>{html.escape(k)}</a></li>" for k, p in reports.items()) + "</ul>")
+    if plots:
+        parts.append("<h2>Color distributions (log probability, ground truth dotted)</h2><div class='plots'>")
+        parts += [f"<img src='{p.name}' alt='{ch}'>" for ch, p in plots.items()]
+        parts.append("</div>")
+    parts.append("</body></html>\n")
+    write_text_atomic(paths["html"], "\n".join(parts))
+    return paths

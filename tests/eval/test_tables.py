@@ -1,0 +1,81 @@
+"""Ablation tables: row labels from configuration differences, the table files and their numbers."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from p2ptools.eval.evaluate import EvalOptions, evaluate_results
+from p2ptools.eval.matching import find_results
+from p2ptools.eval.tables import GROUND_TRUTH, plan_rows, run_labels, table_frame, write_tables
+
+
+def cfg(**options):
+    return {"plugin": "pix2pix", "options": {"netG": "unet_256", "netD": "patch70", "loss": "l1+cgan", "workers": 4, **options}, "data": "/d/cityscapes"}
+
+
+@pytest.mark.parametrize(
+    ("configs", "title", "labels"),
+    [
+        ([cfg(loss="l1"), cfg(loss="l1+cgan"), cfg(loss="cgan")], "Loss", ["L1", "L1+cGAN", "cGAN"]),
+        ([cfg(netD="patch16"), cfg(netD="patch286"), cfg(netD="pixel")], "Discriminator", ["patch16", "patch286", "pixel (1x1)"]),
+        ([cfg(netG="encoder_decoder_256"), cfg(netG="unet_256")], "Generator", ["encoder-decoder", "U-Net"]),
+        ([cfg(netG="unet_128"), cfg(netG="unet_256")], "Generator", ["netG=unet_128", "netG=unet_256"]),  # friendly names collide
+        ([cfg(netG="unet_256", loss="l1"), cfg(netG="encoder_decoder_256", loss="l1+cgan")], "Configuration", ["L1, U-Net", "L1+cGAN, encoder-decoder"]),
+        ([cfg(lr=1e-4), cfg(lr=2e-4)], "lr", ["lr=0.0001", "lr=0.0002"]),
+        ([cfg(workers=1), cfg(workers=8)], "Run", ["a", "b"]),  # only neutral options differ: fallbacks
+        ([cfg(), None], "Run", ["a", "b"]),  # a row without a config
+    ],
+)
+def test_run_labels(configs, title, labels):
+    fallbacks = ["a", "b", "c"][: len(configs)]
+    assert run_labels(configs, fallbacks) == (title, labels)
+
+
+def test_plan_rows_reads_configs_of_runs_and_translated_results(tmp_path, kit):
+    runs = []
+    for loss in ("l1", "l1+cgan"):
+        run = tmp_path / f"run_{loss}"
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps(cfg(loss=loss)))
+        runs.append(run)
+    res = tmp_path / "translated"
+    kit.write_translate_json(res, run_dir=str(tmp_path / "run_gan"))
+    (tmp_path / "run_gan").mkdir()
+    (tmp_path / "run_gan" / "config.json").write_text(json.dumps(cfg(loss="gan")))
+    title, rows = plan_rows(runs, [res], tmp_path / "out")
+    assert title == "Loss" and [r.label for r in rows] == ["L1", "L1+cGAN", "GAN"]
+    assert rows[0].results == tmp_path / "out" / "L1" / "results" and rows[0].run_dir == runs[0]
+    assert rows[2].results == res and rows[2].run_dir is None
+
+
+def test_tables_hold_every_row_and_the_ground_truth(scene, kit, tmp_path):
+    base = EvalOptions(fcn=True, color=True, cityscapes=scene["cs"], real=scene["real"], samples=0, progress=False)
+    first = evaluate_results(find_results(scene["results"]), EvalOptions(**{**base.__dict__, "ground_truth_row": True}), kit.FakeScorer(), name="L1")
+    # a second "run": the same results with one frame's predictions made perfect
+    second_dir = tmp_path / "second"
+    preds = dict(scene["preds"])
+    preds["frankfurt_000000_000000"] = scene["gts"]["frankfurt_000000_000000"]
+    kit.make_results(second_dir, preds)
+    second = evaluate_results(find_results(second_dir), base, kit.FakeScorer(), name="L1+cGAN")
+    paths = write_tables([first, second], tmp_path / "table", title="Loss")
+
+    frame = pd.read_csv(paths["csv"], index_col=0)
+    assert list(frame.index) == ["L1", "L1+cGAN", GROUND_TRUTH] and frame.index.name == "Loss"
+    assert frame.loc["L1", "Per-pixel acc."] == pytest.approx(first.report["fcn"]["per_pixel_acc"], abs=1e-6)
+    assert frame.loc["L1+cGAN", "Class IOU"] == pytest.approx(second.report["fcn"]["class_iou"], abs=1e-6)
+    assert frame.loc[GROUND_TRUTH, "Per-class acc."] == pytest.approx(first.report["ground_truth"]["fcn"]["per_class_acc"], abs=1e-6)
+    assert pd.isna(frame.loc[GROUND_TRUTH, "Color L"])
+    assert frame.loc["L1+cGAN", "Per-pixel acc."] > frame.loc["L1", "Per-pixel acc."]
+
+    md = paths["md"].read_text()
+    assert md.startswith("| Loss | Per-pixel acc. | Per-class acc. | Class IOU |")
+    assert f"| L1+cGAN | {second.report['fcn']['per_pixel_acc']:.3f} |" in md
+    tex = paths["tex"].read_text()
+    assert "\\begin{tabular}" in tex and f"{first.report['fcn']['class_iou']:.3f}" in tex and "L1+cGAN" in tex
+    html = paths["html"].read_text()
+    assert f"{second.report['color']['a']:.3f}" in html and "color_L.png" in html
+    assert (tmp_path / "table" / "color_b.png").read_bytes()[:4] == b"\x89PNG"
+    assert table_frame([first, second]).shape[0] == 3
