@@ -12,6 +12,8 @@ from p2ptools import registry
 from p2ptools.build.contract import BuildOptions
 from p2ptools.cli.common import out
 from p2ptools.cli.dynamic import build_options, dataclass_parameters, run_command
+from p2ptools.download import BASE_URL_ENV, default_download_dir, download_sources, fetch_prebuilt
+from p2ptools.errors import ConfigError
 
 BUILD_PREFIX = "build__"
 OWN_PREFIX = "own__"
@@ -45,6 +47,30 @@ def make_dataset(ctx: typer.Context) -> None:
             annotation=Annotated[Path, typer.Option("--out", help="Output dataset root.")],
         ),
         inspect.Parameter(
+            "download",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=False,
+            annotation=Annotated[bool, typer.Option("--download", help="Fetch the original archive(s) into --download-dir (resumable, checked), then build from them.", rich_help_panel="Download")],
+        ),
+        inspect.Parameter(
+            "prebuilt",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=False,
+            annotation=Annotated[bool, typer.Option("--prebuilt", help="Fetch the published pix2pix archive and extract it into --out (no building).", rich_help_panel="Download")],
+        ),
+        inspect.Parameter(
+            "download_dir",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=default_download_dir(),
+            annotation=Annotated[Path, typer.Option("--download-dir", help="Cache folder for downloads.", rich_help_panel="Download")],
+        ),
+        inspect.Parameter(
+            "download_base_url",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[Optional[str], typer.Option("--download-base-url", help=f"Replace the download server's base URL (a mirror; also ${BASE_URL_ENV}).", rich_help_panel="Download")],  # noqa: UP007
+        ),
+        inspect.Parameter(
             "no_progress",
             inspect.Parameter.KEYWORD_ONLY,
             default=False,
@@ -60,7 +86,19 @@ def make_dataset(ctx: typer.Context) -> None:
     def body(values: dict[str, Any]) -> None:
         build = build_options(BuildOptions, values, BUILD_PREFIX)
         builder = cls(build_options(cls.Options, values, OWN_PREFIX))
-        manifest = builder.build(values["source"] or [], values["out_dir"], build, progress=not values["no_progress"])
+        sources, progress = values["source"] or [], not values["no_progress"]
+        fetch = {"base_url": values["download_base_url"], "progress": progress}
+        if values["download"] and values["prebuilt"]:
+            raise ConfigError("use either --download (build from the original) or --prebuilt (the published archive)")
+        if (values["download"] or values["prebuilt"]) and sources:
+            raise ConfigError("--download/--prebuilt fetch the source themselves: drop --source")
+        if values["prebuilt"]:
+            counts = fetch_prebuilt(cls, values["out_dir"], values["download_dir"], overwrite=build.overwrite, **fetch)
+            out.print(f"{name} (prebuilt): {', '.join(f'{k} {v}' for k, v in counts.items())} -> {values['out_dir']}")
+            return
+        if values["download"]:
+            sources = download_sources(cls, values["download_dir"], **fetch)
+        manifest = builder.build(sources, values["out_dir"], build, progress=progress)
         counts = ", ".join(f"{k} {v}" for k, v in manifest.counts.items()) or "no pairs"
         skipped = f", {len(manifest.skipped)} skipped (see manifest.json)" if manifest.skipped else ""
         out.print(f"{name}: {counts}{skipped} -> {values['out_dir']}")

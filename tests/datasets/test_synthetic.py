@@ -1,0 +1,135 @@
+"""The synthetic-scenes builder: determinism, classes, exact label colours, variety, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from p2ptools.build import BuildOptions, job_rng
+from p2ptools.imageio import read_image
+from p2ptools.labels import CITYSCAPES
+from p2ptools.pairs import load_manifest, read_pair
+from p2ptools_datasets.synthetic import SyntheticScenesBuilder, SyntheticScenesOptions, render_scene
+
+REQUIRED = ("road", "sidewalk", "building", "vegetation", "sky", "car", "person", "pole", "traffic sign", "terrain")
+
+
+def build(out, seed=0, count=12, size=48, fmt="png"):
+    builder = SyntheticScenesBuilder(SyntheticScenesOptions(count=count, val_fraction=0.25, test_fraction=0.25))
+    return builder.build([], out, BuildOptions(size=size, seed=seed, workers=1, format=fmt), progress=False)
+
+
+def test_render_scene_deterministic_and_seed_dependent():
+    p1, l1 = render_scene(np.random.default_rng(7), 64)
+    p2, l2 = render_scene(np.random.default_rng(7), 64)
+    p3, l3 = render_scene(np.random.default_rng(8), 64)
+    assert p1.shape == (64, 64, 3) and l1.shape == (64, 64) and p1.dtype == l1.dtype == np.uint8
+    assert p1.tobytes() == p2.tobytes() and l1.tobytes() == l2.tobytes()
+    assert (l1 != l3).mean() > 0.05 and np.abs(p1.astype(int) - p3).mean() > 10
+    assert int(l1.max()) < CITYSCAPES.num_classes
+
+
+def test_classes_and_variety_across_scenes():
+    scenes = [render_scene(np.random.default_rng(s), 64) for s in range(16)]
+    seen = set()
+    for _photo, ids in scenes:
+        seen |= {CITYSCAPES.names[i] for i in np.unique(ids)}
+    assert set(REQUIRED) <= seen, set(REQUIRED) - seen
+    # every scene holds the street itself
+    for _photo, ids in scenes:
+        present = set(np.unique(ids).tolist())
+        assert {0, 1, 2, 10} <= present  # road, sidewalk, building, sky
+    # the horizon varies: the lowest sky row differs between scenes
+    horizons = {int(np.nonzero((ids == 10).any(1))[0].max()) for _p, ids in scenes}
+    assert len(horizons) >= 6
+    # the photo is not a colouring of the labels: a class's colour varies within and across scenes
+    road_means = [photo[ids == 0].mean(0) for photo, ids in scenes]
+    assert np.ptp(np.array(road_means), axis=0).max() > 25
+    assert all(photo[ids == 8].std(0).mean() > 8 for photo, ids in scenes if (ids == 8).sum() > 30)  # foliage texture
+    flat = [photo.astype(np.float32) for photo, _ in scenes]
+    assert min(np.abs(flat[i] - flat[j]).mean() for i in range(8) for j in range(i + 1, 8)) > 10
+
+
+def test_builder_output_exact_labels_and_splits(tmp_path):
+    manifest = build(tmp_path / "out", seed=3)
+    assert manifest.counts == {"train": 6, "val": 3, "test": 3}
+    assert sorted(p.name for p in manifest.pairs) == [f"scene_{i:05d}" for i in range(12)]
+    assert manifest.extras["direction"] == "AtoB" and manifest.extras["class_table"] == CITYSCAPES.to_dict()
+    palette = {tuple(c) for c in CITYSCAPES.colors}
+    for rec in manifest.pairs:
+        a, b = read_pair(tmp_path / "out" / rec.file)
+        ids = read_image(tmp_path / "out" / rec.extras["labels"]["file"], mode="gray")
+        assert rec.extras["labels"]["file"] == f"labels/{rec.split}/{rec.name}.png"
+        np.testing.assert_array_equal(a, CITYSCAPES.render(ids))
+        assert {tuple(c) for c in np.unique(a.reshape(-1, 3), axis=0)} <= palette
+        photo, expected_ids = render_scene(job_rng(3, "synthetic-scenes", rec.name), 48)
+        np.testing.assert_array_equal(ids, expected_ids)
+        np.testing.assert_array_equal(b, photo)
+
+
+def test_same_seed_same_bytes_other_seed_differs(tmp_path):
+    m1, m2, m3 = build(tmp_path / "a"), build(tmp_path / "b"), build(tmp_path / "c", seed=1)
+    files = lambda m: [(p.split, p.name, p.sha256, p.extras["labels"]["sha256"]) for p in m.pairs]  # noqa: E731
+    assert files(m1) == files(m2)
+    assert {p.sha256 for p in m1.pairs}.isdisjoint({p.sha256 for p in m3.pairs})
+    for rec in m1.pairs:
+        assert (tmp_path / "a" / rec.file).read_bytes() == (tmp_path / "b" / rec.file).read_bytes()
+
+
+def test_cli_defaults_to_png_and_checks_options(tmp_path, cli):
+    res = cli("make-dataset", "synthetic-scenes", "--count", "4", "--size", "32", "--out", tmp_path / "out", "--workers", "2", "--no-progress")
+    assert res.code == 0, res.stderr
+    manifest = load_manifest(tmp_path / "out")
+    assert manifest.file_format == "png" and all(p.file.endswith(".png") for p in manifest.pairs)
+    res = cli("make-dataset", "synthetic-scenes", "--count", "0", "--out", tmp_path / "o2", "--no-progress")
+    assert res.code == 1 and "--count must be positive, got 0" in res.stderr
+    res = cli("make-dataset", "synthetic-scenes", "--count", "10", "--val-fraction", "0.6", "--test-fraction", "0.5", "--out", tmp_path / "o3", "--no-progress")
+    assert res.code == 1 and "must leave scenes for train" in res.stderr
+
+
+def _p2ptools(*args: str) -> list[str]:
+    return [sys.executable, "-m", "p2ptools", *args]
+
+
+def test_resume_after_sigkill_is_byte_identical(tmp_path):
+    args = ["make-dataset", "synthetic-scenes", "--count", "150", "--size", "96", "--workers", "1", "--no-progress"]
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_p2ptools(*args, "--out", str(out)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(list(out.glob("*/scene_*.png"))) < 8:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    made = len(list(out.glob("*/scene_*.png")))
+    assert 8 <= made < 150 and not (out / "manifest.json").exists()
+    assert (out / ".p2ptools-journal.jsonl").exists()
+
+    subprocess.run(_p2ptools(*args, "--out", str(out)), check=True, capture_output=True, timeout=120)
+    subprocess.run(_p2ptools(*args, "--out", str(tmp_path / "clean")), check=True, capture_output=True, timeout=120)
+    resumed, clean = load_manifest(out), load_manifest(tmp_path / "clean")
+    assert len(resumed.pairs) == 150
+    assert [(p.file, p.sha256, p.extras) for p in resumed.pairs] == [(p.file, p.sha256, p.extras) for p in clean.pairs]
+    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "clean") for p in (tmp_path / "clean").rglob("*") if p.is_file())
+    for rel in files:
+        assert (out / rel).read_bytes() == (tmp_path / "clean" / rel).read_bytes(), rel
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no .tmp- files, no journal
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_render_speed_report(size, capsys):
+    """Not a timed assertion: prints ms per scene for the record."""
+    start = time.perf_counter()
+    for s in range(5):
+        render_scene(np.random.default_rng(s), size)
+    with capsys.disabled():
+        print(f"\nrender_scene {size}px: {(time.perf_counter() - start) / 5 * 1000:.1f} ms/scene")
