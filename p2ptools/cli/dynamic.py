@@ -44,7 +44,7 @@ def dataclass_parameters(cls: type, prefix: str, panel: str) -> list[inspect.Par
         choices = f.metadata.get("choices")
         if choices is not None:
             allowed = f.metadata.get("choices_help") or ", ".join(map(str, choices))
-            help_text += f" [{allowed}]"
+            help_text += f" Choices: {allowed}."
         option = typer.Option(*decls, help=help_text, rich_help_panel=panel, show_default=True)
         annotation = Annotated[Optional[base] if optional else base, option]  # noqa: UP007
         params.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -34,7 +35,8 @@ def train(ctx: typer.Context) -> None:
         data = config.get("data")
         request = TrainRequest(Path(data) if data else None, Path(resume), resume=True, progress="--no-progress" not in args)
         run_dir = cls().train(options, request)
-        out.print(f"resumed and finished: {run_dir}")
+        if os.environ.get("RANK", "0") == "0":
+            out.print(f"resumed and finished: {run_dir}")
         return
     name = find_value(args, "--model") or DEFAULT_MODEL
     cls = registry.load("models", name)
@@ -53,7 +55,8 @@ def train(ctx: typer.Context) -> None:
         options = build_options(cls.Options, values, PREFIX)
         request = TrainRequest(values["data"], values["run_dir"], overwrite=values["overwrite"], progress=not values["no_progress"])
         run_dir = cls().train(options, request)
-        out.print(f"trained: {run_dir}")
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+            out.print(f"trained: {run_dir}")
 
     run_command("p2ptools train", f"Train the {name!r} model: {cls.summary}", params, body, args)
 

@@ -14,3 +14,4 @@ How to add a model plugin
 4. Register ``[project.entry-points."p2ptools.models"] yourname = "yourpkg.module:YourPlugin"`` and
    install; the registry smoke test then trains and translates it on tiny data.
 """
+__version__ = "0.1.0"

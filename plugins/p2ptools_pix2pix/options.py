@@ -74,4 +74,5 @@ class Pix2PixOptions:
     checkpoint_every: int = field(default=0, metadata={"help": "Also save a checkpoint every N steps (0: only at the end of each epoch)."})
     max_steps: int = field(default=0, metadata={"help": "Stop after this many steps in total (0: train every epoch); for smoke tests and benchmarks."})
     val_limit: int = field(default=0, metadata={"help": "Validation pairs scored per epoch for val_L1 (0: the whole val split)."})
+    log_every: int = field(default=20, metadata={"help": "Append averaged losses and images/s to log.jsonl every N steps."})
     sample_images: int = field(default=4, metadata={"help": "Validation pairs shown in each epoch's sample grid."})

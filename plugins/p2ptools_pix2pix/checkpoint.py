@@ -1,0 +1,285 @@
+"""Run directories of the pix2pix trainer: config, checkpoints (no pickle anywhere), exact resume.
+
+Layout::
+
+    RUN_DIR/config.json                       plugin, version, every option, data, parameter counts
+    RUN_DIR/checkpoints/latest_G.safetensors  generator state_dict (BN buffers included)
+    RUN_DIR/checkpoints/latest_D.safetensors  discriminator (absent for --loss l1)
+    RUN_DIR/checkpoints/latest_state.safetensors  optimizer tensors ("G.<param index>.exp_avg", ...)
+    RUN_DIR/checkpoints/latest_state.json     the rest: optimizer scalars, scheduler, grad scaler,
+                                              step, epoch, position in the epoch, RNG states as ints
+    RUN_DIR/log.jsonl, RUN_DIR/samples/
+
+A checkpoint is written whole into ``RUN_DIR/.tmp-checkpoints/`` (the JSON last), then swapped in
+with two renames (``checkpoints`` -> ``.old-checkpoints``, ``.tmp-checkpoints`` -> ``checkpoints``).
+A run killed at any moment therefore leaves one complete checkpoint, which :func:`recover` puts
+back in place before resuming.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from p2ptools.errors import CheckpointError, ConfigError, InputFileError
+from p2ptools.imageio import write_text_atomic
+from p2ptools.plugin import CONFIG_NAME
+
+CHECKPOINTS = "checkpoints"
+STATE_FORMAT = "p2ptools-pix2pix-state/1"
+G_FILE, D_FILE, STATE_TENSORS, STATE_JSON = (
+    "latest_G.safetensors", "latest_D.safetensors", "latest_state.safetensors", "latest_state.json")
+_TMP, _OLD = ".tmp-checkpoints", ".old-checkpoints"
+
+
+# ----------------------------------------------------------------------------------------------
+# config.json and the overwrite / resume rules
+
+def differing_options(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Human-readable differences between two configs (``"options.netG: unet_256 -> unet_128"``)."""
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += [f"{key}.{d}" for d in differing_options(a, b)]
+        elif a != b:
+            diffs.append(f"{key}: {a!r} -> {b!r}")
+    return diffs
+
+
+def prepare_run_dir(run_dir: Path, config: dict[str, Any], *, resume: bool, overwrite: bool) -> bool:
+    """Check ``run_dir`` against ``config`` and return whether training resumes from a checkpoint.
+
+    - resume: the stored config must match (the CLI passes it back), a checkpoint is used if any;
+    - an existing run of another configuration: ConfigError naming the differences, unless overwrite;
+    - the same configuration already trained or started: ConfigError suggesting --resume, unless
+      overwrite; overwrite removes the old checkpoints, log and samples.
+
+    Only reads and deletes; nothing is written here.
+    """
+    run_dir = Path(run_dir)
+    config_path = run_dir / CONFIG_NAME
+    if resume:
+        if not config_path.is_file():
+            raise InputFileError(config_path, "no config.json: nothing to resume")
+        old = json.loads(config_path.read_text(encoding="utf-8"))
+        diffs = differing_options(_comparable(old), _comparable(config))
+        if diffs:
+            raise ConfigError(f"{run_dir}: cannot resume with another configuration ({'; '.join(diffs)})")
+        recover(run_dir)
+        return (run_dir / CHECKPOINTS / STATE_JSON).is_file()
+    if config_path.is_file() and not overwrite:
+        old = json.loads(config_path.read_text(encoding="utf-8"))
+        diffs = differing_options(_comparable(old), _comparable(config))
+        if diffs:
+            raise ConfigError(f"{run_dir}: holds a run of another configuration ({'; '.join(diffs)}); "
+                              "use --overwrite to replace it")
+        raise ConfigError(f"{run_dir}: already holds this run; continue it with "
+                          f"`p2ptools train --resume {run_dir}` or start over with --overwrite")
+    if overwrite:
+        for name in (CHECKPOINTS, _TMP, _OLD, "samples"):
+            shutil.rmtree(run_dir / name, ignore_errors=True)
+        for name in ("log.jsonl", CONFIG_NAME):
+            (run_dir / name).unlink(missing_ok=True)
+    elif run_dir.exists() and any(p for p in run_dir.iterdir() if not p.name.startswith(".")):
+        raise ConfigError(f"{run_dir}: exists and is not empty (no config.json); choose another --out or use --overwrite")
+    return False
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a config that define the run (parameter counts follow from the options)."""
+    return {k: v for k, v in config.items() if k not in ("generator_params", "discriminator_params")}
+
+
+def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    """Write ``RUN_DIR/config.json`` atomically."""
+    write_text_atomic(Path(run_dir) / CONFIG_NAME, json.dumps(config, indent=1) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# RNG states as JSON-able ints
+
+def rng_state() -> dict[str, Any]:
+    """CPU/CUDA torch, numpy and python RNG states, as lists of ints."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return {
+        "torch_cpu": torch.get_rng_state().tolist(),
+        "torch_cuda": [s.tolist() for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else None,
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(torch.tensor(state["torch_cpu"], dtype=torch.uint8))
+    if state.get("torch_cuda") and torch.cuda.is_available():
+        cuda = state["torch_cuda"][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in cuda])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+# ----------------------------------------------------------------------------------------------
+# tensors
+
+def module_tensors(net: nn.Module) -> dict[str, torch.Tensor]:
+    """A module's state_dict as contiguous CPU tensors (what safetensors stores)."""
+    return {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+
+
+def optimizer_split(name: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer's state_dict into tensors (``"<name>.<param>.<key>"``) and JSON scalars."""
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for idx, state in sd["state"].items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{name}.{idx}.{key}"] = value.detach().to("cpu").contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def optimizer_join(name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    """Rebuild an optimizer state_dict from :func:`optimizer_split`'s two halves."""
+    state: dict[int, dict[str, Any]] = {}
+    prefix = name + "."
+    for key, value in tensors.items():
+        if key.startswith(prefix):
+            idx, _, field = key[len(prefix):].partition(".")
+            state.setdefault(int(idx), {})[field] = value
+    for idx, values in meta.get("scalars", {}).items():
+        state.setdefault(int(idx), {}).update(values)
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+# ----------------------------------------------------------------------------------------------
+# save / load
+
+def save_checkpoint(run_dir: Path, nets: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+                    state: dict[str, Any]) -> Path:
+    """Write a complete checkpoint and swap it in atomically (see the module docstring).
+
+    Args:
+        nets: ``{"G": generator, "D": discriminator}`` (unwrapped modules; D may be absent).
+        optimizers: ``{"G": ..., "D": ...}`` matching ``nets``.
+        state: JSON-able training state (step, epoch, position, scheduler, scaler, rng, ...).
+    """
+    run_dir = Path(run_dir)
+    tmp = run_dir / _TMP
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    step = str(state.get("step", 0))
+    for name, net in nets.items():
+        save_file(module_tensors(net), str(tmp / f"latest_{name}.safetensors"), metadata={"step": step})
+    tensors, opt_meta = {}, {}
+    for name, opt in optimizers.items():
+        t, meta = optimizer_split(name, opt)
+        tensors.update(t)
+        opt_meta[name] = meta
+    save_file(tensors, str(tmp / STATE_TENSORS), metadata={"step": step})
+    document = {"format": STATE_FORMAT, **state, "networks": sorted(nets), "optimizers": opt_meta}
+    with open(tmp / STATE_JSON, "w", encoding="utf-8") as fh:  # the commit marker, written last
+        json.dump(document, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    final, old = run_dir / CHECKPOINTS, run_dir / _OLD
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def recover(run_dir: Path) -> None:
+    """After a kill during :func:`save_checkpoint`, put the complete checkpoint back in place."""
+    run_dir = Path(run_dir)
+    final, tmp, old = run_dir / CHECKPOINTS, run_dir / _TMP, run_dir / _OLD
+    if not final.exists():
+        if (tmp / STATE_JSON).is_file():
+            os.replace(tmp, final)
+        elif (old / STATE_JSON).is_file():
+            os.replace(old, final)
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Load a safetensors file, with a clear error when it is missing or damaged."""
+    if not path.is_file():
+        raise CheckpointError(path, "missing checkpoint file")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(path, f"unreadable safetensors file ({exc})") from None
+
+
+def load_module(net: nn.Module, path: Path) -> None:
+    """Load weights into ``net``; a key or shape mismatch is one error listing the differences."""
+    tensors = read_weights(path)
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    shapes = [f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+              if k in tensors and tensors[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        parts = [f"missing {missing[:5]}" if missing else "", f"unexpected {unexpected[:5]}" if unexpected else "",
+                 f"shape {shapes[:5]}" if shapes else ""]
+        raise CheckpointError(path, "does not fit the network: " + "; ".join(p for p in parts if p))
+    net.load_state_dict(tensors)
+
+
+def load_checkpoint(run_dir: Path, nets: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
+    """Load the latest checkpoint into ``nets`` and ``optimizers``; return the JSON training state."""
+    folder = Path(run_dir) / CHECKPOINTS
+    json_path = folder / STATE_JSON
+    try:
+        document = json.loads(json_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(json_path, "missing checkpoint state") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(json_path, f"not valid JSON ({exc})") from None
+    if document.get("format") != STATE_FORMAT:
+        raise CheckpointError(json_path, f"unknown format {document.get('format')!r}, expected {STATE_FORMAT!r}")
+    if sorted(nets) != document.get("networks"):
+        raise CheckpointError(json_path, f"holds networks {document.get('networks')}, the run needs {sorted(nets)}")
+    for name, net in nets.items():
+        load_module(net, folder / f"latest_{name}.safetensors")
+    tensors = read_weights(folder / STATE_TENSORS)
+    for name, opt in optimizers.items():
+        try:
+            opt.load_state_dict(optimizer_join(name, tensors, document["optimizers"][name]))
+        except (KeyError, ValueError) as exc:
+            raise CheckpointError(folder / STATE_TENSORS, f"optimizer {name} state does not fit ({exc})") from None
+    return document
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop ``log.jsonl`` lines after ``step`` (written by a run killed after its last checkpoint)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by the kill
+    write_text_atomic(path, "".join(k + "\n" for k in kept))

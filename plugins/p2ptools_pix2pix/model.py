@@ -1,0 +1,287 @@
+"""A loaded pix2pix run: the generator plus everything ``translate`` needs.
+
+Test-time behaviour (GUIDE.md section 3): by default the generator runs as the reference runs it at
+test time, in training mode: dropout active and batch norm using the statistics of each image (the
+paper's noise). Here that noise is made reproducible and independent of batching: every image gets
+its own dropout masks from a generator seeded by ``(seed, the image's content)``, and batch norm
+normalises each image by its own statistics (exactly what the reference computes with its test
+batch size of 1), so an image's output does not depend on the batch size, its batch mates, the
+order of the inputs or the device. ``LoadOptions(eval_mode=True)`` uses ``G.eval()`` instead
+(running statistics, no dropout).
+
+Pixel mapping as the reference: ``x / 255`` normalised with mean 0.5, std 0.5 to [-1, 1]; outputs
+``(y + 1) / 2 * 255``, rounded to the nearest integer (the reference truncates).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from p2ptools.errors import CheckpointError, ConfigError, InputFileError
+from p2ptools.options import from_dict
+from p2ptools.plugin import CONFIG_NAME, LoadOptions, TrainedModel, read_run_config
+from p2ptools_pix2pix.networks import define_G, generator_depth
+from p2ptools_pix2pix.options import Pix2PixOptions
+
+#: Generator weights inside a run directory.
+G_WEIGHTS = Path("checkpoints") / "latest_G.safetensors"
+PLUGIN_NAME = "pix2pix"
+
+
+# --- devices and state dicts --------------------------------------------------------------------
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> ``cuda`` if available else ``cpu``; other names are checked to exist."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f"--device: invalid device {device!r} ({exc})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: CUDA is not available on this machine (use cpu or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) present")
+    return dev
+
+
+def _shape(t: torch.Tensor) -> tuple[int, ...]:
+    return tuple(t.shape)
+
+
+def _listing(items: Sequence[str], limit: int = 4) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def _natural(key: str) -> list:
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in key.split(".")]
+
+
+def state_dict_problems(expected: Mapping[str, torch.Tensor], got: Mapping[str, torch.Tensor]) -> str | None:
+    """One-line description of how ``got`` differs from ``expected`` (keys and shapes), or None.
+
+    Lists the first few missing keys, unexpected keys and shape mismatches with their counts.
+    """
+    missing = [k for k in expected if k not in got]
+    unexpected = sorted((k for k in got if k not in expected), key=_natural)
+    shapes = [
+        f"{k} file {_shape(got[k])} vs network {_shape(expected[k])}"
+        for k in expected
+        if k in got and _shape(got[k]) != _shape(expected[k])
+    ]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s): {_listing(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s): {_listing(unexpected)}")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatch(es): {_listing(shapes, 3)}")
+    return "; ".join(parts) or None
+
+
+def architecture_flags(options: Pix2PixOptions) -> str:
+    """The options that decide the generator's weights, as command-line flags."""
+    drop = "--dropout" if options.dropout else "--no-dropout"
+    return (
+        f"--netG {options.netG} --ngf {options.ngf} --norm {options.norm} {drop} "
+        f"--input-nc {options.input_nc} --output-nc {options.output_nc}"
+    )
+
+
+# --- reproducible reference-style test-time noise -----------------------------------------------
+
+
+def image_seed(seed: int, image: np.ndarray) -> int:
+    """A 63-bit seed from ``seed`` and an image's shape and pixels."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(f"{seed}|{image.shape}|{image.dtype}|".encode())
+    h.update(np.ascontiguousarray(image).tobytes())
+    return int.from_bytes(h.digest(), "little") & ((1 << 63) - 1)
+
+
+def _per_image_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
+    # batch norm over one image = instance norm with the batch norm's affine parameters;
+    # running statistics are left untouched
+    return F.instance_norm(x, None, None, bn.weight, bn.bias, use_input_stats=True, eps=bn.eps)
+
+
+def _per_image_dropout(generators: list[torch.Generator], drop: nn.Dropout, x: torch.Tensor) -> torch.Tensor:
+    keep = 1.0 - drop.p
+    if drop.p == 0.0:
+        return x
+    if keep == 0.0:
+        return torch.zeros_like(x)
+    masks = [torch.empty(x.shape[1:], dtype=torch.float32).bernoulli_(keep, generator=g) for g in generators]
+    mask = torch.stack(masks).to(device=x.device, dtype=x.dtype).div_(keep)
+    return x * mask
+
+
+@contextlib.contextmanager
+def per_image_noise(net: nn.Module, seeds: Sequence[int]) -> Iterator[None]:
+    """Inside: ``net`` (in training mode) normalises each image of a batch by its own statistics
+    and draws its dropout masks from a CPU generator seeded by ``seeds[i]`` (one per image, in
+    batch order). Parameters and buffers are not changed."""
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
+    patched = []
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.forward = lambda x, m=m: _per_image_batch_norm(m, x)  # type: ignore[method-assign]
+        elif isinstance(m, nn.Dropout):
+            m.forward = lambda x, m=m: _per_image_dropout(generators, m, x)  # type: ignore[method-assign]
+        else:
+            continue
+        patched.append(m)
+    try:
+        yield
+    finally:
+        for m in patched:
+            del m.forward
+
+
+# --- the loaded model ---------------------------------------------------------------------------
+
+
+class Pix2PixModel(TrainedModel):
+    """A pix2pix generator ready to translate uint8 images.
+
+    Args:
+        netG: the generator (weights loaded).
+        options: the run's options (architecture, direction, channels).
+        device: where to run.
+        eval_mode: True: ``G.eval()``; False: the reference's test-time noise, seeded (module docstring).
+        seed: seed of the test-time noise.
+        max_batch: images per forward pass at most.
+    """
+
+    def __init__(
+        self,
+        netG: nn.Module,
+        options: Pix2PixOptions,
+        device: torch.device,
+        *,
+        eval_mode: bool = False,
+        seed: int = 0,
+        max_batch: int = 16,
+    ) -> None:
+        self.netG = netG.to(device)
+        self.options = options
+        self.device = device
+        self.eval_mode = eval_mode
+        self.seed = seed
+        self.max_batch = max(1, max_batch)
+        self.direction = options.direction
+        self.in_channels = options.input_nc
+        self.out_channels = options.output_nc
+        self.depth = generator_depth(netG)
+        self.netG.train(not eval_mode)
+
+    def check_image(self, image: np.ndarray) -> None:
+        """Raise :class:`InputFileError` for an array the generator cannot take (dtype, channels, size)."""
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+            raise InputFileError("<input image>", f"expected a uint8 numpy array, got {type(image).__name__} {getattr(image, 'dtype', '')}")
+        channels = 1 if image.ndim == 2 else image.shape[2] if image.ndim == 3 else None
+        if channels is None or channels not in (1, 3):
+            raise InputFileError("<input image>", f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
+        if channels != self.in_channels:
+            raise InputFileError("<input image>", f"image has {channels} channel(s) but the model takes {self.in_channels} (--input-nc)")
+        h, w = image.shape[:2]
+        if self.depth:
+            unit = 2**self.depth
+            if h % unit or w % unit:
+                fit = f"{max(unit, round(h / unit) * unit)}x{max(unit, round(w / unit) * unit)}"
+                raise InputFileError(
+                    "<input image>",
+                    f"size {h}x{w} (HxW) does not fit {self.options.netG}: height and width must be multiples of "
+                    f"{unit} ({self.depth} down-samplings); resize or crop the inputs, e.g. to {fit}",
+                )
+
+    def translate(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Translate uint8 images, (H, W, 3) RGB or (H, W) gray per ``in_channels``.
+
+        Returns uint8 images of the same height and width: (H, W, 3), or (H, W) when
+        ``out_channels`` is 1. Images of equal size are run together, ``max_batch`` at a time.
+        """
+        for image in images:
+            self.check_image(image)
+        results: list[np.ndarray] = []
+        start = 0
+        while start < len(images):
+            stop = start + 1
+            while stop < len(images) and stop - start < self.max_batch and images[stop].shape == images[start].shape:
+                stop += 1
+            results += self._forward(images[start:stop])
+            start = stop
+        return results
+
+    def _forward(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        batch = np.stack([im.reshape(im.shape[0], im.shape[1], -1) for im in images])  # (N, H, W, C)
+        x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).contiguous().float().div_(255.0).sub_(0.5).div_(0.5)
+        with torch.inference_mode():
+            if self.eval_mode:
+                y = self.netG(x)
+            else:
+                with per_image_noise(self.netG, [image_seed(self.seed, im) for im in images]):
+                    y = self.netG(x)
+        y = ((y.float() + 1.0) / 2.0 * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+        out = y.permute(0, 2, 3, 1).cpu().numpy()
+        return [o[:, :, 0].copy() if self.out_channels == 1 else o.copy() for o in out]
+
+
+# --- loading a run ------------------------------------------------------------------------------
+
+
+def load_generator_weights(net: nn.Module, path: Path, options: Pix2PixOptions) -> None:
+    """Load safetensors weights into ``net``; a missing, corrupt or mismatched file is a
+    :class:`CheckpointError` naming the file and listing what differs."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise CheckpointError(path, "missing generator weights (was the run stopped before its first checkpoint?)")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(path, f"cannot read safetensors weights ({exc})") from None
+    problems = state_dict_problems(net.state_dict(), state)
+    if problems:
+        raise CheckpointError(path, f"does not fit the generator of config.json ({architecture_flags(options)}): {problems}")
+    net.load_state_dict(state, strict=True)
+
+
+def load_pix2pix_run(run_dir: Path, options: LoadOptions) -> Pix2PixModel:
+    """Load ``RUN_DIR`` (``config.json`` + ``checkpoints/latest_G.safetensors``) for translation."""
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    if config.get("plugin") != PLUGIN_NAME:
+        raise ConfigError(f"{run_dir / CONFIG_NAME}: a run of plugin {config.get('plugin')!r}, not {PLUGIN_NAME!r}")
+    if not isinstance(config.get("options"), dict):
+        raise InputFileError(run_dir / CONFIG_NAME, "no 'options' object")
+    opts = from_dict(Pix2PixOptions, config["options"], str(run_dir / CONFIG_NAME))
+    device = resolve_device(options.device)
+    netG = define_G(opts.netG, opts.input_nc, opts.output_nc, opts.ngf, opts.norm, opts.dropout)
+    load_generator_weights(netG, run_dir / G_WEIGHTS, opts)
+    return Pix2PixModel(netG, opts, device, eval_mode=options.eval_mode, seed=options.seed)
+
+
+__all__ = [
+    "G_WEIGHTS",
+    "Pix2PixModel",
+    "architecture_flags",
+    "image_seed",
+    "load_generator_weights",
+    "load_pix2pix_run",
+    "per_image_noise",
+    "resolve_device",
+    "state_dict_problems",
+]

@@ -1,0 +1,234 @@
+"""Import a generator saved by the PyTorch pix2pix reference implementation (``latest_net_G.pth``).
+
+The reference saves plain state dicts without architecture settings (GUIDE.md section 3), so the
+user names the architecture (``--netG``, ``--ngf``, ``--norm``, ``--dropout``, channels) and the file
+is checked against it key by key and shape by shape. Accepted variations: a ``module.`` prefix
+(DataParallel), files without ``num_batches_tracked`` (older PyTorch; zeros are added), instance-norm
+running statistics saved by PyTorch < 0.4 (dropped, as the reference's loader does), and with
+``--norm none`` the reference's bias-free convolutions (zero biases are added: the same function).
+The file is read with ``torch.load(weights_only=True)``: no code is ever unpickled.
+
+The result is an ordinary run directory (``config.json`` + ``checkpoints/latest_G.safetensors``),
+written to a temporary sibling folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save as safetensors_bytes
+
+from p2ptools.errors import CheckpointError, ConfigError
+from p2ptools.options import check_choices, to_dict
+from p2ptools.plugin import CONFIG_NAME
+from p2ptools_pix2pix.model import G_WEIGHTS, PLUGIN_NAME, architecture_flags, state_dict_problems
+from p2ptools_pix2pix.networks import count_parameters, define_G
+from p2ptools_pix2pix.options import Pix2PixOptions
+
+
+def plugin_version() -> str:
+    """``p2ptools_pix2pix.__version__`` when defined, else "0.1.0"."""
+    import p2ptools_pix2pix
+
+    return str(getattr(p2ptools_pix2pix, "__version__", "0.1.0"))
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def read_reference_state(checkpoint: Path) -> dict[str, torch.Tensor]:
+    """The state dict of a reference ``.pth`` file (``module.`` prefix removed).
+
+    Raises :class:`CheckpointError` naming the file when it is missing, not a PyTorch file, holds
+    anything but tensors (``weights_only`` refuses code), or is not a flat ``{name: tensor}`` dict.
+    """
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise CheckpointError(checkpoint, "no such file" if not checkpoint.exists() else "not a file")
+    try:
+        obj = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for foreign or broken files
+        detail = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(checkpoint, f"not a readable PyTorch weights file ({type(exc).__name__}: {detail})") from None
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(checkpoint, f"holds a {type(obj).__name__}, not a state dict of tensors")
+    if not obj:
+        raise CheckpointError(checkpoint, "holds an empty state dict")
+    bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(checkpoint, f"not a flat state dict of tensors (entries {', '.join(bad[:3])} are not tensors)")
+    state = dict(obj)
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+_NORM_BUFFERS = (".running_mean", ".running_var", ".num_batches_tracked")
+
+
+def _complete_state(state: dict[str, torch.Tensor], net: torch.nn.Module, norm: str) -> dict[str, torch.Tensor]:
+    """Reconcile the legitimate differences of reference files with ``net``'s state dict.
+
+    Adds ``num_batches_tracked`` (older files) and, for ``norm none``, the zero biases of the
+    reference's bias-free convolutions; drops the running statistics that PyTorch < 0.4 saved for
+    instance-norm layers (the reference's own loader removes them too: they are never used).
+    """
+    expected = net.state_dict()
+    instance_norms = {name for name, m in net.named_modules() if isinstance(m, torch.nn.InstanceNorm2d)}
+
+    def stale(key: str) -> bool:  # statistics of a non-affine norm where we have an instance norm
+        module = key.rsplit(".", 1)[0]
+        return key not in expected and key.endswith(_NORM_BUFFERS) and module in instance_norms and f"{module}.weight" not in state
+
+    state = {k: v for k, v in state.items() if not stale(k)}
+    for key, value in expected.items():
+        if key in state:
+            continue
+        module = key.rsplit(".", 1)[0]
+        if key.endswith(".num_batches_tracked") and f"{module}.running_mean" in state:
+            state[key] = torch.zeros_like(value)
+        elif norm == "none" and key.endswith(".bias") and f"{module}.weight" in state and value.dim() == 1:
+            state[key] = torch.zeros_like(value)
+    return state
+
+
+def guess_architecture(state: Mapping[str, torch.Tensor]) -> str | None:
+    """Flags describing a reference generator state dict (U-Net or ResNet layout), or None.
+
+    Dropout is invisible in a U-Net's weights and therefore not guessed for it.
+    """
+
+    def norm_of(has_bias: bool) -> str:
+        if any(k.endswith(".running_mean") for k in state):
+            return "batch"
+        return "instance" if has_bias else "none"
+
+    try:
+        if "model.model.0.weight" in state and "model.model.3.weight" in state:
+            depth = max(k.split(".").count("model") for k in state) - 1
+            first, last = state["model.model.0.weight"], state["model.model.3.weight"]
+            ngf, input_nc, output_nc = first.shape[0], first.shape[1], last.shape[1]
+            kind = "unet" if last.shape[0] == 2 * ngf else "encoder_decoder"
+            norm = norm_of("model.model.0.bias" in state)
+            return f"--netG {kind}_{2**depth} --ngf {ngf} --norm {norm} --input-nc {input_nc} --output-nc {output_nc}"
+        if "model.1.weight" in state and state["model.1.weight"].dim() == 4:
+            first = state["model.1.weight"]
+            blocks = {m.group(1) for k in state if (m := re.match(r"model\.(\d+)\.conv_block\.", k))}
+            dropout = any(".conv_block.6.weight" in k for k in state)
+            convs = [(int(m.group(1)), v) for k, v in state.items() if (m := re.fullmatch(r"model\.(\d+)\.weight", k))]
+            output_nc = max(convs, key=lambda iv: iv[0])[1].shape[0]
+            norm = norm_of("model.1.bias" in state)
+            return (
+                f"--netG resnet_{len(blocks)}blocks --ngf {first.shape[0]} --norm {norm} "
+                f"{'--dropout' if dropout else '--no-dropout'} --input-nc {first.shape[1]} --output-nc {output_nc}"
+            )
+    except (IndexError, ValueError, KeyError):
+        return None
+    return None
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def _prepare_target(run_dir: Path, overwrite: bool) -> bool:
+    """Check that ``run_dir`` may be (re)written; True when an existing run is to be replaced."""
+    if not run_dir.exists():
+        return False
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: exists and is not a folder; choose another --out")
+    if not any(run_dir.iterdir()):
+        return False
+    if not (run_dir / CONFIG_NAME).is_file():
+        raise ConfigError(f"{run_dir}: not empty and not a p2ptools run directory; refusing to write into it")
+    if not overwrite:
+        raise ConfigError(f"{run_dir}: already holds a run; use --overwrite to replace it")
+    return True
+
+
+def _write_run(run_dir: Path, files: Mapping[str, bytes], overwrite: bool) -> None:
+    replace = _prepare_target(run_dir, overwrite)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tmp-", dir=run_dir.parent))
+    try:
+        for rel, data in files.items():
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        if replace:
+            trash = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.old-", dir=run_dir.parent))
+            run_dir.rename(trash / "run")
+            tmp.rename(run_dir)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            if run_dir.exists():
+                run_dir.rmdir()  # empty, checked above
+            tmp.rename(run_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def import_reference_checkpoint(checkpoint: Path, options: Pix2PixOptions, run_dir: Path, overwrite: bool = False) -> Path:
+    """Turn the reference's ``latest_net_G.pth`` into a run directory that ``translate`` can use.
+
+    Args:
+        checkpoint: the reference generator file (a plain state dict).
+        options: the run's options; the architecture fields must describe the saved network.
+        run_dir: the run directory to create (``config.json``, ``checkpoints/latest_G.safetensors``).
+        overwrite: replace an existing run directory.
+
+    Returns:
+        ``run_dir``.
+
+    Raises:
+        CheckpointError: unreadable file, or keys / shapes that differ from the architecture (one
+            message listing the missing and unexpected keys and the shape mismatches).
+        ConfigError: invalid options, or ``run_dir`` exists without ``overwrite``.
+    """
+    checkpoint, run_dir = Path(checkpoint), Path(run_dir)
+    check_choices(options)
+    _prepare_target(run_dir, overwrite)  # fail before the (slow) loading
+    state = read_reference_state(checkpoint)
+    netG = define_G(options.netG, options.input_nc, options.output_nc, options.ngf, options.norm, options.dropout)
+    expected = netG.state_dict()
+    completed = _complete_state(state, netG, options.norm)
+    problems = state_dict_problems(expected, completed)
+    if problems:
+        guess = guess_architecture(state)
+        hint = f"; the file looks like {guess}" if guess else ""
+        raise CheckpointError(checkpoint, f"does not match {architecture_flags(options)}: {problems}{hint}")
+    bad = [k for k, v in completed.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(checkpoint, f"holds NaN or infinite values in {', '.join(bad[:3])}")
+    netG.load_state_dict({k: v.to(expected[k].dtype) for k, v in completed.items()}, strict=True)
+    weights = {k: v.detach().contiguous() for k, v in netG.state_dict().items()}
+    config: dict[str, Any] = {
+        "plugin": PLUGIN_NAME,
+        "plugin_version": plugin_version(),
+        "options": to_dict(options),
+        "data": None,
+        "data_manifest_sha256": None,
+        "generator_params": count_parameters(netG),
+        "discriminator_params": None,
+        "imported_from": str(checkpoint),
+    }
+    files = {
+        str(G_WEIGHTS): safetensors_bytes(weights, metadata={"format": "pt", "imported_from": checkpoint.name}),
+        CONFIG_NAME: (json.dumps(config, indent=1) + "\n").encode(),
+    }
+    _write_run(run_dir, files, overwrite)
+    return run_dir
+
+
+__all__ = ["guess_architecture", "import_reference_checkpoint", "plugin_version", "read_reference_state"]

@@ -1,0 +1,401 @@
+"""The pix2pix training loop, readable top to bottom.
+
+:func:`train` sets up (processes, data, networks, optimisers, resume) and runs epochs of
+:func:`train_step`, which follows the reference's order: G forward; D update on the detached fake;
+G update with D frozen. At each epoch end: lr schedule step, validation L1, a sample grid, a
+checkpoint. Exact resume comes from saving everything that decides the future (weights, optimiser
+and scheduler state, RNG states, the position within the epoch) and from data whose order and
+jitter depend only on ``(seed, epoch, index)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from rich.progress import TextColumn
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from p2ptools.errors import ConfigError, InputFileError
+from p2ptools.options import check_choices, to_dict
+from p2ptools.pairs import MANIFEST_NAME, iter_split, manifest_sha256
+from p2ptools.progress import console, make_progress
+from p2ptools_pix2pix import __version__
+from p2ptools_pix2pix import checkpoint as ckpt
+from p2ptools_pix2pix.data import (AlignedPairs, Jitter, ResumableSampler, check_batch, check_pair_size, make_loader,
+                                   split_files, to_network_range, to_uint8)
+from p2ptools_pix2pix.losses import Objective, discriminator_loss, generator_loss, parse_objective
+from p2ptools_pix2pix.networks import count_parameters, define_D, define_G, generator_depth
+from p2ptools_pix2pix.options import Pix2PixOptions
+from p2ptools_pix2pix.runtime import (Runtime, any_rank, cleanup_distributed, resolve_precision, setup_distributed,
+                                      stop_on_signals)
+from p2ptools_pix2pix.samples import sample_grid, write_samples
+
+#: Test hook: the trainer waits (until a signal) after finishing this step, to be killed there.
+STALL_ENV = "P2PTOOLS_PIX2PIX_STALL_AT_STEP"
+
+
+@dataclass
+class Nets:
+    """The networks as trained (possibly DDP-wrapped / compiled) and as stored (plain modules)."""
+
+    G: nn.Module  # generator as called in training
+    G_raw: nn.Module
+    D: nn.Module | None  # discriminator for the D update (DDP-wrapped under torchrun)
+    D_raw: nn.Module | None
+    D_for_G: nn.Module | None  # the plain D for the G loss: its parameters are frozen there
+
+
+# ----------------------------------------------------------------------------------------------
+# building blocks
+
+def lr_lambda(epochs: int, epochs_decay: int):
+    """The reference's rule: factor 1 for ``epochs`` epochs, then linear decay towards 0."""
+    def rule(epoch: int) -> float:
+        return 1.0 - max(0, epoch + 1 - epochs) / float(epochs_decay + 1)
+    return rule
+
+
+def build_networks(options: Pix2PixOptions, objective: Objective) -> tuple[nn.Module, nn.Module | None]:
+    """Generator and (if the objective has a GAN term) discriminator, initialised N(0, 0.02)."""
+    net_g = define_G(options.netG, options.input_nc, options.output_nc, options.ngf, options.norm, options.dropout)
+    d_channels = objective.discriminator_channels(options.input_nc, options.output_nc)
+    net_d = define_D(options.netD, d_channels, options.ndf, options.norm) if d_channels else None
+    return net_g, net_d
+
+
+def check_setup(options: Pix2PixOptions, runtime: Runtime) -> None:
+    """Refuse combinations that would fail later with an obscure message (ConfigError)."""
+    depth = generator_depth(options.netG)
+    if options.preprocess in ("resize_and_crop", "crop") and depth and options.crop_size % 2**depth:
+        raise ConfigError(f"--crop-size {options.crop_size}: --netG {options.netG} needs sizes divisible by {2**depth}")
+    if options.norm == "syncbatch" and runtime.distributed and runtime.device.type != "cuda":
+        raise ConfigError("--norm syncbatch needs CUDA devices (DistributedDataParallel refuses SyncBatchNorm on the CPU); "
+                          "use --norm batch")
+    for name in ("batch_size", "log_every", "epochs"):
+        if getattr(options, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}")
+    for name in ("epochs_decay", "checkpoint_every", "max_steps", "val_limit", "workers", "sample_images"):
+        if getattr(options, name) < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {getattr(options, name)}")
+
+
+def run_config(options: Pix2PixOptions, data_root: Path, net_g: nn.Module, net_d: nn.Module | None) -> dict[str, Any]:
+    """What ``config.json`` holds (GUIDE: plugin, version, options, data, manifest hash, sizes)."""
+    has_manifest = (data_root / MANIFEST_NAME).is_file()
+    return {
+        "plugin": "pix2pix",
+        "plugin_version": __version__,
+        "options": to_dict(options),
+        "data": str(data_root),
+        "data_manifest_sha256": manifest_sha256(data_root) if has_manifest else None,
+        "generator_params": count_parameters(net_g),
+        "discriminator_params": count_parameters(net_d) if net_d is not None else None,
+    }
+
+
+def set_requires_grad(net: nn.Module | None, flag: bool) -> None:
+    """Freeze or unfreeze a network's parameters."""
+    if net is not None:
+        for p in net.parameters():
+            p.requires_grad_(flag)
+
+
+def train_step(real_a: torch.Tensor, real_b: torch.Tensor, nets: Nets, optimizers: dict[str, torch.optim.Optimizer],
+               scaler: torch.amp.GradScaler, objective: Objective, options: Pix2PixOptions,
+               amp_dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """One optimisation step on a batch in [-1, 1]; returns the detached loss terms."""
+    autocast = torch.autocast(real_a.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
+    with autocast:
+        fake_b = nets.G(real_a)
+    terms: dict[str, torch.Tensor] = {}
+    # D update: the fake is detached, so no gradient reaches G here.
+    if nets.D is not None:
+        set_requires_grad(nets.D_raw, True)
+        optimizers["D"].zero_grad(set_to_none=True)
+        with autocast:
+            loss_d, d_terms = discriminator_loss(nets.D, objective, real_a, real_b, fake_b, options.gan_mode)
+        scaler.scale(loss_d).backward()
+        scaler.step(optimizers["D"])
+        terms.update(d_terms)
+        set_requires_grad(nets.D_raw, False)  # D is fixed while G learns to fool it
+    # G update.
+    optimizers["G"].zero_grad(set_to_none=True)
+    with autocast:
+        loss_g, g_terms = generator_loss(nets.D_for_G, objective, real_a, real_b, fake_b, options.gan_mode, options.lambda_l1)
+    scaler.scale(loss_g).backward()
+    scaler.step(optimizers["G"])
+    scaler.update()
+    terms.update(g_terms)
+    return terms
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 batch -> float [-1, 1] on ``device`` (converted there), channels_last if asked."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    a = to_network_range(batch["A"].to(device, non_blocking=True)).contiguous(memory_format=fmt)
+    b = to_network_range(batch["B"].to(device, non_blocking=True)).contiguous(memory_format=fmt)
+    return a, b
+
+
+@torch.no_grad()
+def evaluate(net_g: nn.Module, loader, device: torch.device, channels_last: bool, amp_dtype: torch.dtype | None,
+             keep: int) -> tuple[float, np.ndarray | None]:
+    """Mean L1 (in [-1, 1] units) of G in eval mode over ``loader``, and a grid of the first ``keep``."""
+    was_training = net_g.training
+    net_g.eval()
+    total, count = 0.0, 0
+    rows: tuple[list, list, list] = ([], [], [])
+    try:
+        for batch in loader:
+            a, b = to_device(check_batch(batch), device, channels_last)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                fake = net_g(a)
+            total += (fake.float() - b).abs().mean(dim=(1, 2, 3)).sum().item()
+            count += a.shape[0]
+            for i in range(a.shape[0]):
+                if len(rows[0]) < keep:
+                    for row, image in zip(rows, (batch["A"][i], to_uint8(fake[i]).cpu(), batch["B"][i]), strict=True):
+                        row.append(image.permute(1, 2, 0).squeeze(2).numpy())
+    finally:
+        net_g.train(was_training)
+    grid = sample_grid(*rows) if rows[0] else None
+    return total / max(count, 1), grid
+
+
+class Meter:
+    """Sums loss terms between log lines (on the device: no sync per step) and times images/s."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps = 0
+        self.images = 0
+        self.start = time.perf_counter()
+
+    def add(self, terms: dict[str, torch.Tensor], images: int) -> None:
+        for k, v in terms.items():
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+        self.steps += 1
+        self.images += images
+
+    def flush(self) -> dict[str, float]:
+        out = {k: round(v.item() / max(self.steps, 1), 6) for k, v in self.sums.items()}
+        out["images_per_s"] = round(self.images / max(time.perf_counter() - self.start, 1e-9), 3)
+        self.reset()
+        return out
+
+
+def append_log(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line to ``log.jsonl`` (a kill leaves at most one cut line, which resume drops)."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def gather_rng(runtime: Runtime) -> list[dict[str, Any]]:
+    """Every rank's RNG state (dropout masks differ per rank), collected on all ranks."""
+    state = ckpt.rng_state()
+    if not runtime.distributed:
+        return [state]
+    states: list[Any] = [None] * runtime.world_size
+    dist.all_gather_object(states, state)
+    return states
+
+
+# ----------------------------------------------------------------------------------------------
+# the run
+
+def train(options: Pix2PixOptions, data: Path | None, run_dir: Path, *, resume: bool = False, overwrite: bool = False,
+          progress: bool = True) -> Path:
+    """Train pix2pix on the aligned dataset ``data`` into ``run_dir``; returns ``run_dir``.
+
+    Runs in one process, or in each process started by ``torchrun`` (DDP). SIGINT/SIGTERM save a
+    checkpoint at the next step boundary and raise KeyboardInterrupt; ``resume=True`` continues from
+    the latest checkpoint exactly.
+    """
+    check_choices(options)
+    objective = parse_objective(options.loss)
+    if data is None:
+        raise ConfigError("pix2pix training needs a dataset (--data DIR)")
+    runtime = setup_distributed(options.device)
+    try:
+        return _train(options, Path(data).resolve(), Path(run_dir), objective, runtime, resume, overwrite, progress)
+    finally:
+        cleanup_distributed(runtime)
+
+
+def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: Objective, runtime: Runtime,
+           resume: bool, overwrite: bool, show_progress: bool) -> Path:
+    device, main = runtime.device, runtime.is_main
+    check_setup(options, runtime)
+    amp_dtype = resolve_precision(options.precision, device)
+    channels_last = options.channels_last and device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    # Data: fail early on a missing/empty dataset or a pair that does not fit the preprocessing.
+    if not data_root.is_dir():
+        raise InputFileError(data_root, "no such dataset folder")
+    train_files = split_files(data_root, "train")
+    jitter = Jitter(options.preprocess, options.load_size, options.crop_size, options.flip, train=True)
+    val_jitter = Jitter(options.preprocess, options.load_size, options.crop_size, options.flip, train=False)
+    check_pair_size(train_files[0], jitter)
+    val_split = next((s for s in ("val", "test") if (data_root / s).is_dir() and any(iter_split(data_root, s))), None)
+    val_files = split_files(data_root, val_split) if val_split else train_files[: max(1, options.sample_images)]
+    if options.val_limit:
+        val_files = val_files[: options.val_limit]
+    pairs = {"direction": options.direction, "input_nc": options.input_nc, "output_nc": options.output_nc, "seed": options.seed}
+    train_set = AlignedPairs(train_files, jitter, **pairs)
+    sampler = ResumableSampler(train_set, num_replicas=runtime.world_size, rank=runtime.rank, seed=options.seed)
+    pin = device.type == "cuda"
+    loader = make_loader(train_set, batch_size=options.batch_size, workers=options.workers, sampler=sampler, pin_memory=pin, seed=options.seed)
+    val_loader = make_loader(AlignedPairs(val_files, val_jitter, **pairs), batch_size=options.batch_size,
+                             workers=min(options.workers, 2), sampler=None, pin_memory=pin) if main else None
+
+    # Networks (the same initial weights on every rank: seeded, then DDP broadcasts rank 0's anyway).
+    torch.manual_seed(options.seed)
+    net_g, net_d = build_networks(options, objective)
+    config = run_config(options, data_root, net_g, net_d)
+    resuming = _prepare(run_dir, config, resume, overwrite, runtime)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.write_config(run_dir, config)
+    nets_raw = {"G": net_g} | ({"D": net_d} if net_d is not None else {})
+    for net in nets_raw.values():
+        net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+
+    fused = {"fused": True} if device.type == "cuda" else {}  # one kernel per step on GPUs
+    optimizers = {k: torch.optim.Adam(n.parameters(), lr=options.lr, betas=(options.beta1, options.beta2), **fused)
+                  for k, n in nets_raw.items()}
+    rule = lr_lambda(options.epochs, options.epochs_decay)
+    schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, rule) for k, o in optimizers.items()}
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    step, epoch, batches_done = 0, 0, 0
+    seeds = np.random.SeedSequence([options.seed, runtime.rank]).generate_state(2)
+    torch.manual_seed(int(seeds[0]))  # dropout stream of this rank
+    np.random.seed(int(seeds[1]))
+    random.seed(int(seeds[1]))
+    if resuming:
+        state = ckpt.load_checkpoint(run_dir, nets_raw, optimizers)
+        for k, sched in schedulers.items():
+            sched.load_state_dict(state["schedulers"][k])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        step, epoch, batches_done = state["step"], state["epoch"], state["batches_done"]
+        if runtime.rank < len(state["rng"]):
+            ckpt.set_rng_state(state["rng"][runtime.rank])
+        if device.type == "cpu" and state.get("cpu_threads") and state["cpu_threads"] != torch.get_num_threads():
+            torch.set_num_threads(state["cpu_threads"])  # CPU sums split over threads: same count, same bits
+        if main:
+            ckpt.truncate_log(run_dir / "log.jsonl", step)
+
+    # Wrappers: DDP across processes; D's G-loss pass uses the plain module (its weights are frozen
+    # there, so there is nothing to synchronise); optional torch.compile.
+    ddp_args = {"device_ids": [device.index]} if device.type == "cuda" else {}
+    g_train = DDP(net_g, **ddp_args) if runtime.distributed else net_g
+    d_train = DDP(net_d, **ddp_args) if runtime.distributed and net_d is not None else net_d
+    d_for_g = net_d
+    if options.compile:
+        g_train = torch.compile(g_train)
+        d_train = torch.compile(d_train) if d_train is not None else None
+        d_for_g = torch.compile(net_d) if net_d is not None else None
+    nets = Nets(g_train, net_g, d_train, net_d, d_for_g)
+    net_g.train()
+    if net_d is not None:
+        net_d.train()
+
+    def save(epoch_: int, batches_: int) -> None:
+        rng = gather_rng(runtime)
+        if main:
+            ckpt.save_checkpoint(run_dir, nets_raw, optimizers, {
+                "step": step, "epoch": epoch_, "batches_done": batches_,
+                "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
+                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                "world_size": runtime.world_size, "cpu_threads": torch.get_num_threads(), "rng": rng})
+
+    # The loop.
+    steps_per_epoch = math.ceil(sampler.num_samples / options.batch_size)
+    total_epochs = options.epochs + options.epochs_decay
+    total_steps = steps_per_epoch * total_epochs
+    if options.max_steps:
+        total_steps = min(total_steps, options.max_steps)
+    stall_at = int(os.environ.get(STALL_ENV, "0"))
+    log_path = run_dir / "log.jsonl"
+    bar = make_progress(show_progress and main, TextColumn("{task.fields[stats]}"))
+    meter = Meter()
+    with stop_on_signals() as stop, bar:
+        task = bar.add_task("train pix2pix", total=total_steps, completed=step, stats="")
+        while epoch < total_epochs and step < total_steps:
+            sampler.set_epoch(epoch)
+            sampler.set_start(batches_done * options.batch_size)
+            for batch in loader:
+                real_a, real_b = to_device(check_batch(batch), device, channels_last)
+                terms = train_step(real_a, real_b, nets, optimizers, scaler, objective, options, amp_dtype)
+                step, batches_done = step + 1, batches_done + 1
+                meter.add(terms, real_a.shape[0] * runtime.world_size)
+                if step % options.log_every == 0 and main:
+                    record = {"step": step, "epoch": epoch + 1, **meter.flush(), "lr": optimizers["G"].param_groups[0]["lr"]}
+                    append_log(log_path, record)
+                    bar.update(task, stats=" ".join(f"{k} {v:.3g}" for k, v in record.items() if k not in ("step", "epoch", "lr")))
+                bar.update(task, completed=step)
+                while step == stall_at and not stop:
+                    time.sleep(0.05)
+                # ranks agree on stopping (a collective: every 10 steps under DDP, to spare a sync per step)
+                stopping = any_rank(bool(stop), runtime) if not runtime.distributed or step % 10 == 0 else False
+                finished = step >= total_steps
+                if stopping or (finished and batches_done < steps_per_epoch) or (
+                        options.checkpoint_every and step % options.checkpoint_every == 0 and batches_done < steps_per_epoch):
+                    save(epoch, batches_done)
+                if stopping:
+                    if main:
+                        console.print(f"interrupted: checkpoint saved at step {step}; continue with "
+                                      f"`p2ptools train --resume {run_dir}`")
+                    raise KeyboardInterrupt(f"training stopped by signal {stop.signal} at step {step}")
+                if finished:
+                    break
+            if batches_done < steps_per_epoch:
+                break  # max_steps reached mid-epoch (already saved)
+            # Epoch end: next lr, validation, samples, checkpoint.
+            for sched in schedulers.values():
+                sched.step()
+            if main:
+                val_l1, grid = evaluate(net_g, val_loader, device, channels_last, amp_dtype, options.sample_images)
+                if grid is not None:
+                    write_samples(run_dir / "samples", epoch + 1, grid)
+                record = {"step": step, "epoch": epoch + 1, "val_L1": round(val_l1, 6), "val_split": val_split or "train",
+                          "lr": optimizers["G"].param_groups[0]["lr"]}
+                append_log(log_path, record)
+            epoch, batches_done = epoch + 1, 0
+            save(epoch, batches_done)
+    return run_dir
+
+
+def _prepare(run_dir: Path, config: dict[str, Any], resume: bool, overwrite: bool, runtime: Runtime) -> bool:
+    """Run-directory checks on rank 0 (see checkpoint.prepare_run_dir); the answer is shared."""
+    code, error = 0, None
+    if runtime.is_main:
+        try:
+            code = 1 if ckpt.prepare_run_dir(run_dir, config, resume=resume, overwrite=overwrite) else 0
+        except Exception as exc:  # share the failure so that other ranks do not wait forever
+            code, error = 2, exc
+    if runtime.distributed:
+        t = torch.tensor([code], device=runtime.device if runtime.device.type == "cuda" else "cpu")
+        dist.broadcast(t, src=0)
+        code = int(t.item())
+    if error is not None:
+        raise error
+    if code == 2:
+        raise ConfigError(f"{run_dir}: rank 0 could not prepare the run directory")
+    return code == 1
