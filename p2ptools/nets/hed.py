@@ -32,7 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from p2ptools.errors import CheckpointError, ConfigError, InputFileError
+from p2ptools.devices import resolve_device
+from p2ptools.errors import CheckpointError, InputFileError
 from p2ptools.nets.vgg import VGG16_CONV_NAMES, VGG16Trunk
 
 #: Caffe's BGR mean subtracted by the reference HED scripts.
@@ -185,16 +186,6 @@ def save_hed(net: HED, path: str | Path) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     meta = {"format": SAFETENSORS_FORMAT, "width": repr(net.width), "caffe_names": json.dumps(CAFFE_NAMES)}
     write_bytes_atomic(path, save(tensors, metadata=meta))
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; other names are passed to :class:`torch.device`."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
-    return dev
 
 
 def preprocess(image: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from p2ptools.devices import resolve_device
 from p2ptools.errors import CheckpointError, ConfigError, InputFileError
 from p2ptools.options import from_dict
 from p2ptools.plugin import CONFIG_NAME, LoadOptions, TrainedModel, read_run_config
@@ -37,22 +38,6 @@ PLUGIN_NAME = "pix2pix"
 
 
 # --- devices and state dicts --------------------------------------------------------------------
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> ``cuda`` if available else ``cpu``; other names are checked to exist."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError) as exc:
-        raise ConfigError(f"--device: invalid device {device!r} ({exc})") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {device}: CUDA is not available on this machine (use cpu or auto)")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) present")
-    return dev
 
 
 def _shape(t: torch.Tensor) -> tuple[int, ...]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from p2ptools.devices import resolve_device
 from p2ptools.errors import ConfigError
 
 
@@ -34,24 +35,6 @@ class Runtime:
     def is_main(self) -> bool:
         """Only the main process (rank 0) writes files and draws progress."""
         return self.rank == 0
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> the local rank's GPU if CUDA is available, else the CPU; others checked to exist."""
-    if name == "auto":
-        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError) as exc:
-        raise ConfigError(f"--device: invalid device {name!r} ({exc})") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-        if device.index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
-    return device
 
 
 def setup_distributed(device_name: str) -> Runtime:
