@@ -62,6 +62,9 @@ class FCNTrainOptions:
     seed: int = 0
     overwrite: bool = False
     progress: bool = True
+    # also flip vertically and shift circularly, so the scorer cannot score by position alone
+    # (scenes with a fixed layout let a small FCN label even a flat gray image by where it is)
+    position_jitter: bool = False
 
 
 @dataclass
@@ -233,6 +236,15 @@ def evaluate(net: FCN8s, items: list[_Item], photo_side: str, classes: ClassTabl
     return {"pixel_acc": float(np.trace(hist) / max(total, 1)), "mean_iou": float(iou.mean())}
 
 
+def _jitter_position(photos: np.ndarray, labels: np.ndarray, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+    """Flip a batch vertically (p = 0.5) and roll it by a random offset on both axes, photos
+    (N, H, W, 3) and labels (N, H, W) alike."""
+    if rng.random() < 0.5:
+        photos, labels = photos[:, ::-1], labels[:, ::-1]
+    dy, dx = rng.randrange(photos.shape[1]), rng.randrange(photos.shape[2])
+    return np.roll(photos, (dy, dx), axis=(1, 2)), np.roll(labels, (dy, dx), axis=(1, 2))
+
+
 def train_fcn(options: FCNTrainOptions) -> FCNTrainResult:
     """Train an FCN-8s scorer; see the module docstring. Returns where it was saved and the scores."""
     opts = options
@@ -288,6 +300,8 @@ def train_fcn(options: FCNTrainOptions) -> FCNTrainResult:
                 labels = np.stack([lab for _, lab in batch])
                 if rng.random() < 0.5:
                     photos, labels = photos[:, :, ::-1], labels[:, :, ::-1]
+                if opts.position_jitter:
+                    photos, labels = _jitter_position(photos, labels, rng)
                 target = torch.from_numpy(np.ascontiguousarray(labels)).long().to(device)
                 if not (target != IGNORE).any():
                     progress.advance(task)

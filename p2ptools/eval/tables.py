@@ -25,7 +25,7 @@ from p2ptools.eval.color import CHANNELS, LabBins, plot_histograms
 from p2ptools.eval.evaluate import EvalOptions, Evaluation, ScorerLike, distributed_context, evaluate_results
 from p2ptools.eval.matching import find_results
 from p2ptools.eval.report import HTML_STYLE, IMAGE_KEYS, SCORE_KEYS, markdown_table, score_block, write_report
-from p2ptools.imageio import write_text_atomic
+from p2ptools.imageio import write_image, write_text_atomic
 from p2ptools.plugin import LoadOptions, load_run, read_run_config
 
 GROUND_TRUTH = "Ground truth"
@@ -235,6 +235,38 @@ def write_tables(evaluations: list[Evaluation], out: str | Path, *, title: str =
         parts.append("<h2>Color distributions (log probability, ground truth dotted)</h2><div class='plots'>")
         parts += [f"<img src='{p.name}' alt='{ch}'>" for ch, p in plots.items()]
         parts.append("</div>")
+    comparison = comparison_html(evaluations, out)
+    if comparison:
+        parts.append("<h2>Samples</h2>" + comparison)
     parts.append("</body></html>\n")
     write_text_atomic(paths["html"], "\n".join(parts))
     return paths
+
+
+def comparison_html(evaluations: list[Evaluation], out: Path) -> str:
+    """Side-by-side samples: input | each row's output | ground truth, for the test images that
+    every row shows (thumbnails written to ``out/samples/``). Empty when rows share no samples."""
+    rows = [ev for ev in evaluations if ev.samples]
+    if not rows:
+        return ""
+    by_row = [{s["name"]: s for s in ev.samples} for ev in rows]
+    names = [n for n in by_row[0] if all(n in r for r in by_row[1:])]
+    if not names:
+        return ""
+    head = "".join(f"<th>{html.escape(ev.name)}</th>" for ev in rows)
+    lines = [f"<table class='samples'><tr><th>name</th><th>input</th>{head}<th>ground truth</th></tr>"]
+    for i, name in enumerate(names):
+        first = by_row[0][name]
+        cells = [("input", first.get("input"))] + [(slug(ev.name), r[name].get("output")) for ev, r in zip(rows, by_row, strict=True)]
+        cells.append(("truth", first.get("truth")))
+        tds = []
+        for role, image in cells:
+            if image is None:
+                tds.append("<td>-</td>")
+                continue
+            rel = f"samples/{i:03d}_{role}.png"
+            write_image(out / rel, image)
+            tds.append(f"<td><img src='{rel}' alt='{html.escape(role)}'></td>")
+        lines.append(f"<tr><td>{html.escape(name)}</td>{''.join(tds)}</tr>")
+    lines.append("</table>")
+    return "\n".join(lines)
