@@ -151,3 +151,23 @@ def test_vgg16_initialisation_from_torchvision_layout(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(InputFileError, match="not a torch weights file"):
         load_vgg16(FCN8s(3, 1 / div), tmp_path / "junk.pth", mean_bgr)
+
+
+def test_position_jitter_moves_photos_and_labels_together():
+    import random
+
+    import numpy as np
+
+    from p2ptools.eval.fcn_train import _jitter_position
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, (3, 8, 8), dtype=np.uint8)
+    photos = np.stack([labels * 40] * 3, axis=-1).astype(np.uint8)  # photo = a function of the label
+    seen = set()
+    for seed in range(12):
+        p, lab = _jitter_position(photos, labels, random.Random(seed))
+        assert p.shape == photos.shape and lab.shape == labels.shape
+        assert (p[..., 0] == lab * 40).all()  # still aligned pixel for pixel
+        assert sorted(lab.ravel()) == sorted(labels.ravel())  # a permutation of the pixels
+        seen.add(lab.tobytes())
+    assert len(seen) > 6  # it actually moves things
