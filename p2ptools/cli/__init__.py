@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from p2ptools import __version__
-from p2ptools.cli import datasets, import_checkpoint, make_dataset, models, train, translate
+from p2ptools.cli import datasets, demo, import_checkpoint, make_dataset, models, train, translate
 from p2ptools.cli import eval as eval_cli
 from p2ptools.cli import fcn
 from p2ptools.cli.common import PASSTHROUGH
@@ -49,6 +49,7 @@ app.command("translate")(translate.translate)
 app.command("import-checkpoint", context_settings=PASSTHROUGH, add_help_option=False)(import_checkpoint.import_checkpoint)
 app.command("eval")(eval_cli.eval_command)
 app.add_typer(fcn.app, name="fcn")
+app.command("demo")(demo.demo)
 
 
 def main(argv: list[str] | None = None) -> None:

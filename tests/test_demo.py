@@ -1,0 +1,100 @@
+"""The embedded demo at a reduced size: its numbers must mean something, its pages must render."""
+
+from __future__ import annotations
+
+import csv
+import html.parser
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from p2ptools.demo import DemoConfig, build_scenes, evaluate, train_runs, train_scorer
+from p2ptools.imageio import read_image
+from p2ptools.plugin import TrainRequest
+
+
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory) -> tuple[DemoConfig, Path]:
+    """A 32 px demo plus an untrained generator (lr 0 keeps the initial weights) as a reference row."""
+    from p2ptools_pix2pix.options import Pix2PixOptions
+    from p2ptools_pix2pix.plugin import Pix2PixPlugin
+
+    out = tmp_path_factory.mktemp("demo")
+    config = DemoConfig(out=out, count=120, size=32, epochs=6, epochs_decay=4, ngf=16, ndf=16, fcn_epochs=12, progress=False)
+    data = build_scenes(config)
+    scorer = train_scorer(config, data)
+    runs = train_runs(config, data)
+    untrained = Pix2PixOptions(netG="unet_32", ngf=16, ndf=16, loss="l1", lr=0.0, epochs=1, epochs_decay=0, batch_size=4,
+                               load_size=36, crop_size=32, workers=0, device="cpu")  # fmt: skip
+    Pix2PixPlugin().train(untrained, TrainRequest(data, out / "runs" / "untrained", progress=False))
+    config = DemoConfig(**{**config.__dict__, "extra_rows": (str(out / "runs" / "untrained"),)})
+    table = evaluate(config, runs, scorer)
+    return config, table
+
+
+def _rows(table: Path) -> dict[str, dict[str, float]]:
+    with open(table.with_suffix(".csv"), newline="") as fh:
+        reader = csv.DictReader(fh)
+        key = reader.fieldnames[0]
+        return {row[key]: {k: float(v) for k, v in row.items() if k != key and v not in ("", "nan")} for row in reader}
+
+
+def test_ground_truth_row_high_and_trained_rows_beat_an_untrained_generator(small_demo):
+    _, table = small_demo
+    rows = _rows(table)
+    truth = rows.pop("Ground truth")
+    untrained = next(v for k, v in rows.items() if k.endswith("lr=0.0"))  # labelled by what differs
+    trained = [v for k, v in rows.items() if not k.endswith("lr=0.0")]
+    assert len(trained) == 2, rows
+    acc = next(k for k in truth if "pixel" in k.lower())
+    l1 = next(k for k in untrained if k.startswith("L1"))
+    assert truth[acc] >= 0.7, f"the FCN did not learn the scenes: {truth}"
+    for row in trained:
+        assert row[acc] >= untrained[acc] + 0.1, (row, untrained)
+        assert row[l1] <= 0.9 * untrained[l1], (row, untrained)
+
+
+class _Images(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.tables = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+        self.tables += tag == "table"
+
+
+def test_table_page_shows_table_plots_and_samples(small_demo, tmp_path: Path):
+    _, table = small_demo
+    page = table.read_text(encoding="utf-8")
+    for needle in ("L1+cGAN", "Ground truth", "Color distributions", "Samples"):
+        assert needle in page
+    parser = _Images()
+    parser.feed(page)
+    assert parser.tables >= 2
+    assert {"color_L.png", "color_a.png", "color_b.png"} <= set(parser.images)
+    assert sum(src.startswith("samples/") for src in parser.images) >= 8
+    for src in parser.images:
+        assert read_image(table.parent / src).size > 0  # every picture exists and decodes
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium not installed: the page was checked by parsing only")
+    shot = tmp_path / "table.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,1400"]  # fmt: skip
+    subprocess.run([chromium, *flags, f"--screenshot={shot}", table.as_uri()], capture_output=True, timeout=120, check=True)
+    image = read_image(shot)
+    assert image.shape[:2] == (1400, 1000) and image.std() > 10  # rendered content, not a blank page
+
+
+def test_demo_config_rejects_bad_sizes():
+    from p2ptools.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="power of two"):
+        DemoConfig(size=48)
+    with pytest.raises(ConfigError, match="at least 20"):
+        DemoConfig(count=5)
