@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import tempfile
@@ -67,6 +68,7 @@ def main() -> None:
         for r in range(args.repeats):
             for name in ("baseline", "ours") if r % 2 == 0 else ("ours", "baseline"):
                 out = root / f"out-{name}-{r}"
+                os.sync()  # the previous run's writeback must not bleed into this one's timing
                 start = time.perf_counter()
                 if name == "baseline":
                     baseline(root, out, args.quality)

@@ -44,6 +44,7 @@ class CombineBuilder(DatasetBuilder):
     source_layout = "--source-a A/ --source-b B/, each with train/ val/ test/ subfolders (or flat, with --split)"
     Options = CombineOptions
     needs_source = False
+    parallelism = "threads"  # make_pair is file reads and OpenCV decode/encode, which release the GIL
 
     def plan(self, sources: Sequence[Path], build: BuildOptions) -> Iterator[PairJob]:
         opts: CombineOptions = self.options

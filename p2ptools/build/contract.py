@@ -100,6 +100,9 @@ class DatasetBuilder(ABC):
         needs_source: whether ``--source`` is required.
         default_format: the ``--format`` default on the command line (``"png"`` for builders
             whose halves are label maps that JPEG would blur).
+        parallelism: ``"processes"`` (default: worker processes, for Python-heavy work) or
+            ``"threads"`` for builders whose ``make_pair`` is OpenCV/numpy calls that release the
+            GIL (no fork, no pickling: faster for light per-pair work such as ``combine``).
     """
 
     name: ClassVar[str]
@@ -109,6 +112,7 @@ class DatasetBuilder(ABC):
     Options: ClassVar[type] = NoOptions
     needs_source: ClassVar[bool] = True
     default_format: ClassVar[str] = "jpg"
+    parallelism: ClassVar[str] = "processes"
 
     def __init__(self, options: Any = None) -> None:
         self.options = options if options is not None else self.Options()

@@ -16,7 +16,8 @@ import shutil
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from functools import partial
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -256,33 +257,47 @@ def _execute(builder: DatasetBuilder, pending: list[PairJob], build: BuildOption
     chunks = [pending[i : i + chunk] for i in range(0, len(pending), chunk)]
     import cv2
 
-    ctx = _mp_context()
     threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)  # a parent's live OpenCV thread pool does not survive fork: workers would deadlock
+    cv2.setNumThreads(1)  # one core per worker; and a parent's live OpenCV pool does not survive fork
     try:
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(builder, build, out)) as pool:
-            futures: set[Future] = set()
-            it = iter(chunks)
-            try:
-                for c in it:  # keep a bounded number of chunks in flight
-                    futures.add(pool.submit(_run_chunk, c))
-                    if len(futures) >= workers * 4:
-                        break
-                while futures:
-                    finished, futures = wait(futures, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        for rec in fut.result():
-                            record(rec)
-                        nxt = next(it, None)
-                        if nxt is not None:
-                            futures.add(pool.submit(_run_chunk, nxt))
-            except BaseException:
-                for fut in futures:
-                    fut.cancel()
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        if builder.parallelism == "threads":
+            with ThreadPoolExecutor(workers) as pool:
+                _drain(pool, partial(_make_chunk, builder, build, out), chunks, workers, record)
+        else:
+            ctx = _mp_context()
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(builder, build, out)) as pool:
+                _drain(pool, _run_chunk, chunks, workers, record)
     finally:
         cv2.setNumThreads(threads)
+
+
+def _make_chunk(builder: DatasetBuilder, build: BuildOptions, out: Path, jobs: list[PairJob]) -> list[dict[str, Any]]:
+    return [_make_one(builder, job, build, out) for job in jobs]
+
+
+def _drain(pool: Executor, run, chunks: list[list[PairJob]], workers: int, record) -> None:
+    """Keep a bounded number of chunks in flight and record results as they finish; on any error
+    (a bad item, Ctrl-C) cancel what has not started and wait for what has."""
+    futures: set[Future] = set()
+    it = iter(chunks)
+    try:
+        for c in it:
+            futures.add(pool.submit(run, c))
+            if len(futures) >= workers * 4:
+                break
+        while futures:
+            finished, futures = wait(futures, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                for rec in fut.result():
+                    record(rec)
+                nxt = next(it, None)
+                if nxt is not None:
+                    futures.add(pool.submit(run, nxt))
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
 
 
 def _assemble(builder: DatasetBuilder, jobs: list[PairJob], done: dict, config: dict, out: Path) -> Manifest:

@@ -180,3 +180,14 @@ def test_resume_after_sigkill(tmp_path: Path):
     ref_m = json.loads((tmp_path / "ref/manifest.json").read_text())
     new_m = json.loads((out / "manifest.json").read_text())
     assert ref_m["pairs"] == new_m["pairs"]
+
+
+def test_bad_item_stops_threaded_workers_cleanly(ab: Path, cli):
+    """combine runs its workers as threads: a bad item must still stop the build with one line."""
+    (ab / "A/val/1.png").write_bytes(b"junk")
+    res = cli("make-dataset", "combine", "--source-a", ab / "A", "--source-b", ab / "B", "--out", ab / "out", "--workers", "2")
+    _assert_clean_failure(res, ab / "out", "A/val/1.png", "not a readable image")
+    fixed = cv2.imwrite(str(ab / "A/val/1.png"), _img(np.random.default_rng(9)))
+    assert fixed
+    resumed = cli("make-dataset", "combine", "--source-a", ab / "A", "--source-b", ab / "B", "--out", ab / "out", "--workers", "2")
+    assert resumed.code == 0 and verify_dataset(ab / "out").ok
