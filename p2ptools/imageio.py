@@ -7,8 +7,10 @@ detected from their end markers and rejected.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -121,16 +123,71 @@ def encode_image(image: np.ndarray, fmt: str = "png", *, quality: int = 95, bgr:
     return buf.tobytes()
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename.
+# File mode for new files, as open() would give them (mkstemp's 0600 would hide outputs from others).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+_AT_FDCWD, _AT_EMPTY_PATH = -100, 0x1000
+_LINKAT: list = []  # [libc.linkat] once found usable, [None] once found unusable
 
-    A reader (or a rerun after SIGKILL) sees either the old file, no file, or the whole new file.
+
+def _linkat():
+    if not _LINKAT:
+        func = None
+        if sys.platform.startswith("linux") and hasattr(os, "O_TMPFILE"):
+            try:
+                func = ctypes.CDLL(None, use_errno=True).linkat
+            except (OSError, AttributeError):
+                func = None
+        _LINKAT.append(func)
+    return _LINKAT[0]
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _link_unnamed(path: Path, data: bytes) -> bool:
+    """Linux: write into an unnamed file (``O_TMPFILE``) of the target folder, then link it into
+    place: atomic, one directory operation, and nothing is left behind if the writer is killed.
+    False when unavailable here or when ``path`` exists (replacing needs a rename)."""
+    linkat = _linkat()
+    if linkat is None or path.exists():
+        return False
+    try:
+        fd = os.open(path.parent, os.O_TMPFILE | os.O_WRONLY, _FILE_MODE)
+    except OSError:  # filesystem without O_TMPFILE
+        _LINKAT[0] = None
+        return False
+    try:
+        _write_all(fd, data)
+        if linkat(fd, b"", _AT_FDCWD, os.fsencode(path), _AT_EMPTY_PATH) == 0:
+            return True
+        errno = ctypes.get_errno()
+        if errno != 17:  # not EEXIST (a concurrent writer): no permission for AT_EMPTY_PATH here
+            _LINKAT[0] = None
+        return False
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader (or a rerun after SIGKILL) sees either the old
+    file, no file, or the whole new file.
+
+    New files are written unnamed and linked into place where Linux allows it; otherwise (and to
+    replace an existing file) through a temporary file in the same folder, then a rename.
     Temporary files start with ``.tmp-`` so that listings can ignore them.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if _link_unnamed(path, data):
+        return
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)

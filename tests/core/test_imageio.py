@@ -69,3 +69,19 @@ def test_to_rgb_shapes():
     assert to_rgb(np.zeros((2, 3, 4), np.uint8)).shape == (2, 3, 3)
     with pytest.raises(ValueError, match="shape"):
         to_rgb(np.zeros((2, 3, 2), np.uint8))
+
+
+def test_atomic_writes_create_replace_and_use_normal_permissions(tmp_path: Path):
+    import os
+    import stat
+
+    target = tmp_path / "sub" / "f.bin"
+    write_bytes_atomic(target, b"first")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.read_bytes() == b"first"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
+    write_bytes_atomic(target, b"second, longer")  # replacing an existing file
+    assert target.read_bytes() == b"second, longer"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+    assert [p.name for p in target.parent.iterdir()] == ["f.bin"]
