@@ -113,12 +113,10 @@ def train_runs(config: DemoConfig, data: Path) -> list[Path]:
 def evaluate(config: DemoConfig, runs: list[Path], scorer: Path) -> Path:
     """Step 4: translate each run's test split, score, and write the ablation table."""
     from p2ptools.eval.api import EvalRequest, run_evaluation
+    from p2ptools.eval.evaluate import EvalOptions
 
-    report = config.out / "report"
-    request = EvalRequest(
-        out=report, runs=[*runs, *map(Path, config.extra_rows)], fcn=True, color=True, fcn_weights=scorer,
-        ground_truth_row=True, split="test", device=config.device, progress=config.progress,
-    )  # fmt: skip
+    options = EvalOptions(fcn=True, color=True, ground_truth_row=True, split="test", progress=config.progress)
+    request = EvalRequest(config.out / "report", options, runs=[*runs, *map(Path, config.extra_rows)], fcn_weights=scorer, device=config.device)
     return run_evaluation(request).index
 
 

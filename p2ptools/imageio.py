@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -197,6 +199,20 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def read_json(path: str | Path, *, missing: str = "no such file", error: type[InputFileError] = InputFileError) -> Any:
+    """Parse a JSON file; a missing, unreadable or invalid file raises ``error(path, ...)`` with
+    ``missing`` as the problem for an absent file."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(path, missing) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(path, f"not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise error(path, f"cannot read ({exc.strerror})") from None
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

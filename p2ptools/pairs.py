@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from p2ptools.errors import InputFileError
-from p2ptools.imageio import encode_image, is_image_name, read_image, sha256_file, write_bytes_atomic, write_text_atomic
+from p2ptools.imageio import encode_image, is_image_name, read_image, read_json, sha256_file, write_bytes_atomic, write_text_atomic
 
 SPLITS = ("train", "val", "test")
 MANIFEST_NAME = "manifest.json"
@@ -159,14 +159,10 @@ def load_manifest(root: str | Path) -> Manifest:
     path = Path(root)
     if path.is_dir():
         path = path / MANIFEST_NAME
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(path, "no manifest.json (not built by p2ptools?)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputFileError(path, f"not valid JSON ({exc})") from None
-    if data.get("format") != FORMAT_ID:
-        raise InputFileError(path, f"unknown manifest format {data.get('format')!r}, expected {FORMAT_ID!r}")
+    data = read_json(path, missing="no manifest.json (not built by p2ptools?)")
+    if not isinstance(data, dict) or data.get("format") != FORMAT_ID:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise InputFileError(path, f"unknown manifest format {found!r}, expected {FORMAT_ID!r}")
     data.pop("splits", None)
     try:
         data["pairs"] = [PairRecord(**p) for p in data.get("pairs", [])]

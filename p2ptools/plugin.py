@@ -15,7 +15,6 @@ Run directories describe themselves: ``config.json`` holds ``{"plugin": name, "p
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from p2ptools.errors import InputFileError, P2PError
+from p2ptools.imageio import read_json
 
 CONFIG_NAME = "config.json"
 
@@ -95,12 +95,7 @@ class ModelPlugin(ABC):
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     """``RUN_DIR/config.json`` as a dict, with a clear error when it is missing or broken."""
     path = Path(run_dir) / CONFIG_NAME
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(path, "no config.json: not a p2ptools run directory") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputFileError(path, f"not valid JSON ({exc})") from None
+    config = read_json(path, missing="no config.json: not a p2ptools run directory")
     if not isinstance(config, dict) or "plugin" not in config:
         raise InputFileError(path, "no 'plugin' key: not a p2ptools run configuration")
     return config

@@ -38,16 +38,19 @@ def eval_command(
 ) -> None:
     """Evaluate results (or runs) the way the paper did and write a report or an ablation table."""
     from p2ptools.eval.api import EvalRequest, run_evaluation
+    from p2ptools.eval.evaluate import EvalOptions
 
     run_dirs = list(runs or [])
     result_dirs = list(results or [])
     for path in paths or []:
         (run_dirs if (path / "config.json").is_file() else result_dirs).append(path)
+    options = EvalOptions(
+        fcn=fcn, seg=seg, color=color, cityscapes=cityscapes, labels=labels, real=real, data=data, split=split, direction=direction,
+        ground_truth_row=ground_truth_row, batch_size=batch_size, samples=samples, progress=not no_progress,
+    )  # fmt: skip
     request = EvalRequest(
-        out=out_dir, runs=run_dirs, results=result_dirs, fcn=fcn, seg=seg, color=color, cityscapes=cityscapes,
-        labels=labels, real=real, data=data, split=split, direction=direction, fcn_weights=fcn_weights,
-        ground_truth_row=ground_truth_row, samples=samples, device=device, batch_size=batch_size, tf32=tf32,
-        precision=precision, progress=not no_progress,
+        out=out_dir, options=options, runs=run_dirs, results=result_dirs, fcn_weights=fcn_weights, device=device,
+        tf32=tf32, precision=precision,
     )  # fmt: skip
     outcome = run_evaluation(request)
     if outcome.summary is not None:

@@ -9,44 +9,35 @@ from pathlib import Path
 import pandas as pd
 
 from p2ptools.errors import ConfigError
+from p2ptools.eval.evaluate import EvalOptions
 
 
 @dataclass(frozen=True)
 class EvalRequest:
-    """What to evaluate, against what, and where to write (see ``p2ptools eval --help``)."""
+    """What to evaluate (``runs`` and/or ``results``), how (``options``: what to measure and where
+    the ground truth is), with which scorer, and where to write (see ``p2ptools eval --help``)."""
 
     out: Path
+    options: EvalOptions
     runs: list[Path] = field(default_factory=list)
     results: list[Path] = field(default_factory=list)
-    fcn: bool = False
-    seg: bool = False
-    color: bool = False
-    cityscapes: Path | None = None
-    labels: Path | None = None
-    real: Path | None = None
-    data: Path | None = None
-    split: str = "test"
-    direction: str | None = None
     fcn_weights: Path | None = None
-    ground_truth_row: bool = False
-    samples: int = 8
     device: str = "cpu"
-    batch_size: int = 8
     tf32: bool = False
     precision: str = "fp32"
-    progress: bool = True
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for an incomplete or contradictory request."""
+        opts = self.options
         if not self.runs and not self.results:
             raise ConfigError("nothing to evaluate: give --results DIR or --runs RUN_DIR")
-        if not (self.fcn or self.seg or self.color or self.real or self.data):
+        if not (opts.fcn or opts.seg or opts.color or opts.real or opts.data):
             raise ConfigError("choose what to measure: --fcn, --seg and/or --color (image metrics need --real or --data)")
-        if self.direction not in (None, "AtoB", "BtoA"):
-            raise ConfigError(f"--direction: invalid value {self.direction!r}; choose from AtoB, BtoA")
+        if opts.direction not in (None, "AtoB", "BtoA"):
+            raise ConfigError(f"--direction: invalid value {opts.direction!r}; choose from AtoB, BtoA")
         if self.precision not in ("fp32", "bf16"):
             raise ConfigError(f"--precision: invalid value {self.precision!r}; choose from fp32, bf16")
-        if (self.fcn or self.ground_truth_row) and self.fcn_weights is None:
+        if (opts.fcn or opts.ground_truth_row) and self.fcn_weights is None:
             raise ConfigError(
                 "--fcn and --ground-truth-row need --fcn-weights PATH (.safetensors, a p2ptools fcn train checkpoint, or the .caffemodel)"
             )
@@ -66,7 +57,7 @@ def run_evaluation(request: EvalRequest) -> EvalOutcome:
     Under ``torchrun`` every rank scores a shard and only rank 0 writes (its outcome is returned;
     other ranks get an empty outcome).
     """
-    from p2ptools.eval.evaluate import EvalOptions, distributed_context, evaluate_results, init_distributed
+    from p2ptools.eval.evaluate import distributed_context, evaluate_results, init_distributed
     from p2ptools.eval.matching import find_results
     from p2ptools.eval.report import summary_frame, write_report
     from p2ptools.eval.tables import evaluate_rows, plan_rows, table_frame
@@ -74,18 +65,13 @@ def run_evaluation(request: EvalRequest) -> EvalOutcome:
     request.check()
     device = init_distributed(request.device)
     rank, _ = distributed_context()
+    options = request.options
     scorer, scorer_info = None, None
-    if request.fcn or request.ground_truth_row:
+    if options.fcn or options.ground_truth_row:
         from p2ptools.eval.scorer import load_scorer
 
-        scorer = load_scorer(request.fcn_weights, device=device, precision=request.precision, tf32=request.tf32, batch_size=request.batch_size)
+        scorer = load_scorer(request.fcn_weights, device=device, precision=request.precision, tf32=request.tf32, batch_size=options.batch_size)
         scorer_info = {"weights": str(request.fcn_weights), "device": device, "precision": request.precision, "tf32": request.tf32}
-    options = EvalOptions(
-        fcn=request.fcn, seg=request.seg, color=request.color, cityscapes=request.cityscapes, labels=request.labels,
-        real=request.real, data=request.data, split=request.split, direction=request.direction,
-        ground_truth_row=request.ground_truth_row, batch_size=request.batch_size, samples=request.samples,
-        progress=request.progress,
-    )  # fmt: skip
     out = Path(request.out)
     if not request.runs and len(request.results) == 1:
         evaluation = evaluate_results(find_results(request.results[0]), options, scorer, scorer_info=scorer_info)
@@ -94,7 +80,7 @@ def run_evaluation(request: EvalRequest) -> EvalOutcome:
         write_report(evaluation, out, options.bins)
         return EvalOutcome(summary_frame(evaluation), out / "report.html")
     title, rows = plan_rows(list(request.runs), list(request.results), out)
-    evaluations = evaluate_rows(rows, options, scorer, out, title=title, device=device, batch_size=request.batch_size, scorer_info=scorer_info)
+    evaluations = evaluate_rows(rows, options, scorer, out, title=title, device=device, batch_size=options.batch_size, scorer_info=scorer_info)
     if rank != 0:
         return EvalOutcome(None, None)
     return EvalOutcome(table_frame(evaluations, title), out / "table.html")

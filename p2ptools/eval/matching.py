@@ -20,7 +20,6 @@ name) and :class:`DatasetPhotos` (the target half of an aligned dataset's pairs)
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from p2ptools.errors import InputFileError
-from p2ptools.imageio import is_image_name, read_image, to_rgb
+from p2ptools.imageio import is_image_name, read_image, read_json, to_rgb
 from p2ptools.labels import IGNORE, ClassTable
 from p2ptools.pairs import MANIFEST_NAME, Manifest, load_manifest, read_pair
 
@@ -78,10 +77,7 @@ def find_results(folder: str | Path) -> ResultSet:
         raise InputFileError(folder, "no result images found")
     info: dict = {}
     if (folder / "translate.json").is_file():
-        try:
-            info = json.loads((folder / "translate.json").read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputFileError(folder / "translate.json", f"not valid JSON ({exc})") from None
+        info = read_json(folder / "translate.json")
     subdir = lambda name: folder / name if (folder / name).is_dir() else None  # noqa: E731
     return ResultSet(folder, files, subdir("input"), subdir("target"), info)
 

@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from p2ptools.errors import CheckpointError, ConfigError, InputFileError
-from p2ptools.imageio import write_text_atomic
+from p2ptools.imageio import read_json, write_text_atomic
 from p2ptools.plugin import CONFIG_NAME
 
 CHECKPOINTS = "checkpoints"
@@ -72,14 +72,14 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], *, resume: bool, over
     if resume:
         if not config_path.is_file():
             raise InputFileError(config_path, "no config.json: nothing to resume")
-        old = json.loads(config_path.read_text(encoding="utf-8"))
+        old = read_json(config_path)
         diffs = differing_options(_comparable(old), _comparable(config))
         if diffs:
             raise ConfigError(f"{run_dir}: cannot resume with another configuration ({'; '.join(diffs)})")
         recover(run_dir)
         return (run_dir / CHECKPOINTS / STATE_JSON).is_file()
     if config_path.is_file() and not overwrite:
-        old = json.loads(config_path.read_text(encoding="utf-8"))
+        old = read_json(config_path)
         diffs = differing_options(_comparable(old), _comparable(config))
         if diffs:
             raise ConfigError(f"{run_dir}: holds a run of another configuration ({'; '.join(diffs)}); "
@@ -250,12 +250,7 @@ def load_checkpoint(run_dir: Path, nets: dict[str, nn.Module], optimizers: dict[
     """Load the latest checkpoint into ``nets`` and ``optimizers``; return the JSON training state."""
     folder = Path(run_dir) / CHECKPOINTS
     json_path = folder / STATE_JSON
-    try:
-        document = json.loads(json_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(json_path, "missing checkpoint state") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(json_path, f"not valid JSON ({exc})") from None
+    document = read_json(json_path, missing="missing checkpoint state", error=CheckpointError)
     if document.get("format") != STATE_FORMAT:
         raise CheckpointError(json_path, f"unknown format {document.get('format')!r}, expected {STATE_FORMAT!r}")
     if sorted(nets) != document.get("networks"):

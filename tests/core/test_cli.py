@@ -94,3 +94,13 @@ def test_generic_train_translate_through_a_plugin(tmp_path: Path, colormap_env):
     assert missing.code == 1 and "norun/config.json: no config.json" in missing.stderr
     resumed = run_p2ptools("train", "--resume", tmp_path / "norun")
     assert resumed.code == 1 and "no config.json" in resumed.stderr
+
+
+def test_corrupt_run_config_is_one_clear_line(tmp_path: Path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{ not json")
+    for args in (("translate", run, "--input", tmp_path, "--output", tmp_path / "o"), ("train", "--resume", run)):
+        res = run_p2ptools(*args)
+        assert res.code == 1 and res.stderr.count("\n") == 1, res.stderr
+        assert "run/config.json: not valid JSON" in res.stderr
