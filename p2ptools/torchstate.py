@@ -1,0 +1,68 @@
+"""Training state without pickle: RNG states as JSON-able lists, module and optimizer state as
+safetensors tensors plus JSON scalars. Trainers (pix2pix, ``fcn train``) save and resume with these."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def rng_state() -> dict[str, Any]:
+    """CPU/CUDA torch, numpy and python RNG states, as lists of ints."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return {
+        "torch_cpu": torch.get_rng_state().tolist(),
+        "torch_cuda": [s.tolist() for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else None,
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(torch.tensor(state["torch_cpu"], dtype=torch.uint8))
+    if state.get("torch_cuda") and torch.cuda.is_available():
+        cuda = state["torch_cuda"][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in cuda])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def module_tensors(net: nn.Module) -> dict[str, torch.Tensor]:
+    """A module's state_dict as contiguous CPU tensors (what safetensors stores)."""
+    return {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+
+
+def optimizer_split(name: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer's state_dict into tensors (``"<name>.<param>.<key>"``) and JSON scalars."""
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for idx, state in sd["state"].items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{name}.{idx}.{key}"] = value.detach().to("cpu").contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def optimizer_join(name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    """Rebuild an optimizer state_dict from :func:`optimizer_split`'s two halves."""
+    state: dict[int, dict[str, Any]] = {}
+    prefix = name + "."
+    for key, value in tensors.items():
+        if key.startswith(prefix):
+            idx, _, field = key[len(prefix):].partition(".")
+            state.setdefault(int(idx), {})[field] = value
+    for idx, values in meta.get("scalars", {}).items():
+        state.setdefault(int(idx), {}).update(values)
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
