@@ -50,6 +50,7 @@ def train(
     device: Device = "cpu",
     seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation, order and flips.")] = 0,
     overwrite: Overwrite = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out from its last finished epoch (--epochs may grow).")] = False,
     position_jitter: Annotated[bool, typer.Option("--position-jitter", help="Also flip vertically and shift circularly, so the scorer must use appearance, not position.")] = False,
     no_progress: NoProgress = False,
 ) -> None:
@@ -59,7 +60,7 @@ def train(
     options = FCNTrainOptions(
         data=data, out=out_dir, width=width, epochs=epochs, batch_size=batch_size, lr=lr, size=size,
         vgg_weights=vgg_weights, classes=classes, photo=photo, split=split, val_split=val_split,
-        device=device, seed=seed, overwrite=overwrite, progress=not no_progress, position_jitter=position_jitter,
+        device=device, seed=seed, overwrite=overwrite, resume=resume, progress=not no_progress, position_jitter=position_jitter,
     )  # fmt: skip
     result = train_fcn(options)
     val = ", ".join(f"val {k} {v:.3f}" for k, v in result.val.items())

@@ -18,6 +18,7 @@ and ``log.jsonl`` (one line per epoch).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from dataclasses import dataclass, field
@@ -27,16 +28,19 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
 
 from p2ptools.errors import CheckpointError, ConfigError, InputFileError
 from p2ptools.eval.scorer import CHECKPOINT_NAME, ScorerConfig, save_fcn_weights, to_network_input
-from p2ptools.imageio import read_image, write_text_atomic
+from p2ptools.imageio import read_image, read_json, write_bytes_atomic, write_text_atomic
 from p2ptools.labels import CITYSCAPES, IGNORE, ClassTable
 from p2ptools.nets.fcn8s import FCN8s
 from p2ptools.nets.vgg import TORCHVISION_FEATURE_INDEX
 from p2ptools.options import to_dict
 from p2ptools.pairs import MANIFEST_NAME, iter_split, load_manifest, manifest_sha256, read_pair
 from p2ptools.progress import make_progress
+from p2ptools.torchstate import module_tensors, optimizer_join, optimizer_split, rng_state, set_rng_state
 
 #: torchvision's ImageNet normalisation (RGB, [0, 1] inputs), folded into conv1_1 for VGG init.
 TORCHVISION_MEAN, TORCHVISION_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -61,6 +65,7 @@ class FCNTrainOptions:
     device: str = "cpu"
     seed: int = 0
     overwrite: bool = False
+    resume: bool = False  # continue an interrupted run in ``out`` from its last finished epoch
     progress: bool = True
     # also flip vertically and shift circularly, so the scorer cannot score by position alone
     # (scenes with a fixed layout let a small FCN label even a flat gray image by where it is)
@@ -245,6 +250,52 @@ def _jitter_position(photos: np.ndarray, labels: np.ndarray, rng: random.Random)
     return np.roll(photos, (dy, dx), axis=(1, 2)), np.roll(labels, (dy, dx), axis=(1, 2))
 
 
+RESUME_TENSORS, RESUME_STATE, RESUME_FORMAT = "resume.safetensors", "resume.json", "p2ptools-fcn-resume/1"
+#: options that may change between an interrupted run and its resumption
+_RESUMABLE_CHANGES = ("epochs", "resume", "overwrite", "progress", "device")
+
+
+def _resume_options(opts: FCNTrainOptions) -> dict:
+    return {k: v for k, v in to_dict(opts).items() if k not in _RESUMABLE_CHANGES}
+
+
+def _save_resume_state(out: Path, opts: FCNTrainOptions, epoch: int, net: FCN8s, optimizer, rng: random.Random, log_lines: list[str]) -> None:
+    """After each epoch: weights + optimizer tensors, then the JSON that commits them (last)."""
+    tensors, optim_meta = optimizer_split("optim", optimizer)
+    tensors.update({f"net.{k}": v for k, v in module_tensors(net).items()})
+    blob = save_tensors(tensors)
+    write_bytes_atomic(out / RESUME_TENSORS, blob)
+    version, internal, gauss = rng.getstate()
+    state = {
+        "format": RESUME_FORMAT, "epoch": epoch, "options": _resume_options(opts), "optimizer": optim_meta,
+        "rng": rng_state(), "order_rng": [version, list(internal), gauss], "log": log_lines,
+        "tensors_sha256": hashlib.sha256(blob).hexdigest(),
+    }  # fmt: skip
+    write_text_atomic(out / RESUME_STATE, json.dumps(state) + "\n")
+
+
+def _load_resume_state(out: Path, opts: FCNTrainOptions, net: FCN8s, optimizer, rng: random.Random, device: torch.device) -> tuple[int, list[str]]:
+    """Restore the last finished epoch; returns (first epoch to run, log lines so far)."""
+    state = read_json(out / RESUME_STATE, missing=f"nothing to resume in {out} (no {RESUME_STATE})")
+    path = out / RESUME_STATE
+    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
+        raise InputFileError(path, f"not a p2ptools fcn resume state (format {RESUME_FORMAT!r} expected)")
+    changed = sorted(k for k, v in _resume_options(opts).items() if state["options"].get(k) != v)
+    if changed:
+        diffs = ", ".join(f"{k}: {state['options'].get(k)!r} -> {_resume_options(opts)[k]!r}" for k in changed)
+        raise ConfigError(f"{out}: cannot resume with other options ({diffs}); only {', '.join(_RESUMABLE_CHANGES[:1])} may grow")
+    blob = (out / RESUME_TENSORS).read_bytes() if (out / RESUME_TENSORS).is_file() else b""
+    if hashlib.sha256(blob).hexdigest() != state["tensors_sha256"]:
+        raise InputFileError(out / RESUME_TENSORS, f"missing or does not match {RESUME_STATE} (interrupted while saving?)")
+    tensors = load_tensors(blob)
+    net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+    optimizer.load_state_dict(optimizer_join("optim", {k: v.to(device) for k, v in tensors.items()}, state["optimizer"]))
+    set_rng_state(state["rng"])
+    version, internal, gauss = state["order_rng"]
+    rng.setstate((version, tuple(internal), gauss))
+    return int(state["epoch"]) + 1, list(state["log"])
+
+
 def train_fcn(options: FCNTrainOptions) -> FCNTrainResult:
     """Train an FCN-8s scorer; see the module docstring. Returns where it was saved and the scores."""
     opts = options
@@ -254,8 +305,8 @@ def train_fcn(options: FCNTrainOptions) -> FCNTrainResult:
         raise ConfigError(f"--photo must be A, B or auto, got {opts.photo!r}")
     data, out = Path(opts.data), Path(opts.out)
     checkpoint = out / CHECKPOINT_NAME
-    if checkpoint.exists() and not opts.overwrite:
-        raise ConfigError(f"{checkpoint} exists; pass --overwrite to replace it")
+    if checkpoint.exists() and not (opts.overwrite or opts.resume):
+        raise ConfigError(f"{checkpoint} exists; pass --resume to continue it or --overwrite to replace it")
     device = torch.device(opts.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {opts.device!r} requested but CUDA is not available")
@@ -284,11 +335,14 @@ def train_fcn(options: FCNTrainOptions) -> FCNTrainResult:
 
     out.mkdir(parents=True, exist_ok=True)
     log_lines: list[str] = []
+    first_epoch = 1
+    if opts.resume:
+        first_epoch, log_lines = _load_resume_state(out, opts, net, optimizer, rng, device)
     steps_per_epoch = (len(items) + opts.batch_size - 1) // opts.batch_size
     loss_value, val = float("nan"), {}
     with make_progress(opts.progress) as progress:
-        task = progress.add_task("fcn train", total=opts.epochs * steps_per_epoch)
-        for epoch in range(1, opts.epochs + 1):
+        task = progress.add_task("fcn train", total=opts.epochs * steps_per_epoch, completed=(first_epoch - 1) * steps_per_epoch)
+        for epoch in range(first_epoch, opts.epochs + 1):
             # one epoch: shuffled batches, random flips, cross-entropy over labelled pixels
             net.train()
             order = items[:]
@@ -318,6 +372,7 @@ def train_fcn(options: FCNTrainOptions) -> FCNTrainResult:
             save_fcn_weights(checkpoint, net.state_dict(), config)
             log_lines.append(json.dumps({"epoch": epoch, "train_loss": loss_value, **{f"val_{k}": v for k, v in val.items()}}))
             write_text_atomic(out / "log.jsonl", "\n".join(log_lines) + "\n")
+            _save_resume_state(out, opts, epoch, net, optimizer, rng, log_lines)
     summary = {"options": to_dict(opts), "num_classes": classes.num_classes, "classes": classes.to_dict(), "mean_bgr": list(mean_bgr), "photo": photo_side, "train_pairs": len(items), "val_pairs": len(val_items), "final": {"train_loss": loss_value, **val}}
     write_text_atomic(out / "config.json", json.dumps(summary, indent=1) + "\n")
     return FCNTrainResult(out, checkpoint, opts.epochs, loss_value, val)

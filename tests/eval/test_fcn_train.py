@@ -171,3 +171,26 @@ def test_position_jitter_moves_photos_and_labels_together():
         assert sorted(lab.ravel()) == sorted(labels.ravel())  # a permutation of the pixels
         seen.add(lab.tobytes())
     assert len(seen) > 6  # it actually moves things
+
+
+def test_resume_continues_exactly(tmp_path):
+    """3 epochs straight == 2 epochs, then --resume to 3 (weights bit-identical); other options refuse."""
+    from safetensors.torch import load_file
+
+    from p2ptools.errors import ConfigError
+    from p2ptools.eval.fcn_train import FCNTrainOptions, train_fcn
+
+    data = make_dataset(tmp_path / "data", counts=(("train", 8), ("val", 4)))
+    common = dict(data=data, width=1 / 16, batch_size=4, size=32, lr=1e-3, progress=False, position_jitter=True)
+    straight = train_fcn(FCNTrainOptions(out=tmp_path / "straight", epochs=3, **common))
+    train_fcn(FCNTrainOptions(out=tmp_path / "resumed", epochs=2, **common))
+    with pytest.raises(ConfigError, match="pass --resume to continue it"):
+        train_fcn(FCNTrainOptions(out=tmp_path / "resumed", epochs=3, **common))
+    with pytest.raises(ConfigError, match=r"cannot resume with other options \(lr: 0.001 -> 0.01\)"):
+        train_fcn(FCNTrainOptions(out=tmp_path / "resumed", epochs=3, resume=True, **{**common, "lr": 1e-2}))
+    resumed = train_fcn(FCNTrainOptions(out=tmp_path / "resumed", epochs=3, resume=True, **common))
+    a, b = load_file(str(straight.checkpoint)), load_file(str(resumed.checkpoint))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "resumed/log.jsonl").read_text() == (tmp_path / "straight/log.jsonl").read_text()
+    with pytest.raises(Exception, match="nothing to resume"):
+        train_fcn(FCNTrainOptions(out=tmp_path / "empty", epochs=1, resume=True, **common))
