@@ -57,13 +57,19 @@ def run_evaluation(request: EvalRequest) -> EvalOutcome:
     Under ``torchrun`` every rank scores a shard and only rank 0 writes (its outcome is returned;
     other ranks get an empty outcome).
     """
-    from p2ptools.eval.evaluate import distributed_context, evaluate_results, init_distributed
+    from p2ptools.eval.evaluate import distributed_session
+
+    request.check()
+    with distributed_session(request.device) as device:
+        return _evaluate(request, device)
+
+
+def _evaluate(request: EvalRequest, device: str) -> EvalOutcome:
+    from p2ptools.eval.evaluate import distributed_context, evaluate_results
     from p2ptools.eval.matching import find_results
     from p2ptools.eval.report import summary_frame, write_report
     from p2ptools.eval.tables import evaluate_rows, plan_rows, table_frame
 
-    request.check()
-    device = init_distributed(request.device)
     rank, _ = distributed_context()
     options = request.options
     scorer, scorer_info = None, None

@@ -8,6 +8,7 @@ gets the same :class:`Evaluation` and rank 0 writes the report.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -220,6 +221,25 @@ def init_distributed(device: str) -> str:
             torch.cuda.set_device(local)
         dist.init_process_group("nccl" if cuda else "gloo")
     return f"cuda:{local}" if cuda else device
+
+
+@contextlib.contextmanager
+def distributed_session(device: str) -> Iterator[str]:
+    """:func:`init_distributed` for the duration of a ``with`` block, then leave the process group
+    it joined (a group left alive races gloo's threads against interpreter exit: SIGABRT)."""
+    import torch.distributed as dist
+
+    joined = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not (dist.is_available() and dist.is_initialized())
+    device = init_distributed(device)
+    try:
+        yield device
+    except BaseException:
+        if joined and dist.is_initialized():
+            dist.destroy_process_group()  # no barrier: the other ranks may never arrive
+        raise
+    if joined and dist.is_initialized():
+        dist.barrier()  # nobody leaves while another rank still reduces
+        dist.destroy_process_group()
 
 
 def sum_across_ranks(arrays: list[np.ndarray]) -> list[np.ndarray]:

@@ -157,7 +157,7 @@ RANK_SCRIPT = """
 import json, sys
 import numpy as np
 from pathlib import Path
-from p2ptools.eval.evaluate import EvalOptions, distributed_context, evaluate_results, init_distributed
+from p2ptools.eval.evaluate import EvalOptions, distributed_context, distributed_session, evaluate_results
 from p2ptools.eval.matching import find_results
 from p2ptools.labels import CITYSCAPES
 
@@ -168,10 +168,11 @@ class Scorer:
         return np.stack([np.where(o == 255, 19, o) for o in out]).astype(np.uint8)
 
 root = Path(sys.argv[1])
-assert init_distributed("cpu") == "cpu"
-rank, world = distributed_context()
-options = EvalOptions(fcn=True, color=True, cityscapes=root / "cs", real=root / "real", progress=False, samples=1)
-ev = evaluate_results(find_results(root / "results"), options, Scorer())
+with distributed_session("cpu") as device:
+    assert device == "cpu"
+    rank, world = distributed_context()
+    options = EvalOptions(fcn=True, color=True, cityscapes=root / "cs", real=root / "real", progress=False, samples=1)
+    ev = evaluate_results(find_results(root / "results"), options, Scorer())
 print(json.dumps({"rank": rank, "world": world, "report": ev.report, "hist": ev.confusion.tolist(), "samples": len(ev.samples)}))
 """
 
