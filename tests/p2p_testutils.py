@@ -51,3 +51,40 @@ def make_distribution(site: Path, dist: str, package: str, entry_points: dict[st
         lines += [f"{name} = {value}" for name, value in eps.items()]
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
     return site
+
+
+def build_then_sigkill(command: list[str], out: Path, *, pairs: int, env: dict[str, str] | None = None) -> int:
+    """Start a ``make-dataset`` command in a session of its own and SIGKILL it with its workers once
+    its journal records ``pairs`` finished pairs (asserting it had not finished by then).
+
+    Returns the process's exit status (``-SIGKILL``)."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+    journal = Path(out) / ".p2ptools-journal.jsonl"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if journal.exists() and journal.read_text().count("\n") >= pairs:
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, "the build finished before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    return proc.returncode
+
+
+def pix2pix_reference():
+    """The independent reference pix2pix networks (tests/pix2pix/reference_pix2pix.py), loaded
+    once by path so the plugin under test is never imported to build them."""
+    import importlib.util
+    import sys
+
+    name = "p2p_reference_pix2pix"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "pix2pix" / "reference_pix2pix.py")
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]

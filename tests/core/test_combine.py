@@ -1,17 +1,15 @@
 """The generic combine builder: pixels, every error path, parallel output, resume after SIGKILL."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from p2p_testutils import build_then_sigkill
 from p2ptools.pairs import load_manifest, read_pair, verify_dataset
 
 
@@ -160,13 +158,7 @@ def test_resume_after_sigkill(tmp_path: Path):
     ref = subprocess.run(args + ["--out", str(tmp_path / "ref")], capture_output=True, text=True)
     assert ref.returncode == 0, ref.stderr
     out = tmp_path / "killed"
-    proc = subprocess.Popen(args + ["--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    journal = out / ".p2ptools-journal.jsonl"
-    deadline = time.time() + 60
-    while time.time() < deadline and (not journal.exists() or journal.read_text().count("\n") < 40):
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    build_then_sigkill(args + ["--out", str(out)], out, pairs=40)
     done_before = len(list((out / "train").glob("*.jpg")))
     assert 40 <= done_before < n, "the build must be interrupted mid-way"
     assert not (out / "manifest.json").exists()

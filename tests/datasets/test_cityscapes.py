@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from p2p_testutils import build_then_sigkill
 from p2ptools.build import BuildOptions
 from p2ptools.errors import InputFileError, P2PError
 from p2ptools.imageio import read_image
@@ -191,11 +192,8 @@ def test_the_two_top_folders_as_sources(tmp_path):
 
 def test_resume_after_sigkill_matches_an_uninterrupted_build(tmp_path):
     """SIGKILL a CLI build once some pairs exist; the rerun completes it byte for byte."""
-    import os
-    import signal
     import subprocess
     import sys
-    import time
 
     frames = [("train", "aachen", f"aachen_{i:06d}_000019") for i in range(60)]
     rng = np.random.default_rng(1)
@@ -209,16 +207,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_build(tmp_path):
                 "--size", "32", "--workers", "2", "--no-progress"]  # fmt: skip
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen(command(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     journal = out / ".p2ptools-journal.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if journal.exists() and journal.read_text().count("\n") >= 5:
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, "the build finished before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its worker processes
-    proc.wait()
+    build_then_sigkill(command(out), out, pairs=5)  # the CLI and its worker processes
     done = len(list((out / "train").glob("*.png")))
     assert 5 <= done < len(frames) and not (out / "manifest.json").exists()
     (out / "train" / ".tmp-killed-mid-write.png").write_bytes(b"\x89PNG half a file")  # as a kill mid-write leaves

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
+from p2p_testutils import build_then_sigkill
 from p2ptools.build import BuildOptions
 from p2ptools.caffe import write_caffemodel
 from p2ptools.edges import canny_edges, postprocess_hed, sobel_edges
@@ -239,16 +238,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_build(tmp_path):
                 "--edges", "sobel", "--size", "256", "--workers", "2", "--val-count", "10", "--no-progress"]  # fmt: skip
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen(command(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env)
     journal = out / ".p2ptools-journal.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if journal.exists() and journal.read_text().count("\n") >= 5:
-            break
-        time.sleep(0.005)
-    assert proc.poll() is None, "the build finished before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its worker processes
-    proc.wait()
+    build_then_sigkill(command(out), out, pairs=5, env=env)  # the CLI and its worker processes
     done = len(list(out.glob("*/*.jpg")))
     assert 5 <= done < len(rels) and not (out / "manifest.json").exists()
 

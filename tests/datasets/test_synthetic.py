@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from p2p_testutils import build_then_sigkill
 from p2ptools.build import BuildOptions, job_rng
 from p2ptools.imageio import read_image
 from p2ptools.labels import CITYSCAPES
@@ -100,15 +100,7 @@ def _p2ptools(*args: str) -> list[str]:
 def test_resume_after_sigkill_is_byte_identical(tmp_path):
     args = ["make-dataset", "synthetic-scenes", "--count", "150", "--size", "96", "--workers", "1", "--no-progress"]
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_p2ptools(*args, "--out", str(out)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(list(out.glob("*/scene_*.png"))) < 8:
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    assert build_then_sigkill(_p2ptools(*args, "--out", str(out)), out, pairs=8) == -signal.SIGKILL
     made = len(list(out.glob("*/scene_*.png")))
     assert 8 <= made < 150 and not (out / "manifest.json").exists()
     assert (out / ".p2ptools-journal.jsonl").exists()

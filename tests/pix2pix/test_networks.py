@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from p2p_testutils import pix2pix_reference
 from p2ptools.errors import ConfigError
 from p2ptools_pix2pix.networks import (
     count_parameters,
@@ -21,13 +19,6 @@ from p2ptools_pix2pix.networks import (
 )
 
 
-def _reference():
-    name = "p2p_reference_pix2pix"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("reference_pix2pix.py"))
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
 
 
 def _meta_G(*args, **kwargs) -> nn.Module:
@@ -134,7 +125,7 @@ def test_resnet_9blocks_instance_count_is_the_cyclegan_figure():
 def test_unet_256_state_dict_layout_is_the_reference_layout(norm, n_keys):
     ours = {k: tuple(v.shape) for k, v in _meta_G("unet_256", 3, 3, 64, norm).state_dict().items()}
     with torch.device("meta"):
-        ref = _reference().RefUnet(3, 3, 8, 64, norm, use_dropout=True)
+        ref = pix2pix_reference().RefUnet(3, 3, 8, 64, norm, use_dropout=True)
     assert ours == {k: tuple(v.shape) for k, v in ref.state_dict().items()}
     assert len(ours) == n_keys
     assert ours["model.model.0.weight"] == (64, 3, 4, 4)

@@ -6,9 +6,7 @@ U-Net (it does not import p2ptools_pix2pix), saved with ``torch.save`` in the re
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from p2p_testutils import pix2pix_reference
 from p2ptools.errors import CheckpointError, ConfigError
 from p2ptools.imageio import read_image, write_image
 from p2ptools.pairs import join_pair
@@ -29,17 +28,10 @@ from p2ptools_pix2pix.reference_import import guess_architecture, import_referen
 ARCH = ["--netG", "unet_64", "--ngf", "8"]
 
 
-def _reference():
-    name = "p2p_reference_pix2pix"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("reference_pix2pix.py"))
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
 
 
 def reference_net(norm: str = "batch", dropout: bool = True, seed: int = 0, num_downs: int = 6, ngf: int = 8, nc=(3, 3)):
-    ref = _reference()
+    ref = pix2pix_reference()
     return ref.randomize(ref.RefUnet(nc[0], nc[1], num_downs, ngf, norm, use_dropout=dropout), seed)
 
 
@@ -125,7 +117,7 @@ def test_import_other_norms(tmp_path, norm, n_keys):
 
 @pytest.mark.parametrize(("n_blocks", "norm", "dropout"), [(6, "instance", False), (9, "batch", True)])
 def test_import_resnet_parity(tmp_path, n_blocks, norm, dropout):
-    ref = _reference().randomize(_reference().RefResnet(3, 3, 4, norm, dropout, n_blocks), seed=4)
+    ref = pix2pix_reference().randomize(pix2pix_reference().RefResnet(3, 3, 4, norm, dropout, n_blocks), seed=4)
     ckpt = save_reference(ref, tmp_path / "g.pth")
     options = Pix2PixOptions(netG=f"resnet_{n_blocks}blocks", ngf=4, norm=norm, dropout=dropout)
     state = torch.load(ckpt, weights_only=True)
@@ -191,7 +183,7 @@ def test_run_directory_contents(tmp_path):
 def test_unet_256_layout_is_accepted(tmp_path):
     """Key layout of the full-size reference generator (checked without its 218 MB of weights)."""
     with torch.device("meta"):
-        ref = _reference().RefUnet(3, 3, 8, 64, "batch", use_dropout=True)
+        ref = pix2pix_reference().RefUnet(3, 3, 8, 64, "batch", use_dropout=True)
     state = {k: torch.empty(v.shape, dtype=v.dtype) for k, v in ref.state_dict().items()}
     assert len(state) == 82
     assert guess_architecture(state) == "--netG unet_256 --ngf 64 --norm batch --input-nc 3 --output-nc 3"
