@@ -52,10 +52,18 @@ def setup_distributed(device_name: str) -> Runtime:
     return Runtime(rank, world_size, local_rank, device, True)
 
 
-def cleanup_distributed(runtime: Runtime) -> None:
-    """Leave the process group joined by :func:`setup_distributed`."""
-    if runtime.distributed and dist.is_initialized():
-        dist.destroy_process_group()
+def cleanup_distributed(runtime: Runtime, *, finished: bool) -> None:
+    """Leave the process group joined by :func:`setup_distributed`.
+
+    After a finished run every rank first waits for the others (``finished=True``): a rank that shuts
+    its gloo connections down while a peer still uses them can abort either process. After a failure
+    the other ranks may never arrive, so the group is left at once.
+    """
+    if not (runtime.distributed and dist.is_initialized()):
+        return
+    if finished:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:

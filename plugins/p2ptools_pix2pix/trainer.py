@@ -230,10 +230,13 @@ def train(options: Pix2PixOptions, data: Path | None, run_dir: Path, *, resume: 
     if data is None:
         raise ConfigError("pix2pix training needs a dataset (--data DIR)")
     runtime = setup_distributed(options.device)
+    finished = False
     try:
-        return _train(options, Path(data).resolve(), Path(run_dir), objective, runtime, resume, overwrite, progress)
+        done = _train(options, Path(data).resolve(), Path(run_dir), objective, runtime, resume, overwrite, progress)
+        finished = True
+        return done
     finally:
-        cleanup_distributed(runtime)
+        cleanup_distributed(runtime, finished=finished)
 
 
 def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: Objective, runtime: Runtime,
