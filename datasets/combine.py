@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +25,16 @@ class CombineOptions:
     resize: int | None = field(default=None, metadata={"help": "Resize both halves to NxN (else sizes must match)."})
 
 
-def _by_stem(folder: Path) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if not (path.is_file() and is_image_name(path.name)) or path.name.startswith("."):
-            continue
-        if path.stem in found:
-            raise ConfigError(f"{folder}: two images with the stem {path.stem!r} ({found[path.stem].name}, {path.name})")
-        found[path.stem] = path
+def _by_stem(folder: Path) -> dict[str, str]:
+    """The image files of ``folder`` by stem (paths as strings: cheap to send to workers)."""
+    found: dict[str, str] = {}
+    with os.scandir(folder) as entries:  # file types come with the listing: no stat per file
+        names = sorted(e.name for e in entries if e.is_file() and is_image_name(e.name) and not e.name.startswith("."))
+    for name in names:
+        stem = os.path.splitext(name)[0]
+        if stem in found:
+            raise ConfigError(f"{folder}: two images with the stem {stem!r} ({Path(found[stem]).name}, {name})")
+        found[stem] = os.path.join(folder, name)
     return found
 
 
@@ -44,7 +47,6 @@ class CombineBuilder(DatasetBuilder):
     source_layout = "--source-a A/ --source-b B/, each with train/ val/ test/ subfolders (or flat, with --split)"
     Options = CombineOptions
     needs_source = False
-    parallelism = "threads"  # make_pair is file reads and OpenCV decode/encode, which release the GIL
 
     def plan(self, sources: Sequence[Path], build: BuildOptions) -> Iterator[PairJob]:
         opts: CombineOptions = self.options
@@ -64,7 +66,7 @@ class CombineBuilder(DatasetBuilder):
                 raise InputFileError(folder_b, f"missing: A has a {split!r} folder but B does not")
             a, b = _by_stem(folder_a), _by_stem(folder_b)
             for stem in sorted(set(a) | set(b)):
-                sources = tuple(str(p) for p in (a.get(stem), b.get(stem)) if p is not None)
+                sources = tuple(p for p in (a.get(stem), b.get(stem)) if p is not None)
                 yield PairJob(split, stem, sources, (a.get(stem), b.get(stem)))
 
     def make_pair(self, job: PairJob, build: BuildOptions) -> PairResult:

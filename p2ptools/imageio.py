@@ -41,7 +41,7 @@ def check_complete(data: bytes, name: str) -> None:
     its ``IEND`` chunk.
     """
     if data.startswith(_JPEG_SOI):
-        if not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        if not data.endswith(b"\xff\xd9") and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
             raise InputFileError(name, "truncated JPEG (no end-of-image marker)")
     elif data.startswith(_PNG_SIG):
         if not data.endswith(_PNG_IEND):
@@ -156,10 +156,12 @@ def _link_unnamed(path: Path, data: bytes) -> bool:
     place: atomic, one directory operation, and nothing is left behind if the writer is killed.
     False when unavailable here or when ``path`` exists (replacing needs a rename)."""
     linkat = _linkat()
-    if linkat is None or path.exists():
+    if linkat is None:
         return False
     try:
         fd = os.open(path.parent, os.O_TMPFILE | os.O_WRONLY, _FILE_MODE)
+    except FileNotFoundError:
+        raise  # no such folder: the caller creates it and tries again
     except OSError:  # filesystem without O_TMPFILE
         _LINKAT[0] = None
         return False
@@ -168,7 +170,7 @@ def _link_unnamed(path: Path, data: bytes) -> bool:
         if linkat(fd, b"", _AT_FDCWD, os.fsencode(path), _AT_EMPTY_PATH) == 0:
             return True
         errno = ctypes.get_errno()
-        if errno != 17:  # not EEXIST (a concurrent writer): no permission for AT_EMPTY_PATH here
+        if errno != 17:  # not EEXIST (the file exists: replacing it needs a rename): no AT_EMPTY_PATH here
             _LINKAT[0] = None
         return False
     finally:
@@ -184,10 +186,15 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     Temporary files start with ``.tmp-`` so that listings can ignore them.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if _link_unnamed(path, data):
-        return
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    try:
+        if _link_unnamed(path, data):
+            return
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    except FileNotFoundError:  # the folder does not exist yet (checked this way: one system call less per file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if _link_unnamed(path, data):
+            return
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
     try:
         os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as fh:

@@ -55,18 +55,23 @@ def make_distribution(site: Path, dist: str, package: str, entry_points: dict[st
 
 def build_then_sigkill(command: list[str], out: Path, *, pairs: int, env: dict[str, str] | None = None) -> int:
     """Start a ``make-dataset`` command in a session of its own and SIGKILL it with its workers once
-    its journal records ``pairs`` finished pairs (asserting it had not finished by then).
+    ``pairs`` pair files are in place (asserting it had not finished by then). The journal may lag
+    behind the files (it is flushed twice a second): the resumed build must cope with both.
 
     Returns the process's exit status (``-SIGKILL``)."""
     import signal
     import time
 
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
-    journal = Path(out) / ".p2ptools-journal.jsonl"
+
+    def finished() -> int:
+        return sum(1 for split in ("train", "val", "test") if (Path(out) / split).is_dir()
+                   for p in (Path(out) / split).iterdir() if not p.name.startswith("."))
+
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            if journal.exists() and journal.read_text().count("\n") >= pairs:
+            if finished() >= pairs:
                 break
             time.sleep(0.005)
         assert proc.poll() is None, "the build finished before it could be killed"

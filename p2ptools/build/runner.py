@@ -9,12 +9,14 @@ When every pair is done the manifest is written and the two bookkeeping files ar
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import multiprocessing
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from functools import partial
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from p2ptools.build.contract import BuildOptions, DatasetBuilder, PairJob
+from p2ptools.build.memory import keep_freed_memory
 from p2ptools.errors import ConfigError, InputFileError, P2PError
 from p2ptools.options import to_dict
 from p2ptools.imageio import encode_image, write_bytes_atomic, write_text_atomic
@@ -31,6 +34,8 @@ from p2ptools.progress import make_progress
 
 STATE_NAME = ".p2ptools-build.json"
 JOURNAL_NAME = ".p2ptools-journal.jsonl"
+#: Longest time a finished pair may wait in memory before its journal line reaches the file.
+JOURNAL_FLUSH_S = 0.5
 
 # Set in each worker process by _init_worker (once per worker, not pickled per task).
 _WORKER: dict[str, Any] = {}
@@ -79,6 +84,7 @@ def _init_worker(builder: DatasetBuilder, build: BuildOptions, out: Path) -> Non
     import cv2
 
     cv2.setNumThreads(1)  # one process per core already
+    keep_freed_memory()  # this process is ours: reuse image buffers instead of page-faulting new ones
     _WORKER.update(builder=builder, build=build, out=out)
 
 
@@ -198,16 +204,27 @@ def run_build(
     done = _read_journal(journal_path)
     pending = [j for j in jobs if not _is_done(out, done.get((j.split, j.name)))]
 
-    with open(journal_path, "a", encoding="utf-8") as journal, make_progress(progress) as bar:
+    # The journal is flushed at most every JOURNAL_FLUSH_S (each append costs the file system a
+    # block update; a pair whose line was still buffered at a SIGKILL is simply made again) and
+    # whenever the build stops, including on errors and Ctrl-C.
+    with open(journal_path, "a", encoding="utf-8", buffering=1 << 20) as journal, make_progress(progress) as bar:
         task = bar.add_task(f"{builder.name}", total=len(jobs), completed=len(jobs) - len(pending))
+        last_flush = time.monotonic()
 
-        def record(rec: dict[str, Any]) -> None:
-            if "error" in rec and not build.skip_bad:
-                raise P2PError(rec["error"])  # the message already names the file
-            journal.write(json.dumps(rec) + "\n")
-            journal.flush()
-            done[(rec["split"], rec["name"])] = rec
-            bar.advance(task)
+        def record(recs: list[dict[str, Any]]) -> None:
+            """Journal a batch of finished pairs; stop at a bad item."""
+            nonlocal last_flush
+            good = [r for r in recs if build.skip_bad or "error" not in r]
+            journal.write("".join(json.dumps(r) + "\n" for r in good))
+            if time.monotonic() - last_flush >= JOURNAL_FLUSH_S:
+                journal.flush()
+                last_flush = time.monotonic()
+            for rec in good:
+                done[(rec["split"], rec["name"])] = rec
+            bar.advance(task, len(good))
+            bad = next((r for r in recs if "error" in r and not build.skip_bad), None)
+            if bad is not None:
+                raise P2PError(bad["error"])  # the message already names the file
 
         _execute(builder, pending, build, out, record)
 
@@ -250,11 +267,10 @@ def _execute(builder: DatasetBuilder, pending: list[PairJob], build: BuildOption
         return
     if build.workers == 1 or len(pending) == 1:
         for job in pending:
-            record(_make_one(builder, job, build, out))
+            record([_make_one(builder, job, build, out)])
         return
     workers = min(build.workers, len(pending))
-    chunk = max(1, min(16, len(pending) // (workers * 8)))
-    chunks = [pending[i : i + chunk] for i in range(0, len(pending), chunk)]
+    chunks = _chunks(pending, workers)
     import cv2
 
     threads = cv2.getNumThreads()
@@ -265,10 +281,26 @@ def _execute(builder: DatasetBuilder, pending: list[PairJob], build: BuildOption
                 _drain(pool, partial(_make_chunk, builder, build, out), chunks, workers, record)
         else:
             ctx = _mp_context()
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(builder, build, out)) as pool:
-                _drain(pool, _run_chunk, chunks, workers, record)
+            gc.freeze()  # forked workers: a collection there would touch (and so copy) every inherited object
+            try:
+                with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(builder, build, out)) as pool:
+                    _drain(pool, _run_chunk, chunks, workers, record)
+            finally:
+                gc.unfreeze()
     finally:
         cv2.setNumThreads(threads)
+
+
+def _chunks(jobs: list[PairJob], workers: int, largest: int = 64) -> list[list[PairJob]]:
+    """Split ``jobs`` into chunks that shrink towards the end (guided scheduling): large chunks
+    while there is much to do (little inter-process traffic), single jobs at the end so that no
+    worker sits idle while another finishes a long chunk."""
+    chunks, start = [], 0
+    while start < len(jobs):
+        size = max(1, min(largest, (len(jobs) - start) // (workers * 2)))
+        chunks.append(jobs[start : start + size])
+        start += size
+    return chunks
 
 
 def _make_chunk(builder: DatasetBuilder, build: BuildOptions, out: Path, jobs: list[PairJob]) -> list[dict[str, Any]]:
@@ -288,8 +320,7 @@ def _drain(pool: Executor, run, chunks: list[list[PairJob]], workers: int, recor
         while futures:
             finished, futures = wait(futures, return_when=FIRST_COMPLETED)
             for fut in finished:
-                for rec in fut.result():
-                    record(rec)
+                record(fut.result())
                 nxt = next(it, None)
                 if nxt is not None:
                     futures.add(pool.submit(run, nxt))

@@ -174,8 +174,8 @@ def test_resume_after_sigkill(tmp_path: Path):
     assert ref_m["pairs"] == new_m["pairs"]
 
 
-def test_bad_item_stops_threaded_workers_cleanly(ab: Path, cli):
-    """combine runs its workers as threads: a bad item must still stop the build with one line."""
+def test_bad_item_stops_parallel_workers_cleanly(ab: Path, cli):
+    """With worker processes, a bad item must still stop the build with one line and no partial file."""
     (ab / "A/val/1.png").write_bytes(b"junk")
     res = cli("make-dataset", "combine", "--source-a", ab / "A", "--source-b", ab / "B", "--out", ab / "out", "--workers", "2")
     _assert_clean_failure(res, ab / "out", "A/val/1.png", "not a readable image")

@@ -1,0 +1,80 @@
+"""The shared build runner: journal lag after a kill, chunking, and the pair records it keeps."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from p2ptools.build.memory import keep_freed_memory
+from p2ptools.build.runner import JOURNAL_NAME, _chunks
+
+# A build that dies like a SIGKILLed one (os._exit: no flush, no cleanup) while making pair 7,
+# with a journal that never reaches the file before that: pairs 0-5 are on disk, unjournaled.
+DIE_MID_BUILD = """
+import os, sys
+from pathlib import Path
+import p2ptools.build.runner as runner
+from p2ptools.build import BuildOptions
+from p2ptools_datasets.combine import CombineBuilder, CombineOptions
+
+runner.JOURNAL_FLUSH_S = 1e9
+made = []
+original = CombineBuilder.make_pair
+def make_pair(self, job, build):
+    if len(made) == 6:
+        os._exit(137)
+    made.append(job.name)
+    return original(self, job, build)
+CombineBuilder.make_pair = make_pair
+root = Path(sys.argv[1])
+builder = CombineBuilder(CombineOptions(source_a=root / "A", source_b=root / "B"))
+builder.build([], root / "out", BuildOptions(workers=1, format="png"), progress=False)
+"""
+
+
+def test_pairs_on_disk_but_not_in_the_journal_are_made_again(tmp_path: Path):
+    rng = np.random.default_rng(1)
+    for side in "AB":
+        (tmp_path / side / "train").mkdir(parents=True)
+        for i in range(12):
+            cv2.imwrite(str(tmp_path / side / "train" / f"{i:02d}.png"), rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
+    script = tmp_path / "die.py"
+    script.write_text(DIE_MID_BUILD)
+    died = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True)
+    assert died.returncode == 137, died.stderr
+    out = tmp_path / "out"
+    assert len(list((out / "train").glob("*.png"))) == 6
+    assert (out / JOURNAL_NAME).read_text() == ""  # the journal lags behind the files
+    # the files of the unjournaled pairs are trusted by nobody: corrupt one, the rerun replaces it
+    (out / "train" / "03.png").write_bytes(b"half a file")
+
+    cmd = [sys.executable, "-m", "p2ptools", "make-dataset", "combine", "--source-a", str(tmp_path / "A"),
+           "--source-b", str(tmp_path / "B"), "--format", "png", "--workers", "1"]
+    resumed = subprocess.run(cmd + ["--out", str(out)], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    reference = subprocess.run(cmd + ["--out", str(tmp_path / "ref")], capture_output=True, text=True)
+    assert reference.returncode == 0, reference.stderr
+    for path in sorted((tmp_path / "ref" / "train").iterdir()):
+        assert (out / "train" / path.name).read_bytes() == path.read_bytes(), path.name
+    assert json.loads((out / "manifest.json").read_text())["pairs"] == json.loads((tmp_path / "ref/manifest.json").read_text())["pairs"]
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]
+
+
+def test_chunks_cover_every_job_once_and_shrink_towards_the_end():
+    jobs = list(range(1000))
+    chunks = _chunks(jobs, workers=2)
+    assert [j for c in chunks for j in c] == jobs
+    sizes = [len(c) for c in chunks]
+    assert max(sizes) == 64 and sizes[-4:] == [1] * 4 and len(chunks) < 1000 // 10
+    assert sizes == sorted(sizes, reverse=True)
+    assert [len(c) for c in _chunks(list(range(5)), workers=4)] == [1] * 5
+
+
+def test_keep_freed_memory_takes_effect_on_glibc():
+    import platform
+
+    expected = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert keep_freed_memory() is expected
