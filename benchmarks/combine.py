@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import tempfile
 import time
@@ -25,9 +24,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from p2ptools_datasets.combine import CombineBuilder, CombineOptions
 
 from p2ptools.build import BuildOptions
-from p2ptools_datasets.combine import CombineBuilder, CombineOptions
 
 
 def make_inputs(root: Path, pairs: int, size: int) -> None:
