@@ -26,15 +26,7 @@ import cv2
 import numpy as np
 
 from p2ptools.errors import InputFileError
-from p2ptools.imageio import (
-    encode_image,
-    is_image_name,
-    read_image,
-    read_json,
-    sha256_file,
-    write_bytes_atomic,
-    write_text_atomic,
-)
+from p2ptools.imageio import encode_image, is_image_name, read_image, read_json, sha256_file, write_bytes_atomic, write_text_atomic
 
 SPLITS = ("train", "val", "test")
 MANIFEST_NAME = "manifest.json"

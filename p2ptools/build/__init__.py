@@ -1,21 +1,8 @@
 """Dataset building: the builder contract, the shared runner and source readers."""
 
-from p2ptools.build.contract import (
-    BuildOptions,
-    DatasetBuilder,
-    NoOptions,
-    PairJob,
-    PairResult,
-    job_rng,
-)
+from p2ptools.build.contract import BuildOptions, DatasetBuilder, NoOptions, PairJob, PairResult, job_rng
 from p2ptools.build.runner import run_build
-from p2ptools.build.sources import (
-    MultiSource,
-    SourceTree,
-    open_source,
-    open_sources,
-    safe_extract,
-)
+from p2ptools.build.sources import MultiSource, SourceTree, open_source, open_sources, safe_extract
 
 __all__ = [
     "BuildOptions",

@@ -18,14 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import (
-    FIRST_COMPLETED,
-    Executor,
-    Future,
-    ProcessPoolExecutor,
-    ThreadPoolExecutor,
-    wait,
-)
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -36,15 +29,7 @@ from p2ptools.build.memory import keep_freed_memory
 from p2ptools.errors import ConfigError, InputFileError, P2PError
 from p2ptools.imageio import encode_image, write_bytes_atomic, write_text_atomic
 from p2ptools.options import to_dict
-from p2ptools.pairs import (
-    MANIFEST_NAME,
-    SPLITS,
-    Manifest,
-    PairRecord,
-    SkippedRecord,
-    encode_pair,
-    load_manifest,
-)
+from p2ptools.pairs import MANIFEST_NAME, SPLITS, Manifest, PairRecord, SkippedRecord, encode_pair, load_manifest
 from p2ptools.progress import make_progress
 
 STATE_NAME = ".p2ptools-build.json"
