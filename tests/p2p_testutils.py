@@ -81,6 +81,59 @@ def build_then_sigkill(command: list[str], out: Path, *, pairs: int, env: dict[s
     return proc.returncode
 
 
+_KILL_MID_BUILD = """
+import os, runpy, signal, sys
+from p2ptools import registry
+
+builder = registry.load("datasets", sys.argv[1])
+kill_after = int(sys.argv[2])
+made = []
+original = builder.make_pair
+
+def make_pair(self, job, build):
+    if len(made) == kill_after:  # this process has made its share: SIGKILL the CLI and every worker
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+    made.append(job.name)
+    return original(self, job, build)
+
+builder.make_pair = make_pair
+sys.argv = ["p2ptools", "make-dataset", *sys.argv[1:2], *sys.argv[3:]]
+runpy.run_module("p2ptools", run_name="__main__")
+"""
+
+
+def kill_mid_build_then_resume(builder: str, args: list[str], out: Path, clean: Path, *, kill_after: int = 2) -> int:
+    """``make-dataset BUILDER ARGS --out OUT``, SIGKILLed with its workers (they are forked, so they
+    carry the trap) when one process is about to make its ``kill_after + 1``-th pair; then the same
+    command again, which must finish the build; then a clean build into ``clean``. Asserts the
+    resumed output equals the clean one file for file and byte for byte, with nothing left over.
+
+    Returns the number of pair files the killed build had left."""
+    import signal
+
+    script = out.parent / f".kill-{builder}.py"
+    script.write_text(_KILL_MID_BUILD)
+    argv = [str(a) for a in args]
+    killed = subprocess.run([sys.executable, str(script), builder, str(kill_after), *argv, "--out", str(out)],
+                            capture_output=True, text=True, timeout=300, start_new_session=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    made = sum(1 for split in ("train", "val", "test") if (out / split).is_dir()
+               for p in (out / split).iterdir() if not p.name.startswith("."))
+    assert made >= 1 and not (out / "manifest.json").exists()
+    resumed = run_p2ptools("make-dataset", builder, *argv, "--out", str(out))
+    assert resumed.code == 0, resumed.stderr
+    fresh = run_p2ptools("make-dataset", builder, *argv, "--out", str(clean))
+    assert fresh.code == 0, fresh.stderr
+    files = sorted(p.relative_to(clean) for p in clean.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    for rel in files:
+        assert (out / rel).read_bytes() == (clean / rel).read_bytes(), rel
+    pairs = sum(1 for f in files if f.parts[0] in ("train", "val", "test"))
+    assert made < pairs, "the build must be killed mid-way"
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temporaries, no journal
+    return made
+
+
 def pix2pix_reference():
     """The independent reference pix2pix networks (tests/pix2pix/reference_pix2pix.py), loaded
     once by path so the plugin under test is never imported to build them."""

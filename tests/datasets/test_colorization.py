@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from skimage.color import rgb2lab
 
+from p2p_testutils import kill_mid_build_then_resume
 from p2ptools.build import BuildOptions
 from p2ptools.imageio import encode_image
 from p2ptools.pairs import load_manifest, read_pair
@@ -79,3 +80,9 @@ def test_archive_source_and_errors(tmp_path, cli):
     assert res.code == 1 and "--gray-channels: invalid value 2; choose from 1, 3" in res.stderr
     with pytest.raises(ValueError, match="expected an \\(H, W, 3\\) uint8 image"):
         to_gray(np.zeros((4, 4), np.uint8))
+
+
+def test_resume_after_sigkill(tmp_path):
+    src = photos(tmp_path / "src", 16)
+    args = ["--source", src, "--size", "24", "--format", "png", "--workers", "2", "--no-progress"]
+    kill_mid_build_then_resume("colorization", args, tmp_path / "killed", tmp_path / "clean")

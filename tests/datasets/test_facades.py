@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from p2p_testutils import kill_mid_build_then_resume
 from p2ptools.build import BuildOptions
 from p2ptools.errors import InputFileError, P2PError
 from p2ptools.imageio import read_image
@@ -140,3 +141,9 @@ def test_photo_without_label_non_palette_label_and_no_label_names(tmp_path):
         FacadesBuilder().build([src], tmp_path / "o3", BuildOptions(size=16), progress=False)
     with pytest.raises(InputFileError, match="no base/cmp_bNNNN.jpg"):
         FacadesBuilder().build([tmp_path / "o1"], tmp_path / "o4", BuildOptions(size=16), progress=False)
+
+
+def test_resume_after_sigkill(tmp_path):
+    base = zip_folder(make_part(tmp_path / "b", "base", list(range(1, 13))), tmp_path / "CMP_facade_DB_base.zip")
+    args = ["--source", base, "--size", "16", "--format", "png", "--workers", "2", "--class-index", "--no-progress"]
+    kill_mid_build_then_resume("facades", args, tmp_path / "killed", tmp_path / "clean")

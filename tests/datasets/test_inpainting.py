@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from p2p_testutils import kill_mid_build_then_resume
 from p2ptools.build import BuildOptions
 from p2ptools.imageio import encode_image, read_image
 from p2ptools.pairs import load_manifest, read_pair
@@ -122,3 +123,9 @@ def test_generic_folder_split_and_errors(tmp_path, cli):
     bad.write_bytes(bad.read_bytes()[:60])
     res = cli("make-dataset", "inpainting", "--source", photos, "--out", tmp_path / "o3", "--size", "16", "--workers", "1", "--no-progress")
     assert res.code == 1 and f"{bad}: truncated PNG" in res.stderr
+
+
+def test_resume_after_sigkill(tmp_path):
+    src = paris(tmp_path / "src")
+    args = ["--source", src, "--size", str(SIZE), "--format", "png", "--workers", "1", "--hole", "random", "--no-progress"]
+    kill_mid_build_then_resume("inpainting", args, tmp_path / "killed", tmp_path / "clean", kill_after=3)

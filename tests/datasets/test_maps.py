@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from p2p_testutils import kill_mid_build_then_resume
 from p2ptools.build import BuildOptions
 from p2ptools.errors import ConfigError, InputFileError, P2PError
 from p2ptools.imageio import read_image
@@ -112,3 +113,9 @@ def test_tiles_default_split_is_the_median_and_errors(tmp_path):
         list(MapsBuilder(MapsOptions(aerial=aerial)).plan([], BuildOptions()))
     with pytest.raises(InputFileError, match="no {train,val}"):
         list(MapsBuilder().plan([aerial], BuildOptions()))
+
+
+def test_resume_after_sigkill(tmp_path):
+    archive = make_targz(published(tmp_path / "src", {"train": 8, "val": 4}), tmp_path / "maps.tar.gz")
+    args = ["--source", archive, "--size", "16", "--format", "png", "--workers", "2", "--no-progress"]
+    kill_mid_build_then_resume("maps", args, tmp_path / "killed", tmp_path / "clean")

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from p2p_testutils import kill_mid_build_then_resume
 from p2ptools.build import BuildOptions
 from p2ptools.imageio import decode_image, encode_image
 from p2ptools.pairs import load_manifest, read_pair
@@ -220,3 +221,11 @@ def test_download_from_a_local_server(tmp_path, cli):
     assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["aligned_images.tar", "annotations.tar"]
     reference = build([tmp_path / "src"], tmp_path / "ref")
     assert [(p.split, p.name, p.sha256) for p in load_manifest(tmp_path / "out").pairs] == [(p.split, p.name, p.sha256) for p in reference.pairs]
+
+
+def test_resume_after_sigkill(tmp_path):
+    make_source(tmp_path / "src")
+    images, annotations = make_tars(tmp_path / "src", tmp_path / "tars")
+    args = ["--source", images, "--source", annotations, "--size", str(SIZE), "--format", "png", "--workers", "2",
+            "--days-per-night", "2", "--no-progress"]
+    kill_mid_build_then_resume("night2day", args, tmp_path / "killed", tmp_path / "clean")
