@@ -8,14 +8,16 @@ closed).
 
 Speed: a pixel's bins depend only on its 24-bit color, so :class:`LabHistogram` keeps a lazily
 filled 2^24-entry table color -> packed (L, a, b) bin indices (64 MB, shared by every histogram of
-the same bins in the process). Each color is converted by ``rgb2lab`` once, the first time it is
-seen; after that an image costs one table gather and three ``np.bincount`` calls. The table is a
+the same bins in the process). Each color is converted once, the first time it is seen, by
+:func:`rgb_to_lab` (``rgb2lab``'s own arithmetic with the per-pixel power function replaced by a
+256-entry lookup); after that an image costs one table gather and three ``np.bincount`` calls. The table is a
 pure cache, kept on disk between runs (``$P2PTOOLS_CACHE``, default ``~/.cache/p2ptools``). The
 counts are identical to the per-image protocol (tested against the direct computation).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -34,6 +36,7 @@ CHANNELS = ("L", "a", "b")
 _UNKNOWN = np.uint32(0xFFFFFFFF)
 _BITS = 10  # bits per packed bin index: at most 1024 bins per channel
 CACHE_ENV = "P2PTOOLS_CACHE"
+_TABLE_VERSION = 2  # v1 tables were filled through a (N, 1, 3) layout whose matrix product rounds differently
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,35 @@ def lab_bin_indices(lab: np.ndarray, bins: LabBins) -> list[np.ndarray]:
         idx[(x >= edges[idx + 1]) & (idx != n - 1)] += 1
         out.append(idx)
     return out
+
+
+@functools.cache
+def _srgb_to_xyz() -> tuple[np.ndarray, np.ndarray]:
+    """skimage's sRGB linearisation of the 256 8-bit values, and its (transposed) XYZ matrix."""
+    from skimage.color.colorconv import xyz_from_rgb
+    from skimage.util import img_as_float
+
+    v = img_as_float(np.arange(256, dtype=np.uint8))
+    linear = v / 12.92  # the same operations as skimage.color.rgb2xyz, on each 8-bit value once
+    high = v > 0.04045
+    linear[high] = np.power((v[high] + 0.055) / 1.055, 2.4)
+    return linear, xyz_from_rgb.T.astype(np.float64)
+
+
+def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """(N, 3) uint8 sRGB -> (N, 3) float64 CIELab (D65), bit for bit what ``skimage.color.rgb2lab``
+    returns for the same pixels in an (H, W, 3) image, about 3x faster.
+
+    skimage linearises every pixel with ``np.power``; here each of the 256 channel values is
+    linearised once and looked up, then skimage's own matrix product and ``xyz2lab`` follow. (Equal
+    on all 2^24 colors when checked exhaustively; the tests check a sample.)
+    """
+    from skimage.color import xyz2lab
+
+    if rgb.dtype != np.uint8 or rgb.ndim != 2 or rgb.shape[1] != 3:
+        raise ValueError(f"expected (N, 3) uint8 RGB, got {rgb.dtype} {rgb.shape}")
+    linear, matrix = _srgb_to_xyz()
+    return xyz2lab(linear[rgb] @ matrix, illuminant="D65")
 
 
 class _ColorTable:
@@ -137,11 +169,8 @@ class _ColorTable:
         return packed
 
     def _fill(self, codes: np.ndarray) -> None:
-        from skimage.color import rgb2lab
-
         rgb = np.stack([(codes >> 16) & 255, (codes >> 8) & 255, codes & 255], axis=-1).astype(np.uint8)
-        lab = rgb2lab(rgb[:, None, :], illuminant="D65")[:, 0, :]
-        li, ai, bi = lab_bin_indices(lab, self.bins)
+        li, ai, bi = lab_bin_indices(rgb_to_lab(rgb), self.bins)
         self.table[codes] = li.astype(np.uint32) | (ai.astype(np.uint32) << _BITS) | (bi.astype(np.uint32) << (2 * _BITS))
 
 
@@ -150,12 +179,12 @@ _TABLES: dict[LabBins, _ColorTable] = {}
 
 def table_cache_path(bins: LabBins) -> Path:
     """Where the color table of ``bins`` is cached: ``$P2PTOOLS_CACHE`` (default
-    ``~/.cache/p2ptools``) / ``lab-table-skimage<version>-<bins hash>.npy`` (64 MB)."""
+    ``~/.cache/p2ptools``) / ``lab-table-v<N>-skimage<version>-<bins hash>.npy`` (64 MB)."""
     import skimage
 
     root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "p2ptools")
     key = hashlib.sha256(json.dumps(bins.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
-    return root / f"lab-table-skimage{skimage.__version__}-{key}.npy"
+    return root / f"lab-table-v{_TABLE_VERSION}-skimage{skimage.__version__}-{key}.npy"
 
 
 def _table(bins: LabBins) -> _ColorTable:

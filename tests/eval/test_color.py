@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from p2ptools.eval.color import CHANNELS, LabBins, LabHistogram, intersection, intersections, plot_histograms
+from p2ptools.eval.color import CHANNELS, LabBins, LabHistogram, intersection, intersections, plot_histograms, rgb_to_lab
 
 
 def direct(images, bins=LabBins()):
@@ -128,3 +128,19 @@ def test_color_table_cache_round_trip(tmp_path, monkeypatch, images):
     fresh = LabHistogram(bins)
     fresh.update(images[0])
     np.testing.assert_array_equal(fresh.counts["L"], first.counts["L"])
+
+
+def test_rgb_to_lab_is_bitwise_skimage_rgb2lab():
+    """The table's converter against skimage itself: 393,216 random colors laid out as images of two
+    widths (one odd), every value equal to the last bit. (The same holds for all 2^24 colors.)"""
+    from skimage.color import rgb2lab
+
+    rng = np.random.default_rng(5)
+    colors = rng.integers(0, 256, (393_216, 3), dtype=np.uint8)
+    got = rgb_to_lab(colors)
+    for width in (512, 331):
+        n = len(colors) // width * width
+        ref = rgb2lab(colors[:n].reshape(-1, width, 3)).reshape(-1, 3)
+        assert np.array_equal(got[:n], ref)
+    with pytest.raises(ValueError, match=r"\(N, 3\) uint8"):
+        rgb_to_lab(colors.astype(np.float32))
