@@ -270,7 +270,7 @@ def _execute(builder: DatasetBuilder, pending: list[PairJob], build: BuildOption
             record([_make_one(builder, job, build, out)])
         return
     workers = min(build.workers, len(pending))
-    chunks = _chunks(pending, workers)
+    chunker = _Chunker(pending, workers)
     import cv2
 
     threads = cv2.getNumThreads()
@@ -278,52 +278,74 @@ def _execute(builder: DatasetBuilder, pending: list[PairJob], build: BuildOption
     try:
         if builder.parallelism == "threads":
             with ThreadPoolExecutor(workers) as pool:
-                _drain(pool, partial(_make_chunk, builder, build, out), chunks, workers, record)
+                _drain(pool, partial(_make_chunk, builder, build, out), chunker, workers, record)
         else:
             ctx = _mp_context()
             gc.freeze()  # forked workers: a collection there would touch (and so copy) every inherited object
             try:
                 with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(builder, build, out)) as pool:
-                    _drain(pool, _run_chunk, chunks, workers, record)
+                    _drain(pool, _run_chunk, chunker, workers, record)
             finally:
                 gc.unfreeze()
     finally:
         cv2.setNumThreads(threads)
 
 
-def _chunks(jobs: list[PairJob], workers: int, largest: int = 64) -> list[list[PairJob]]:
-    """Split ``jobs`` into chunks that shrink towards the end (guided scheduling): large chunks
-    while there is much to do (little inter-process traffic), single jobs at the end so that no
-    worker sits idle while another finishes a long chunk."""
-    chunks, start = [], 0
-    while start < len(jobs):
-        size = max(1, min(largest, (len(jobs) - start) // (workers * 2)))
-        chunks.append(jobs[start : start + size])
-        start += size
-    return chunks
+class _Chunker:
+    """Hands the pending jobs out in chunks that take about ``seconds`` each: few messages between
+    processes for fast builders, a live progress bar and little lost work for slow ones.
+
+    A chunk is never more than ``largest`` jobs nor more than a ``1 / (2 * workers)`` share of what
+    is left (guided scheduling: the last chunks are single jobs, so that no worker idles while
+    another finishes a long one). Until a job has finished, chunks are single jobs. The time per job
+    is estimated from the jobs finished so far with every worker busy.
+    """
+
+    def __init__(self, jobs: list[PairJob], workers: int, *, seconds: float = 0.25, largest: int = 64,
+                 clock=time.monotonic) -> None:  # fmt: skip
+        self.jobs, self.workers, self.seconds, self.largest, self.clock = jobs, workers, seconds, largest, clock
+        self.next_index = 0
+        self.finished = 0
+        self.started = clock()
+
+    def finish(self, count: int) -> None:
+        """Note that ``count`` more jobs have finished."""
+        self.finished += count
+
+    def take(self) -> list[PairJob] | None:
+        """The next chunk, or None when every job has been handed out."""
+        left = len(self.jobs) - self.next_index
+        if left <= 0:
+            return None
+        size = 1
+        if self.finished:
+            per_job = (self.clock() - self.started) * self.workers / self.finished
+            by_time = int(self.seconds / per_job) if per_job > 0 else self.largest
+            size = max(1, min(self.largest, left // (self.workers * 2), by_time))
+        chunk = self.jobs[self.next_index : self.next_index + size]
+        self.next_index += size
+        return chunk
 
 
 def _make_chunk(builder: DatasetBuilder, build: BuildOptions, out: Path, jobs: list[PairJob]) -> list[dict[str, Any]]:
     return [_make_one(builder, job, build, out) for job in jobs]
 
 
-def _drain(pool: Executor, run, chunks: list[list[PairJob]], workers: int, record) -> None:
+def _drain(pool: Executor, run, chunker: _Chunker, workers: int, record) -> None:
     """Keep a bounded number of chunks in flight and record results as they finish; on any error
     (a bad item, Ctrl-C) cancel what has not started and wait for what has."""
     futures: set[Future] = set()
-    it = iter(chunks)
     try:
-        for c in it:
-            futures.add(pool.submit(run, c))
-            if len(futures) >= workers * 4:
-                break
+        while len(futures) < workers * 4 and (chunk := chunker.take()) is not None:
+            futures.add(pool.submit(run, chunk))
         while futures:
             finished, futures = wait(futures, return_when=FIRST_COMPLETED)
             for fut in finished:
-                record(fut.result())
-                nxt = next(it, None)
-                if nxt is not None:
-                    futures.add(pool.submit(run, nxt))
+                recs = fut.result()
+                chunker.finish(len(recs))
+                record(recs)
+                if (chunk := chunker.take()) is not None:
+                    futures.add(pool.submit(run, chunk))
     except BaseException:
         for fut in futures:
             fut.cancel()

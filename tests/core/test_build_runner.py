@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from p2ptools.build.memory import keep_freed_memory
-from p2ptools.build.runner import JOURNAL_NAME, _chunks
+from p2ptools.build.runner import JOURNAL_NAME, _Chunker
 
 # A build that dies like a SIGKILLed one (os._exit: no flush, no cleanup) while making pair 7,
 # with a journal that never reaches the file before that: pairs 0-5 are on disk, unjournaled.
@@ -63,14 +63,29 @@ def test_pairs_on_disk_but_not_in_the_journal_are_made_again(tmp_path: Path):
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]
 
 
-def test_chunks_cover_every_job_once_and_shrink_towards_the_end():
-    jobs = list(range(1000))
-    chunks = _chunks(jobs, workers=2)
-    assert [j for c in chunks for j in c] == jobs
-    sizes = [len(c) for c in chunks]
-    assert max(sizes) == 64 and sizes[-4:] == [1] * 4 and len(chunks) < 1000 // 10
-    assert sizes == sorted(sizes, reverse=True)
-    assert [len(c) for c in _chunks(list(range(5)), workers=4)] == [1] * 5
+def _hand_out(jobs: list[int], workers: int, seconds_per_job: float) -> list[int]:
+    """Chunk sizes a _Chunker gives when every job takes ``seconds_per_job`` on ``workers`` busy workers."""
+    now = [0.0]
+    chunker = _Chunker(jobs, workers, clock=lambda: now[0])
+    sizes, seen = [], []
+    while (chunk := chunker.take()) is not None:
+        sizes.append(len(chunk))
+        seen += chunk
+        now[0] += len(chunk) * seconds_per_job / workers
+        chunker.finish(len(chunk))
+    assert seen == jobs  # every job once, in order
+    return sizes
+
+
+def test_chunks_follow_the_time_per_job_and_shrink_towards_the_end():
+    fast = _hand_out(list(range(2000)), 2, 0.001)  # 1 ms jobs: large chunks (few messages)
+    assert fast[0] == 1 and max(fast) == 64 and fast[-4:] == [1] * 4
+    assert len(fast) < 2000 // 20
+    slow = _hand_out(list(range(200)), 2, 0.5)  # 0.5 s jobs: one job per chunk, the bar moves per job
+    assert slow == [1] * 200
+    medium = _hand_out(list(range(400)), 2, 0.02)  # 20 ms: chunks of about 0.25 s
+    assert max(medium) == 12
+    assert _hand_out(list(range(5)), 4, 0.001) == [1] * 5
 
 
 def test_keep_freed_memory_takes_effect_on_glibc():
