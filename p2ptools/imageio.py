@@ -156,7 +156,7 @@ def _link_unnamed(path: Path, data: bytes) -> bool:
     place: atomic, one directory operation, and nothing is left behind if the writer is killed.
     False when unavailable here or when ``path`` exists (replacing needs a rename)."""
     linkat = _linkat()
-    if linkat is None:
+    if linkat is None or path.exists():  # (a replaced file, e.g. a checkpoint, would be written twice)
         return False
     try:
         fd = os.open(path.parent, os.O_TMPFILE | os.O_WRONLY, _FILE_MODE)
