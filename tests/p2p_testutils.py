@@ -81,25 +81,49 @@ def build_then_sigkill(command: list[str], out: Path, *, pairs: int, env: dict[s
     return proc.returncode
 
 
-_KILL_MID_BUILD = """
+_TRAPPED_BUILD = """
 import os, runpy, signal, sys
 from p2ptools import registry
 
 builder = registry.load("datasets", sys.argv[1])
-kill_after = int(sys.argv[2])
+action, after = sys.argv[2], int(sys.argv[3])
+fired = sys.argv[0] + f".{os.getpid()}.fired"  # one flag per run (this process is the CLI)
 made = []
 original = builder.make_pair
 
 def make_pair(self, job, build):
-    if len(made) == kill_after:  # this process has made its share: SIGKILL the CLI and every worker
-        os.killpg(os.getpgrp(), signal.SIGKILL)
+    if len(made) == after:  # this process has made its share
+        if action == "sigkill":  # the CLI and every worker, at once
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        elif action == "sigint":  # one Ctrl-C (the first worker to get here): the whole process group
+            try:
+                os.close(os.open(fired, os.O_CREAT | os.O_EXCL))
+                os.killpg(os.getpgrp(), signal.SIGINT)
+            except FileExistsError:
+                pass
+        elif action == "exit":  # this worker dies (as the OOM killer would end it)
+            os._exit(3)
+        elif action == "raise":  # a bug in the builder
+            raise ZeroDivisionError("trap in make_pair")
     made.append(job.name)
     return original(self, job, build)
 
 builder.make_pair = make_pair
-sys.argv = ["p2ptools", "make-dataset", *sys.argv[1:2], *sys.argv[3:]]
+sys.argv = ["p2ptools", "make-dataset", *sys.argv[1:2], *sys.argv[4:]]
 runpy.run_module("p2ptools", run_name="__main__")
 """
+
+
+def run_trapped_build(builder: str, action: str, after: int, args: list, out: Path,
+                      env: dict[str, str] | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+    """``make-dataset BUILDER ARGS --out OUT`` in a session of its own, with a trap in the
+    builder's ``make_pair``: when a process (the CLI, or a forked worker, which inherits the trap)
+    is about to make its ``after + 1``-th pair it does ``action``: ``sigkill`` or ``sigint`` the
+    process group, ``exit`` (that process dies), ``raise`` (an exception)."""
+    script = out.parent / f".trap-{builder}-{action}.py"
+    script.write_text(_TRAPPED_BUILD)
+    return subprocess.run([sys.executable, str(script), builder, action, str(after), *map(str, args), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, start_new_session=True, env={**os.environ, **(env or {})})
 
 
 def kill_mid_build_then_resume(builder: str, args: list[str], out: Path, clean: Path, *, kill_after: int = 2) -> int:
@@ -111,11 +135,8 @@ def kill_mid_build_then_resume(builder: str, args: list[str], out: Path, clean: 
     Returns the number of pair files the killed build had left."""
     import signal
 
-    script = out.parent / f".kill-{builder}.py"
-    script.write_text(_KILL_MID_BUILD)
     argv = [str(a) for a in args]
-    killed = subprocess.run([sys.executable, str(script), builder, str(kill_after), *argv, "--out", str(out)],
-                            capture_output=True, text=True, timeout=300, start_new_session=True)
+    killed = run_trapped_build(builder, "sigkill", kill_after, argv, out)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     made = sum(1 for split in ("train", "val", "test") if (out / split).is_dir()
                for p in (out / split).iterdir() if not p.name.startswith("."))

@@ -9,7 +9,6 @@ When every pair is done the manifest is written and the two bookkeeping files ar
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import multiprocessing
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from p2ptools.build.contract import BuildOptions, DatasetBuilder, PairJob
+from p2ptools.build.forkpool import run_forked
 from p2ptools.build.memory import keep_freed_memory
 from p2ptools.errors import ConfigError, InputFileError, P2PError
 from p2ptools.imageio import encode_image, write_bytes_atomic, write_text_atomic
@@ -281,12 +281,15 @@ def _execute(builder: DatasetBuilder, pending: list[PairJob], build: BuildOption
                 _drain(pool, partial(_make_chunk, builder, build, out), chunker, workers, record)
         else:
             ctx = _mp_context()
-            gc.freeze()  # forked workers: a collection there would touch (and so copy) every inherited object
-            try:
+            if ctx.get_start_method() == "fork":
+                def done(recs: list[dict[str, Any]]) -> None:
+                    chunker.finish(len(recs))
+                    record(recs)
+
+                run_forked(chunker.take, done, workers, _run_chunk, _init_worker, (builder, build, out))
+            else:
                 with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(builder, build, out)) as pool:
                     _drain(pool, _run_chunk, chunker, workers, record)
-            finally:
-                gc.unfreeze()
     finally:
         cv2.setNumThreads(threads)
 

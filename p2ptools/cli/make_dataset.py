@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -98,7 +99,12 @@ def make_dataset(ctx: typer.Context) -> None:
             return
         if values["download"]:
             sources = download_sources(cls, values["download_dir"], **fetch)
-        manifest = builder.build(sources, values["out_dir"], build, progress=progress)
+        try:
+            manifest = builder.build(sources, values["out_dir"], build, progress=progress)
+        except KeyboardInterrupt:
+            print(f"interrupted: the finished pairs are kept in {values['out_dir']}; rerun the same command to "
+                  "resume", file=sys.stderr)
+            raise typer.Exit(130) from None
         counts = ", ".join(f"{k} {v}" for k, v in manifest.counts.items()) or "no pairs"
         skipped = f", {len(manifest.skipped)} skipped (see manifest.json)" if manifest.skipped else ""
         out.print(f"{name}: {counts}{skipped} -> {values['out_dir']}")

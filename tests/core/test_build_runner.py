@@ -7,6 +7,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
+
+from p2p_testutils import run_p2ptools, run_trapped_build
 
 from p2ptools.build.memory import keep_freed_memory
 from p2ptools.build.runner import JOURNAL_NAME, _Chunker
@@ -93,3 +96,57 @@ def test_keep_freed_memory_takes_effect_on_glibc():
 
     expected = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
     assert keep_freed_memory() is expected
+
+
+def _ab(root: Path, count: int) -> list[str]:
+    rng = np.random.default_rng(2)
+    for side in "AB":
+        (root / side / "train").mkdir(parents=True)
+        for i in range(count):
+            cv2.imwrite(str(root / side / "train" / f"{i:03d}.png"), rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    return ["--source-a", root / "A", "--source-b", root / "B", "--format", "png", "--workers", "2", "--no-progress"]
+
+
+def _finished_cleanly_later(root: Path, args: list, out: Path) -> None:
+    """Nothing half-made is left, and the same command completes the build like a clean one."""
+    assert not (out / "manifest.json").exists()
+    assert not [p for p in out.rglob(".tmp-*")]
+    again = run_p2ptools("make-dataset", "combine", *map(str, args), "--out", str(out))
+    assert again.code == 0, again.stderr
+    clean = run_p2ptools("make-dataset", "combine", *map(str, args), "--out", str(root / "clean"))
+    assert clean.code == 0, clean.stderr
+    assert json.loads((out / "manifest.json").read_text())["pairs"] == json.loads((root / "clean/manifest.json").read_text())["pairs"]
+
+
+def test_ctrl_c_stops_parallel_workers_after_their_chunk(tmp_path: Path):
+    args = _ab(tmp_path, 60)
+    out = tmp_path / "out"
+    stopped = run_trapped_build("combine", "sigint", 5, args, out)
+    assert stopped.returncode == 130, stopped.stderr
+    assert stopped.stderr.strip().splitlines() == [  # one line: no tracebacks from the workers
+        f"interrupted: the finished pairs are kept in {out}; rerun the same command to resume"]
+    assert 5 <= len(list((out / "train").glob("*.png"))) < 60
+    _finished_cleanly_later(tmp_path, args, out)
+
+
+def test_a_worker_that_dies_is_reported_in_one_line(tmp_path: Path):
+    args = _ab(tmp_path, 40)
+    out = tmp_path / "out"
+    died = run_trapped_build("combine", "exit", 3, args, out)
+    assert died.returncode == 1
+    assert died.stderr.strip().splitlines() == [
+        "error: a build worker process died (exit status 3); finished pairs are kept: rerun to resume, "
+        "or use --workers 1 to see the problem in the main process"]
+    _finished_cleanly_later(tmp_path, args, out)
+
+
+@pytest.mark.parametrize("debug", ["0", "1"])
+def test_an_exception_in_a_worker_reaches_the_user(tmp_path: Path, debug: str):
+    args = _ab(tmp_path, 20)
+    failed = run_trapped_build("combine", "raise", 2, args, tmp_path / "out", env={"P2PTOOLS_DEBUG": debug})
+    assert failed.returncode == 1
+    if debug == "1":  # the worker's own traceback is chained to the one the user sees
+        assert "in a worker process:" in failed.stderr and "in make_pair" in failed.stderr
+        assert failed.stderr.strip().endswith("ZeroDivisionError: trap in make_pair")
+    else:
+        assert "ZeroDivisionError: trap in make_pair" in failed.stderr and len(failed.stderr.strip().splitlines()) <= 2
