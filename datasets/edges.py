@@ -75,7 +75,7 @@ class EdgesOptions:
 def _missing_weights_message(name: str) -> str:
     return (
         f"{name} --edges hed (the default) needs the HED weights: pass --hed-weights PATH "
-        "(hed_pretrained_bsds.caffemodel or a converted .safetensors), "
+        "(hed_pretrained_bsds.caffemodel, or the .safetensors that `p2ptools hed convert` makes of it), "
         "or use --edges canny or --edges sobel, which need no weights"
     )
 

@@ -15,7 +15,7 @@ import typer
 from p2ptools import __version__
 from p2ptools.cli import datasets, demo, import_checkpoint, make_dataset, models, train, translate
 from p2ptools.cli import eval as eval_cli
-from p2ptools.cli import fcn
+from p2ptools.cli import fcn, hed
 from p2ptools.cli.common import PASSTHROUGH
 from p2ptools.errors import P2PError
 
@@ -49,6 +49,7 @@ app.command("translate")(translate.translate)
 app.command("import-checkpoint", context_settings=PASSTHROUGH, add_help_option=False)(import_checkpoint.import_checkpoint)
 app.command("eval")(eval_cli.eval_command)
 app.add_typer(fcn.app, name="fcn")
+app.add_typer(hed.app, name="hed")
 app.command("demo")(demo.demo)
 
 

@@ -184,3 +184,23 @@ def test_safetensors_round_trip_and_errors(tmp_path):
     (tmp_path / "w.pth").write_bytes(b"x")
     with pytest.raises(Exception, match=r"w\.pth.*\.caffemodel or \.safetensors"):
         load_hed(tmp_path / "w.pth")
+
+
+def test_hed_convert_command(tmp_path, caffemodel, cli):
+    res = cli("hed", "convert", caffemodel, "--out", tmp_path / "hed.safetensors")
+    assert res.code == 0, res.stderr
+    said = " ".join(res.stdout.split())  # rich wraps long lines
+    # VGG16's 13 convolutions 14,714,688 + 5 side outputs 1,477 + 4 upsampling kernels 1,360 + fusion 6
+    assert "14,717,531 parameters" in said and f"--hed-weights {tmp_path / 'hed.safetensors'}" in said
+    converted, original = load_hed(tmp_path / "hed.safetensors"), HED.from_caffemodel(caffemodel)
+    assert converted.width == 1.0
+    for (k, v), (k2, v2) in zip(converted.state_dict().items(), original.state_dict().items(), strict=True):
+        assert k == k2 and torch.equal(v, v2), k
+    # errors: one line naming the file, exit 1, nothing written
+    (tmp_path / "junk.caffemodel").write_bytes(b"\x00\x01 not protobuf")
+    for args, needle in [((tmp_path / "junk.caffemodel", "--out", tmp_path / "a.safetensors"), "junk.caffemodel"),
+                         ((tmp_path / "missing.caffemodel", "--out", tmp_path / "b.safetensors"), "missing.caffemodel"),
+                         ((caffemodel, "--out", tmp_path / "c.pth"), "c.pth")]:
+        res = cli("hed", "convert", *args)
+        assert res.code == 1 and needle in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hed.safetensors", "junk.caffemodel"]
