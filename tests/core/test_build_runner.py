@@ -150,3 +150,28 @@ def test_an_exception_in_a_worker_reaches_the_user(tmp_path: Path, debug: str):
         assert failed.stderr.strip().endswith("ZeroDivisionError: trap in make_pair")
     else:
         assert "ZeroDivisionError: trap in make_pair" in failed.stderr and len(failed.stderr.strip().splitlines()) <= 2
+
+
+def _echo_big(chunk: list[bytes]) -> list[bytes]:
+    return [b"r" * len(item) for item in chunk]
+
+
+def test_fork_pool_moves_chunks_and_replies_larger_than_a_pipe(tmp_path: Path, monkeypatch):
+    """Megabyte chunks and replies both ways: one chunk at a time per worker cannot deadlock."""
+    import signal
+
+    from p2ptools.build import forkpool
+    from p2ptools.build.forkpool import run_forked
+
+    monkeypatch.setattr(forkpool, "DRAIN_TIMEOUT_S", 2.0)  # a deadlock fails in seconds, not minutes
+
+    chunks = [[b"c" * 700_000] * 3 for _ in range(6)]
+    todo, got = list(chunks), []
+    previous = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the pool deadlocked"))
+    signal.alarm(60)
+    try:
+        run_forked(lambda: todo.pop() if todo else None, got.append, 2, _echo_big, lambda: None)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert len(got) == 6 and all(reply == [b"r" * 700_000] * 3 for reply in got)
