@@ -85,32 +85,46 @@ _TRAPPED_BUILD = """
 import os, runpy, signal, sys
 from p2ptools import registry
 
-builder = registry.load("datasets", sys.argv[1])
-action, after = sys.argv[2], int(sys.argv[3])
-fired = sys.argv[0] + f".{os.getpid()}.fired"  # one flag per run (this process is the CLI)
-made = []
-original = builder.make_pair
+if __name__ == "__main__":  # forkserver workers import this file again: only the CLI runs it
+    builder = registry.load("datasets", sys.argv[1])
+    action, after = sys.argv[2], int(sys.argv[3])
+    fired = sys.argv[0] + f".{os.getpid()}.fired"  # one flag per run (this process is the CLI)
+    made = []
+    original = builder.make_pair
 
-def make_pair(self, job, build):
-    if len(made) == after:  # this process has made its share
-        if action == "sigkill":  # the CLI and every worker, at once
-            os.killpg(os.getpgrp(), signal.SIGKILL)
-        elif action == "sigint":  # one Ctrl-C (the first worker to get here): the whole process group
-            try:
-                os.close(os.open(fired, os.O_CREAT | os.O_EXCL))
+    def make_pair(self, job, build):
+        if len(made) == after:  # this process has made its share
+            if action == "sigkill":  # the CLI and every worker, at once
+                os.killpg(os.getpgrp(), signal.SIGKILL)
+            elif action == "sigint":  # one Ctrl-C (the first worker to get here): the whole process group
+                try:
+                    os.close(os.open(fired, os.O_CREAT | os.O_EXCL))
+                    os.killpg(os.getpgrp(), signal.SIGINT)
+                except FileExistsError:
+                    pass
+            elif action == "exit":  # this worker dies (as the OOM killer would end it)
+                os._exit(3)
+            elif action == "raise":  # a bug in the builder
+                raise ZeroDivisionError("trap in make_pair")
+        made.append(job.name)
+        return original(self, job, build)
+
+    builder.make_pair = make_pair
+
+    if action == "sigint-from-parent":  # Ctrl-C once the parent has recorded `after` pairs
+        import torch  # noqa: F401  (as HED's builders do: the runner then starts workers by forkserver)
+        import p2ptools.build.runner as runner
+
+        finish = runner._Chunker.finish
+        def finish_then_interrupt(self, count):
+            finish(self, count)
+            if self.finished >= after and not os.path.exists(fired):
+                open(fired, "w").close()
                 os.killpg(os.getpgrp(), signal.SIGINT)
-            except FileExistsError:
-                pass
-        elif action == "exit":  # this worker dies (as the OOM killer would end it)
-            os._exit(3)
-        elif action == "raise":  # a bug in the builder
-            raise ZeroDivisionError("trap in make_pair")
-    made.append(job.name)
-    return original(self, job, build)
+        runner._Chunker.finish = finish_then_interrupt
 
-builder.make_pair = make_pair
-sys.argv = ["p2ptools", "make-dataset", *sys.argv[1:2], *sys.argv[4:]]
-runpy.run_module("p2ptools", run_name="__main__")
+    sys.argv = ["p2ptools", "make-dataset", *sys.argv[1:2], *sys.argv[4:]]
+    runpy.run_module("p2ptools", run_name="__main__")
 """
 
 
@@ -119,7 +133,9 @@ def run_trapped_build(builder: str, action: str, after: int, args: list, out: Pa
     """``make-dataset BUILDER ARGS --out OUT`` in a session of its own, with a trap in the
     builder's ``make_pair``: when a process (the CLI, or a forked worker, which inherits the trap)
     is about to make its ``after + 1``-th pair it does ``action``: ``sigkill`` or ``sigint`` the
-    process group, ``exit`` (that process dies), ``raise`` (an exception)."""
+    process group, ``exit`` (that process dies), ``raise`` (an exception). ``sigint-from-parent``
+    imports torch first (workers are then started by forkserver, without the trap) and sends one
+    SIGINT to the group once the parent has recorded ``after`` pairs."""
     script = out.parent / f".trap-{builder}-{action}.py"
     script.write_text(_TRAPPED_BUILD)
     return subprocess.run([sys.executable, str(script), builder, action, str(after), *map(str, args), "--out", str(out)],

@@ -13,6 +13,7 @@ import hashlib
 import json
 import multiprocessing
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -84,6 +85,9 @@ def _init_worker(builder: DatasetBuilder, build: BuildOptions, out: Path) -> Non
     import cv2
 
     cv2.setNumThreads(1)  # one process per core already
+    # Ctrl-C reaches the whole process group: the parent decides (it lets running chunks finish,
+    # then stops the workers), and workers print no tracebacks of their own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     keep_freed_memory()  # this process is ours: reuse image buffers instead of page-faulting new ones
     _WORKER.update(builder=builder, build=build, out=out)
 

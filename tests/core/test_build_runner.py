@@ -118,10 +118,11 @@ def _finished_cleanly_later(root: Path, args: list, out: Path) -> None:
     assert json.loads((out / "manifest.json").read_text())["pairs"] == json.loads((root / "clean/manifest.json").read_text())["pairs"]
 
 
-def test_ctrl_c_stops_parallel_workers_after_their_chunk(tmp_path: Path):
+@pytest.mark.parametrize("how", ["sigint", "sigint-from-parent"])  # fork pool; forkserver + executor
+def test_ctrl_c_stops_parallel_workers_after_their_chunk(tmp_path: Path, how: str):
     args = _ab(tmp_path, 60)
     out = tmp_path / "out"
-    stopped = run_trapped_build("combine", "sigint", 5, args, out)
+    stopped = run_trapped_build("combine", how, 5, args, out)
     assert stopped.returncode == 130, stopped.stderr
     assert stopped.stderr.strip().splitlines() == [  # one line: no tracebacks from the workers
         f"interrupted: the finished pairs are kept in {out}; rerun the same command to resume"]
