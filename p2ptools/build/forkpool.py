@@ -79,19 +79,8 @@ def run_forked(
     ctx = multiprocessing.get_context("fork")
     conns: list[Connection] = []
     procs: list[multiprocessing.process.BaseProcess] = []
-    gc.freeze()  # a collection in a worker would touch (and so copy) every inherited object
-    try:
-        for _ in range(workers):
-            parent_end, child_end = ctx.Pipe()
-            proc = ctx.Process(target=_serve, args=(child_end, initializer, init_args, run), daemon=True)
-            proc.start()
-            child_end.close()
-            conns.append(parent_end)
-            procs.append(proc)
-    finally:
-        gc.unfreeze()
-    worker_of = dict(zip(conns, procs, strict=True))
-    pending = dict.fromkeys(conns, 0)
+    worker_of: dict[Connection, multiprocessing.process.BaseProcess] = {}
+    pending: dict[Connection, int] = {}
 
     def feed(conn: Connection) -> None:
         chunk = take()
@@ -103,6 +92,18 @@ def run_forked(
             pending[conn] += 1
 
     try:
+        gc.freeze()  # a collection in a worker would touch (and so copy) every inherited object
+        try:
+            for _ in range(workers):
+                parent_end, child_end = ctx.Pipe()
+                proc = ctx.Process(target=_serve, args=(child_end, initializer, init_args, run), daemon=True)
+                conns.append(parent_end)
+                worker_of[parent_end], pending[parent_end] = proc, 0
+                proc.start()
+                procs.append(proc)
+                child_end.close()
+        finally:
+            gc.unfreeze()
         for conn in conns:
             feed(conn)
         while any(pending.values()):
