@@ -2,9 +2,15 @@
 
 Resume protocol: ``<out>/.p2ptools-build.json`` pins the configuration of a build in progress and
 ``<out>/.p2ptools-journal.jsonl`` gets one line per finished pair, appended after the pair's files
-were renamed into place. A rerun (after Ctrl-C or even SIGKILL) skips the journaled pairs whose
-files still exist and makes the rest; a torn last journal line is ignored and its pair made again.
-When every pair is done the manifest is written and the two bookkeeping files are removed.
+were renamed into place (buffered, flushed twice a second and when the build stops). A rerun
+(after Ctrl-C or even SIGKILL) skips the journaled pairs whose files still exist and makes the rest,
+replacing any file whose line never reached the journal; a torn last journal line is ignored and
+its pair made again. When every pair is done the manifest is written and the two bookkeeping files
+are removed.
+
+Parallelism: forked worker processes (:mod:`p2ptools.build.forkpool`) where forking is safe, else
+a ``forkserver`` process pool, or threads for builders that declare GIL-free work; jobs go out in
+chunks of about a quarter of a second (:class:`_Chunker`).
 """
 
 from __future__ import annotations
