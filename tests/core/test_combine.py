@@ -183,3 +183,18 @@ def test_bad_item_stops_parallel_workers_cleanly(ab: Path, cli):
     assert fixed
     resumed = cli("make-dataset", "combine", "--source-a", ab / "A", "--source-b", ab / "B", "--out", ab / "out", "--workers", "2")
     assert resumed.code == 0 and verify_dataset(ab / "out").ok
+
+
+def test_benchmark_runs_and_writes_what_the_baseline_writes(tmp_path: Path):
+    """benchmarks/combine.py end to end on toy settings: its three runs agree to the byte (the
+    speed numbers are not asserted: speed is measured by running the benchmark, never in tests)."""
+    bench = Path(__file__).resolve().parents[2] / "benchmarks" / "combine.py"
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, str(bench), "--pairs", "24", "--size", "32", "--repeats", "2",
+                           "--workdir", str(tmp_path), "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["identical_bytes"] is True and report["pairs"] == 24 and report["repeats"] == 2
+    assert report["ratio_range"][0] <= report["ratio"] <= report["ratio_range"][1]
+    assert min(report[k] for k in ("baseline_pairs_per_s", "ours_pairs_per_s", "ceiling_pairs_per_s")) > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]  # its temporary folder is gone
