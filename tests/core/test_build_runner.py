@@ -1,4 +1,4 @@
-"""The shared build runner: journal lag after a kill, chunking, and the pair records it keeps."""
+"""The shared build runner: journal lag after a kill, chunk sizing, the fork pool, Ctrl-C, dead workers."""
 
 import json
 import subprocess
