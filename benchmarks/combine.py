@@ -41,13 +41,18 @@ def make_inputs(root: Path, pairs: int, size: int) -> None:
             cv2.imwrite(str(root / side / "train" / f"{i:05d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
+def reference_loop(root: Path, out: Path, names: list[str], quality: int) -> None:
+    """pix2pix's combine_A_and_B.py approach for ``names``: imread both, concatenate, imwrite."""
+    for name in names:
+        a = cv2.imread(str(root / "A" / "train" / name), cv2.IMREAD_COLOR)
+        b = cv2.imread(str(root / "B" / "train" / name), cv2.IMREAD_COLOR)
+        cv2.imwrite(str(out / "train" / name), np.concatenate([a, b], 1), [cv2.IMWRITE_JPEG_QUALITY, quality])
+
+
 def baseline(root: Path, out: Path, quality: int) -> None:
-    """The reference approach: imread both, concatenate, imwrite, one process."""
+    """The reference approach in one process."""
     (out / "train").mkdir(parents=True)
-    for path_a in sorted((root / "A" / "train").iterdir()):
-        a = cv2.imread(str(path_a), cv2.IMREAD_COLOR)
-        b = cv2.imread(str(root / "B" / "train" / path_a.name), cv2.IMREAD_COLOR)
-        cv2.imwrite(str(out / "train" / path_a.name), np.concatenate([a, b], 1), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    reference_loop(root, out, sorted(p.name for p in (root / "A" / "train").iterdir()), quality)
 
 
 def ceiling(root: Path, out: Path, quality: int, workers: int) -> None:
@@ -60,10 +65,7 @@ def ceiling(root: Path, out: Path, quality: int, workers: int) -> None:
         pid = os.fork()
         if pid == 0:
             try:
-                for name in names[k::workers]:
-                    a = cv2.imread(str(root / "A" / "train" / name), cv2.IMREAD_COLOR)
-                    b = cv2.imread(str(root / "B" / "train" / name), cv2.IMREAD_COLOR)
-                    cv2.imwrite(str(out / "train" / name), np.concatenate([a, b], 1), [cv2.IMWRITE_JPEG_QUALITY, quality])
+                reference_loop(root, out, names[k::workers], quality)
             finally:
                 os._exit(0)
         pids.append(pid)
