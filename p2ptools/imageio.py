@@ -177,6 +177,13 @@ def _link_unnamed(path: Path, data: bytes) -> bool:
         os.close(fd)
 
 
+def _write_unnamed_or_open_temporary(path: Path, data: bytes) -> tuple[int, str] | None:
+    """None when ``data`` is in place already (unnamed file linked), else an open ``.tmp-`` file."""
+    if _link_unnamed(path, data):
+        return None
+    return tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a reader (or a rerun after SIGKILL) sees either the old
     file, no file, or the whole new file.
@@ -187,14 +194,13 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """
     path = Path(path)
     try:
-        if _link_unnamed(path, data):
-            return
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+        opened = _write_unnamed_or_open_temporary(path, data)
     except FileNotFoundError:  # the folder does not exist yet (checked this way: one system call less per file)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if _link_unnamed(path, data):
-            return
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+        opened = _write_unnamed_or_open_temporary(path, data)
+    if opened is None:
+        return
+    fd, tmp = opened
     try:
         os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
