@@ -281,6 +281,11 @@ def _execute(builder: DatasetBuilder, pending: list[PairJob], build: BuildOption
         return
     workers = min(build.workers, len(pending))
     chunker = _Chunker(pending, workers)
+
+    def done(recs: list[dict[str, Any]]) -> None:
+        chunker.finish(len(recs))
+        record(recs)
+
     import cv2
 
     threads = cv2.getNumThreads()
@@ -288,18 +293,14 @@ def _execute(builder: DatasetBuilder, pending: list[PairJob], build: BuildOption
     try:
         if builder.parallelism == "threads":
             with ThreadPoolExecutor(workers) as pool:
-                _drain(pool, partial(_make_chunk, builder, build, out), chunker, workers, record)
+                _drain(pool, partial(_make_chunk, builder, build, out), chunker.take, done, workers)
         else:
             ctx = _mp_context()
             if ctx.get_start_method() == "fork":
-                def done(recs: list[dict[str, Any]]) -> None:
-                    chunker.finish(len(recs))
-                    record(recs)
-
                 run_forked(chunker.take, done, workers, _run_chunk, _init_worker, (builder, build, out))
             else:
                 with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(builder, build, out)) as pool:
-                    _drain(pool, _run_chunk, chunker, workers, record)
+                    _drain(pool, _run_chunk, chunker.take, done, workers)
     finally:
         cv2.setNumThreads(threads)
 
@@ -344,20 +345,19 @@ def _make_chunk(builder: DatasetBuilder, build: BuildOptions, out: Path, jobs: l
     return [_make_one(builder, job, build, out) for job in jobs]
 
 
-def _drain(pool: Executor, run, chunker: _Chunker, workers: int, record) -> None:
-    """Keep a bounded number of chunks in flight and record results as they finish; on any error
-    (a bad item, Ctrl-C) cancel what has not started and wait for what has."""
+def _drain(pool: Executor, run, take, done, workers: int) -> None:
+    """Keep a bounded number of the chunks ``take()`` hands out in flight and pass each result to
+    ``done`` as it finishes (the contract of :func:`~p2ptools.build.forkpool.run_forked`); on any
+    error (a bad item, Ctrl-C) cancel what has not started and wait for what has."""
     futures: set[Future] = set()
     try:
-        while len(futures) < workers * 4 and (chunk := chunker.take()) is not None:
+        while len(futures) < workers * 4 and (chunk := take()) is not None:
             futures.add(pool.submit(run, chunk))
         while futures:
             finished, futures = wait(futures, return_when=FIRST_COMPLETED)
             for fut in finished:
-                recs = fut.result()
-                chunker.finish(len(recs))
-                record(recs)
-                if (chunk := chunker.take()) is not None:
+                done(fut.result())
+                if (chunk := take()) is not None:
                     futures.add(pool.submit(run, chunk))
     except BaseException:
         for fut in futures:
