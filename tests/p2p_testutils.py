@@ -102,7 +102,7 @@ if __name__ == "__main__":  # forkserver workers import this file again: only th
                     os.killpg(os.getpgrp(), signal.SIGINT)
                 except FileExistsError:
                     pass
-            elif action == "exit":  # this worker dies (as the OOM killer would end it)
+            elif action == "exit":  # this process dies (as the OOM killer would end it), exit status 3
                 os._exit(3)
             elif action == "raise":  # a bug in the builder
                 raise ZeroDivisionError("trap in make_pair")
@@ -110,6 +110,10 @@ if __name__ == "__main__":  # forkserver workers import this file again: only th
         return original(self, job, build)
 
     builder.make_pair = make_pair
+    if "P2PTOOLS_TEST_JOURNAL_FLUSH_S" in os.environ:  # e.g. never: the journal stays behind the files
+        import p2ptools.build.runner as runner
+
+        runner.JOURNAL_FLUSH_S = float(os.environ["P2PTOOLS_TEST_JOURNAL_FLUSH_S"])
 
     if action == "sigint-from-parent":  # Ctrl-C once the parent has recorded `after` pairs
         import torch  # noqa: F401  (as HED's builders do: the runner then starts workers by forkserver)
@@ -142,21 +146,18 @@ def run_trapped_build(builder: str, action: str, after: int, args: list, out: Pa
                           capture_output=True, text=True, timeout=300, start_new_session=True, env={**os.environ, **(env or {})})
 
 
-def kill_mid_build_then_resume(builder: str, args: list[str], out: Path, clean: Path, *, kill_after: int = 2) -> int:
-    """``make-dataset BUILDER ARGS --out OUT``, SIGKILLed with its workers (they are forked, so they
-    carry the trap) when one process is about to make its ``kill_after + 1``-th pair; then the same
-    command again, which must finish the build; then a clean build into ``clean``. Asserts the
-    resumed output equals the clean one file for file and byte for byte, with nothing left over.
-
-    Returns the number of pair files the killed build had left."""
-    import signal
-
-    argv = [str(a) for a in args]
-    killed = run_trapped_build(builder, "sigkill", kill_after, argv, out)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    made = sum(1 for split in ("train", "val", "test") if (out / split).is_dir()
+def pair_files(out: Path) -> int:
+    """Pair files in the split folders of a (possibly unfinished) build, temporaries not counted."""
+    return sum(1 for split in ("train", "val", "test") if (out / split).is_dir()
                for p in (out / split).iterdir() if not p.name.startswith("."))
-    assert made >= 1 and not (out / "manifest.json").exists()
+
+
+def assert_resumes_like_a_clean_build(builder: str, args: list, out: Path, clean: Path) -> int:
+    """An interrupted build in ``out`` left no manifest; ``make-dataset BUILDER ARGS`` again there
+    must finish it, equal to a clean build into ``clean`` file for file and byte for byte, with no
+    temporaries or journal left. Returns the number of pair files of the finished build."""
+    argv = [str(a) for a in args]
+    assert not (out / "manifest.json").exists()
     resumed = run_p2ptools("make-dataset", builder, *argv, "--out", str(out))
     assert resumed.code == 0, resumed.stderr
     fresh = run_p2ptools("make-dataset", builder, *argv, "--out", str(clean))
@@ -165,9 +166,23 @@ def kill_mid_build_then_resume(builder: str, args: list[str], out: Path, clean: 
     assert files == sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     for rel in files:
         assert (out / rel).read_bytes() == (clean / rel).read_bytes(), rel
-    pairs = sum(1 for f in files if f.parts[0] in ("train", "val", "test"))
-    assert made < pairs, "the build must be killed mid-way"
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temporaries, no journal
+    return sum(1 for f in files if f.parts[0] in ("train", "val", "test"))
+
+
+def kill_mid_build_then_resume(builder: str, args: list[str], out: Path, clean: Path, *, kill_after: int = 2) -> int:
+    """``make-dataset BUILDER ARGS --out OUT``, SIGKILLed with its workers (they are forked, so they
+    carry the trap) when one process is about to make its ``kill_after + 1``-th pair; then
+    :func:`assert_resumes_like_a_clean_build`.
+
+    Returns the number of pair files the killed build had left."""
+    import signal
+
+    killed = run_trapped_build(builder, "sigkill", kill_after, args, out)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    made = pair_files(out)
+    assert made >= 1
+    assert made < assert_resumes_like_a_clean_build(builder, args, out, clean), "the build must be killed mid-way"
     return made
 
 

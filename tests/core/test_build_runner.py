@@ -1,7 +1,5 @@
 """The shared build runner: journal lag after a kill, chunk sizing, the fork pool, Ctrl-C, dead workers."""
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -9,61 +7,34 @@ import cv2
 import numpy as np
 import pytest
 
-from p2p_testutils import run_p2ptools, run_trapped_build
+from p2p_testutils import assert_resumes_like_a_clean_build, run_trapped_build
 
 from p2ptools.build.memory import keep_freed_memory
 from p2ptools.build.runner import JOURNAL_NAME, _Chunker
 
-# A build that dies like a SIGKILLed one (os._exit: no flush, no cleanup) while making pair 7,
-# with a journal that never reaches the file before that: pairs 0-5 are on disk, unjournaled.
-DIE_MID_BUILD = """
-import os, sys
-from pathlib import Path
-import p2ptools.build.runner as runner
-from p2ptools.build import BuildOptions
-from p2ptools_datasets.combine import CombineBuilder, CombineOptions
 
-runner.JOURNAL_FLUSH_S = 1e9
-made = []
-original = CombineBuilder.make_pair
-def make_pair(self, job, build):
-    if len(made) == 6:
-        os._exit(137)
-    made.append(job.name)
-    return original(self, job, build)
-CombineBuilder.make_pair = make_pair
-root = Path(sys.argv[1])
-builder = CombineBuilder(CombineOptions(source_a=root / "A", source_b=root / "B"))
-builder.build([], root / "out", BuildOptions(workers=1, format="png"), progress=False)
-"""
+def _ab(root: Path, count: int, workers: int = 2) -> list:
+    """``count`` pairs of 16x16 PNGs in ``root/{A,B}/train``; returns the combine arguments."""
+    rng = np.random.default_rng(2)
+    for side in "AB":
+        (root / side / "train").mkdir(parents=True)
+        for i in range(count):
+            cv2.imwrite(str(root / side / "train" / f"{i:03d}.png"), rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    return ["--source-a", root / "A", "--source-b", root / "B", "--format", "png", "--workers", str(workers), "--no-progress"]
 
 
 def test_pairs_on_disk_but_not_in_the_journal_are_made_again(tmp_path: Path):
-    rng = np.random.default_rng(1)
-    for side in "AB":
-        (tmp_path / side / "train").mkdir(parents=True)
-        for i in range(12):
-            cv2.imwrite(str(tmp_path / side / "train" / f"{i:02d}.png"), rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
-    script = tmp_path / "die.py"
-    script.write_text(DIE_MID_BUILD)
-    died = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True)
-    assert died.returncode == 137, died.stderr
+    # a build that dies without cleaning up (os._exit) while making its 7th pair, with a journal
+    # that never reaches the file: pairs 0-5 are on disk, unjournaled
+    args = _ab(tmp_path, 12, workers=1)
     out = tmp_path / "out"
+    died = run_trapped_build("combine", "exit", 6, args, out, env={"P2PTOOLS_TEST_JOURNAL_FLUSH_S": "1e9"})
+    assert died.returncode == 3, died.stderr
     assert len(list((out / "train").glob("*.png"))) == 6
     assert (out / JOURNAL_NAME).read_text() == ""  # the journal lags behind the files
     # the files of the unjournaled pairs are trusted by nobody: corrupt one, the rerun replaces it
-    (out / "train" / "03.png").write_bytes(b"half a file")
-
-    cmd = [sys.executable, "-m", "p2ptools", "make-dataset", "combine", "--source-a", str(tmp_path / "A"),
-           "--source-b", str(tmp_path / "B"), "--format", "png", "--workers", "1"]
-    resumed = subprocess.run(cmd + ["--out", str(out)], capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    reference = subprocess.run(cmd + ["--out", str(tmp_path / "ref")], capture_output=True, text=True)
-    assert reference.returncode == 0, reference.stderr
-    for path in sorted((tmp_path / "ref" / "train").iterdir()):
-        assert (out / "train" / path.name).read_bytes() == path.read_bytes(), path.name
-    assert json.loads((out / "manifest.json").read_text())["pairs"] == json.loads((tmp_path / "ref/manifest.json").read_text())["pairs"]
-    assert not [p for p in out.rglob("*") if p.name.startswith(".")]
+    (out / "train" / "003.png").write_bytes(b"half a file")
+    assert assert_resumes_like_a_clean_build("combine", args, out, tmp_path / "clean") == 12
 
 
 def _hand_out(jobs: list[int], workers: int, seconds_per_job: float) -> list[int]:
@@ -98,26 +69,6 @@ def test_keep_freed_memory_takes_effect_on_glibc():
     assert keep_freed_memory() is expected
 
 
-def _ab(root: Path, count: int) -> list[str]:
-    rng = np.random.default_rng(2)
-    for side in "AB":
-        (root / side / "train").mkdir(parents=True)
-        for i in range(count):
-            cv2.imwrite(str(root / side / "train" / f"{i:03d}.png"), rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
-    return ["--source-a", root / "A", "--source-b", root / "B", "--format", "png", "--workers", "2", "--no-progress"]
-
-
-def _finished_cleanly_later(root: Path, args: list, out: Path) -> None:
-    """Nothing half-made is left, and the same command completes the build like a clean one."""
-    assert not (out / "manifest.json").exists()
-    assert not [p for p in out.rglob(".tmp-*")]
-    again = run_p2ptools("make-dataset", "combine", *map(str, args), "--out", str(out))
-    assert again.code == 0, again.stderr
-    clean = run_p2ptools("make-dataset", "combine", *map(str, args), "--out", str(root / "clean"))
-    assert clean.code == 0, clean.stderr
-    assert json.loads((out / "manifest.json").read_text())["pairs"] == json.loads((root / "clean/manifest.json").read_text())["pairs"]
-
-
 @pytest.mark.parametrize("how", ["sigint", "sigint-from-parent"])  # fork pool; forkserver + executor
 def test_ctrl_c_stops_parallel_workers_after_their_chunk(tmp_path: Path, how: str):
     args = _ab(tmp_path, 60)
@@ -127,7 +78,8 @@ def test_ctrl_c_stops_parallel_workers_after_their_chunk(tmp_path: Path, how: st
     assert stopped.stderr.strip().splitlines() == [  # one line: no tracebacks from the workers
         f"interrupted: the finished pairs are kept in {out}; rerun the same command to resume"]
     assert 5 <= len(list((out / "train").glob("*.png"))) < 60
-    _finished_cleanly_later(tmp_path, args, out)
+    assert not list(out.rglob(".tmp-*"))  # running chunks finished their writes
+    assert_resumes_like_a_clean_build("combine", args, out, tmp_path / "clean")
 
 
 def test_a_worker_that_dies_is_reported_in_one_line(tmp_path: Path):
@@ -138,7 +90,8 @@ def test_a_worker_that_dies_is_reported_in_one_line(tmp_path: Path):
     assert died.stderr.strip().splitlines() == [
         "error: a build worker process died (exit status 3); finished pairs are kept: rerun to resume, "
         "or use --workers 1 to see the problem in the main process"]
-    _finished_cleanly_later(tmp_path, args, out)
+    assert not list(out.rglob(".tmp-*"))
+    assert_resumes_like_a_clean_build("combine", args, out, tmp_path / "clean")
 
 
 @pytest.mark.parametrize("debug", ["0", "1"])
