@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from p2ptools_datasets.combine import CombineBuilder, CombineOptions
 
-from p2ptools.build import BuildOptions
+from p2ptools.buildkit import BuildOptions
 
 
 def make_inputs(root: Path, pairs: int, size: int) -> None:

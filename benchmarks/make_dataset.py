@@ -6,7 +6,7 @@
    full 2048x1024 size (photos with smooth, photo-like content; labelIds and RGBA color PNGs drawn
    from random polygons). Generation is not timed. Reported: frames/s of each, and the ratio.
    Ours does more per frame (label rendering, a train-id PNG, checksums, a journal, a manifest).
-2. The HED post-processing alone (:func:`p2ptools.edges.postprocess_hed`: NMS, threshold,
+2. The HED post-processing alone (:func:`p2ptools.edges.postprocess.postprocess_hed`: NMS, threshold,
    thinning, small-component removal, inversion) in images/s at 256x256, and the projected time for
    the 50,025 UT-Zappos50K images.
 
@@ -84,8 +84,9 @@ def baseline(root: Path, out: Path) -> int:
 
 
 def ours(root: Path, out: Path, workers: int, fmt: str) -> int:
-    from p2ptools.build import BuildOptions
     from p2ptools_datasets.cityscapes import CityscapesBuilder
+
+    from p2ptools.buildkit import BuildOptions
 
     manifest = CityscapesBuilder().build([root], out, BuildOptions(size=256, workers=workers, format=fmt), progress=False)
     return len(manifest.pairs)
@@ -133,9 +134,9 @@ def bench_cityscapes(frames: int, workers: int, repeats: int, fmt: str) -> dict:
 
 def bench_postprocess(images: int) -> dict | None:
     try:
-        from p2ptools.edges import postprocess_hed
+        from p2ptools.edges.postprocess import postprocess_hed
     except ImportError as exc:
-        print(f"skipping the HED post-processing benchmark: p2ptools.edges.postprocess_hed is not available ({exc})")
+        print(f"skipping the HED post-processing benchmark: p2ptools.edges.postprocess.postprocess_hed is not available ({exc})")
         return None
     rng = np.random.default_rng(0)
     maps = []

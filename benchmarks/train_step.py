@@ -43,14 +43,14 @@ from torch.utils.data import DataLoader, Dataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
-from p2ptools.pairs import iter_split, write_pair  # noqa: E402
-from p2ptools_pix2pix.data import AlignedPairs, Jitter, ResumableSampler, check_batch, make_loader, to_network_range  # noqa: E402
 from p2ptools_pix2pix.losses import parse_objective  # noqa: E402
 from p2ptools_pix2pix.networks import define_D, define_G  # noqa: E402
 from p2ptools_pix2pix.options import Pix2PixOptions  # noqa: E402
-from p2ptools_pix2pix.runtime import resolve_precision  # noqa: E402
 from p2ptools_pix2pix.trainer import Nets, to_device, train_step  # noqa: E402
 
+from p2ptools.pairs import iter_split, write_pair  # noqa: E402
+from p2ptools.training.data import AlignedPairs, Jitter, ResumableSampler, check_batch, make_loader, to_network_range  # noqa: E402
+from p2ptools.training.runtime import resolve_precision  # noqa: E402
 
 # ------------------------------------------------------------------------------------- data
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from p2ptools.build import SourceTree, job_rng
+from p2ptools.buildkit import SourceTree, job_rng
 from p2ptools.errors import ConfigError
 from p2ptools.imageio import is_image_name
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import cv2
 
-from p2ptools.build import BuildOptions, DatasetBuilder, PairJob, PairResult, open_sources
+from p2ptools.buildkit import BuildOptions, DatasetBuilder, PairJob, PairResult, open_sources
 from p2ptools.errors import InputFileError
 from p2ptools.imageio import decode_image, is_image_name
 

@@ -32,7 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from p2ptools.build import BuildOptions, DatasetBuilder, PairJob, PairResult, open_sources
+from p2ptools.buildkit import BuildOptions, DatasetBuilder, PairJob, PairResult, open_sources
 from p2ptools.errors import InputFileError
 from p2ptools.imageio import check_complete, decode_image
 from p2ptools.labels import CITYSCAPES

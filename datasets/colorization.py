@@ -23,11 +23,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from p2ptools_datasets._photos import list_photos, output_names, resize_center_crop, seeded_splits
 
-from p2ptools.build import BuildOptions, DatasetBuilder, PairJob, PairResult, open_sources
+from p2ptools.buildkit import BuildOptions, DatasetBuilder, PairJob, PairResult, open_sources
 from p2ptools.errors import ConfigError, InputFileError
 from p2ptools.imageio import decode_image
-from p2ptools_datasets._photos import list_photos, output_names, resize_center_crop, seeded_splits
 
 
 @dataclass(frozen=True)

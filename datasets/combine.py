@@ -9,7 +9,7 @@ from pathlib import Path
 
 import cv2
 
-from p2ptools.build.contract import BuildOptions, DatasetBuilder, PairJob, PairResult
+from p2ptools.buildkit.contract import BuildOptions, DatasetBuilder, PairJob, PairResult
 from p2ptools.errors import ConfigError, InputFileError
 from p2ptools.imageio import is_image_name, read_image
 from p2ptools.pairs import SPLITS

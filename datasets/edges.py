@@ -11,7 +11,7 @@ Sources (GUIDE section 7):
   access), the ``.hdf5`` itself, or any folder / archive of photos.
 
 Edges (``--edges``): ``hed`` (default; pix2pix's: our PyTorch HED on ``--hed-weights``, then the
-``PostprocessHED`` chain of :func:`p2ptools.edges.postprocess_hed`), ``canny`` or ``sobel`` (no
+``PostprocessHED`` chain of :func:`p2ptools.edges.postprocess.postprocess_hed`), ``canny`` or ``sobel`` (no
 weights). ``--val-count`` images (200, at most half) go to val with the seed, the rest to train.
 
 How HED runs: the network is heavy (130 GFLOP per 136x136 image: the 128-pixel reflection
@@ -46,9 +46,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from p2ptools.build import BuildOptions, DatasetBuilder, PairJob, PairResult, job_rng, open_sources
-from p2ptools.build.sources import is_archive
-from p2ptools.edges import HED_MIN_COMPONENT, HED_THRESHOLD, canny_edges, postprocess_hed, sobel_edges
+from p2ptools.buildkit import BuildOptions, DatasetBuilder, PairJob, PairResult, job_rng, open_sources
+from p2ptools.buildkit.sources import is_archive
+from p2ptools.edges.postprocess import HED_MIN_COMPONENT, HED_THRESHOLD, canny_edges, postprocess_hed, sobel_edges
 from p2ptools.errors import ConfigError, InputFileError, P2PError
 from p2ptools.imageio import decode_image, is_image_name, write_bytes_atomic
 
@@ -290,7 +290,7 @@ class _EdgesBuilder(DatasetBuilder):
 
     def _hed_prepass(self, items: list[_Item], weights: Path) -> None:
         """Compute the missing HED maps of ``items`` in batches and cache them."""
-        from p2ptools.nets.hed import detect_edges, load_hed, resolve_device
+        from p2ptools.edges.hed import detect_edges, load_hed, resolve_device
         from p2ptools.progress import make_progress
 
         opts: EdgesOptions = self.options

@@ -28,8 +28,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from p2ptools.build import BuildOptions, DatasetBuilder, PairJob, PairResult, open_sources
-from p2ptools.download import RemoteFile, PIX2PIX_BASE
+from p2ptools.buildkit import BuildOptions, DatasetBuilder, PairJob, PairResult, open_sources
+from p2ptools.download import PIX2PIX_BASE, RemoteFile
 from p2ptools.errors import InputFileError
 from p2ptools.imageio import check_complete, decode_image
 

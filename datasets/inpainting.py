@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from p2ptools_datasets._photos import check_fraction, list_photos, output_names, resize_center_crop, seeded_splits
 
-from p2ptools.build import BuildOptions, DatasetBuilder, PairJob, PairResult, job_rng, open_sources
+from p2ptools.buildkit import BuildOptions, DatasetBuilder, PairJob, PairResult, job_rng, open_sources
 from p2ptools.errors import ConfigError, InputFileError
 from p2ptools.imageio import decode_image
-from p2ptools_datasets._photos import check_fraction, list_photos, output_names, resize_center_crop, seeded_splits
 
 MEAN_FILL = (117, 104, 123)  # context encoders' fill colour
 PARIS_EVAL = "paris_eval_gt/"

@@ -28,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from p2ptools.build import BuildOptions, DatasetBuilder, PairJob, PairResult, open_source, open_sources
+from p2ptools.buildkit import BuildOptions, DatasetBuilder, PairJob, PairResult, open_source, open_sources
 from p2ptools.download import PIX2PIX_BASE, RemoteFile
 from p2ptools.errors import ConfigError, InputFileError
 from p2ptools.imageio import decode_image, is_image_name

@@ -34,7 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from p2ptools.build import BuildOptions, DatasetBuilder, PairJob, PairResult, SourceTree, job_rng, open_source
+from p2ptools.buildkit import BuildOptions, DatasetBuilder, PairJob, PairResult, SourceTree, job_rng, open_source
 from p2ptools.download import PIX2PIX_BASE, RemoteFile
 from p2ptools.errors import ConfigError, InputFileError
 from p2ptools.imageio import decode_image, is_image_name

@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from p2ptools.build import BuildOptions, DatasetBuilder, PairJob, PairResult, job_rng
+from p2ptools.buildkit import BuildOptions, DatasetBuilder, PairJob, PairResult, job_rng
 from p2ptools.errors import ConfigError
 from p2ptools.labels import CITYSCAPES
 

@@ -1,5 +1,10 @@
 """p2ptools: paired image-to-image translation in the style of pix2pix (Isola et al., 2017).
 
+This package is the core: the CLI, the plugin contracts and registry, the dataset-building engine
+(``buildkit``), the training machinery plugins share (``training``), edge detection (``edges``) and
+the evaluator (``eval``). It may import only itself and third-party libraries; plugins and builders
+import it, and the core reaches them only through :mod:`p2ptools.registry`.
+
 Stages, each reading only the files of the one before:
 
 - dataset builders (``p2ptools_datasets``) write aligned A|B datasets with a ``manifest.json``;

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from p2ptools.build.contract import BuildOptions
+from p2ptools.buildkit.contract import BuildOptions
 from p2ptools.errors import ConfigError
 from p2ptools.plugin import TrainRequest
 from p2ptools.progress import console
@@ -92,21 +92,27 @@ def train_scorer(config: DemoConfig, data: Path) -> Path:
 
 
 def train_runs(config: DemoConfig, data: Path) -> list[Path]:
-    """Step 3: one pix2pix run per objective, labels (A) -> photo (B)."""
-    from p2ptools_pix2pix.options import Pix2PixOptions
-    from p2ptools_pix2pix.plugin import Pix2PixPlugin
+    """Step 3: one pix2pix run per objective, labels (A) -> photo (B).
 
+    The plugin comes from the registry and its options from its own ``Options`` dataclass, exactly as
+    ``p2ptools train --model pix2pix`` does: the core never imports a plugin by name.
+    """
+    from p2ptools import registry
+    from p2ptools.options import from_dict
+
+    plugin_cls = registry.load("models", "pix2pix")
     runs = []
     for loss in config.losses:
         run_dir = config.out / "runs" / loss.replace("+", "_")
-        options = Pix2PixOptions(
-            netG=f"unet_{config.size}", netD="patch70", ngf=config.ngf, ndf=config.ndf, loss=loss,
-            direction="AtoB", load_size=config.size + config.size // 8, crop_size=config.size,
-            epochs=config.epochs, epochs_decay=config.epochs_decay, batch_size=config.batch_size,
-            seed=config.seed, workers=0, device=config.device,
-        )  # fmt: skip
+        values = {
+            "netG": f"unet_{config.size}", "netD": "patch70", "ngf": config.ngf, "ndf": config.ndf, "loss": loss,
+            "direction": "AtoB", "load_size": config.size + config.size // 8, "crop_size": config.size,
+            "epochs": config.epochs, "epochs_decay": config.epochs_decay, "batch_size": config.batch_size,
+            "seed": config.seed, "workers": 0, "device": config.device,
+        }  # fmt: skip
+        options = from_dict(plugin_cls.Options, values, "the demo's pix2pix options")
         _step(f"pix2pix, loss {loss}")
-        runs.append(Pix2PixPlugin().train(options, TrainRequest(data, run_dir, overwrite=True, progress=config.progress)))
+        runs.append(plugin_cls().train(options, TrainRequest(data, run_dir, overwrite=True, progress=config.progress)))
     return runs
 
 

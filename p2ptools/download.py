@@ -203,7 +203,7 @@ def fetch_prebuilt(
     Returns:
         Pair counts per split.
     """
-    from p2ptools.build.sources import safe_extract
+    from p2ptools.buildkit.sources import safe_extract
 
     (remote,) = builder_downloads(builder_cls, "prebuilt")
     archive = download_file(remote, dest_dir, base_url=base_url, progress=progress)

@@ -7,12 +7,14 @@ detected from their end markers and rejected.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,22 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".p
 _JPEG_SOI = b"\xff\xd8"
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"IEND\xaeB`\x82"
+
+
+@contextlib.contextmanager
+def opencv_single_threaded() -> Iterator[None]:
+    """OpenCV on one thread inside the block, the previous count restored after it.
+
+    Fork worker processes inside it: a child forked while OpenCV's thread pool is live hangs on its
+    first ``cv2.setNumThreads`` (the pool's threads do not survive ``fork``), and one thread per
+    worker is what workers want anyway.
+    """
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def is_image_name(name: str) -> bool:

@@ -9,8 +9,9 @@ A plugin is a class with:
   optionally :meth:`ModelPlugin.import_checkpoint`.
 
 Run directories describe themselves: ``config.json`` holds ``{"plugin": name, "plugin_version":
-..., "options": {...}}`` so that :func:`load_run` needs nothing else. A small complete example is
-``p2ptools_pix2pix/_template.py``.
+..., "options": {...}}`` so that :func:`p2ptools.registry.load_run` needs nothing
+else. A small complete example is ``p2ptools_pix2pix/_template.py``. This module imports no other
+part of the plugin machinery: the registry depends on it, never the reverse.
 """
 
 from __future__ import annotations
@@ -100,11 +101,3 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
         raise InputFileError(path, "no 'plugin' key: not a p2ptools run configuration")
     return config
 
-
-def load_run(run_dir: str | Path, options: LoadOptions | None = None) -> TrainedModel:
-    """Load any run directory through the plugin named in its config."""
-    from p2ptools import registry
-
-    config = read_run_config(run_dir)
-    plugin_cls = registry.load("models", config["plugin"])
-    return plugin_cls().load(Path(run_dir), options or LoadOptions())

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from p2ptools.errors import PluginError
+from p2ptools.plugin import LoadOptions, ModelPlugin, TrainedModel, read_run_config
 
 GROUPS = {"models": "p2ptools.models", "datasets": "p2ptools.datasets"}
 BUILTIN_DISTRIBUTION = "p2ptools"
@@ -185,8 +186,7 @@ def check_contract(kind: str, obj: Any, name: str = "") -> None:
 
     This is the registry smoke test's first half; tests also exercise every plugin on tiny data.
     """
-    from p2ptools.build.contract import DatasetBuilder
-    from p2ptools.plugin import ModelPlugin
+    from p2ptools.buildkit.contract import DatasetBuilder
 
     label = f"{kind[:-1]} {name or getattr(obj, '__name__', obj)!r}"
     base = ModelPlugin if kind == "models" else DatasetBuilder
@@ -208,3 +208,10 @@ def check_contract(kind: str, obj: Any, name: str = "") -> None:
         raise PluginError(f"{label}: Options() must work with defaults alone ({exc})") from exc
     if kind == "datasets" and not isinstance(getattr(obj, "source_layout", None), str):
         raise PluginError(f"{label} needs a string source_layout")
+
+
+def load_run(run_dir: str | Path, options: LoadOptions | None = None) -> TrainedModel:
+    """Load any run directory through the plugin named in its ``config.json``."""
+    config = read_run_config(run_dir)
+    plugin_cls = load("models", config["plugin"])
+    return plugin_cls().load(Path(run_dir), options or LoadOptions())

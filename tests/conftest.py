@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from p2p_testutils import CliResult
+import pytest
+from p2p_testutils import CliResult, make_dataset
 
 
 @pytest.fixture
@@ -26,3 +27,8 @@ def cli(capsys, monkeypatch):
 
     return run
 
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """8 train + 4 val pairs of 32x32 halves (read-only: tests must not modify it)."""
+    return make_dataset(tmp_path_factory.mktemp("pix2pix-data"))

@@ -9,6 +9,11 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import numpy as np
+
+from p2ptools.pairs import write_pair
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -111,13 +116,13 @@ if __name__ == "__main__":  # forkserver workers import this file again: only th
 
     builder.make_pair = make_pair
     if "P2PTOOLS_TEST_JOURNAL_FLUSH_S" in os.environ:  # e.g. never: the journal stays behind the files
-        import p2ptools.build.runner as runner
+        import p2ptools.buildkit.runner as runner
 
         runner.JOURNAL_FLUSH_S = float(os.environ["P2PTOOLS_TEST_JOURNAL_FLUSH_S"])
 
     if action == "sigint-from-parent":  # Ctrl-C once the parent has recorded `after` pairs
         import torch  # noqa: F401  (as HED's builders do: the runner then starts workers by forkserver)
-        import p2ptools.build.runner as runner
+        import p2ptools.buildkit.runner as runner
 
         finish = runner._Chunker.finish
         def finish_then_interrupt(self, count):
@@ -198,3 +203,22 @@ def pix2pix_reference():
         sys.modules[name] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(sys.modules[name])
     return sys.modules[name]
+
+
+# ----------------------------------------------------------------------------------------------
+# tiny aligned datasets where B is a fixed function of A (training tests)
+
+def target_of(a: np.ndarray) -> np.ndarray:
+    """B = colour-inverted A with R and B swapped: a per-pixel function the networks can learn."""
+    return np.ascontiguousarray(255 - a[:, :, ::-1])
+
+
+def make_dataset(root: Path, *, train: int = 8, val: int = 4, size: int = 32, seed: int = 0, fmt: str = "png") -> Path:
+    """Write ``root/{train,val}/NNN.<fmt>`` pairs of smooth random images (size x size halves)."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train), ("val", val)):
+        for i in range(count):
+            coarse = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+            a = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_LINEAR)
+            write_pair(root / split / f"{i:03d}.{fmt}", a, target_of(a))
+    return root

@@ -11,13 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+from p2ptools_datasets.facades import FacadesBuilder
 from PIL import Image
 
-from p2ptools.build import safe_extract
+from p2ptools.buildkit import safe_extract
 from p2ptools.download import RemoteFile, download_file, fetch_prebuilt
 from p2ptools.errors import DownloadError, InputFileError
 from p2ptools.pairs import load_manifest, read_pair, verify_dataset
-from p2ptools_datasets.facades import FacadesBuilder
 
 
 class Server:

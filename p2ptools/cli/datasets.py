@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from p2ptools import registry
-from p2ptools.build.contract import BuildOptions
+from p2ptools.buildkit.contract import BuildOptions
 from p2ptools.cli.common import out
 from p2ptools.cli.models import options_table, plugin_table
 from p2ptools.errors import P2PError

@@ -20,7 +20,7 @@ def convert(
     out_file: Annotated[Path, typer.Option("--out", help="Output .safetensors (for --hed-weights).", show_default=False)],
 ) -> None:
     """Convert the BSDS HED caffemodel to safetensors, checking every layer's name and shape."""
-    from p2ptools.nets.hed import HED, save_hed
+    from p2ptools.edges.hed import HED, save_hed
 
     if out_file.suffix.lower() != ".safetensors":
         raise ConfigError(f"--out {out_file}: the converted weights are a .safetensors file")

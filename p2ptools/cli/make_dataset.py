@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from p2ptools import registry
-from p2ptools.build.contract import BuildOptions
+from p2ptools.buildkit.contract import BuildOptions
 from p2ptools.cli.common import out
 from p2ptools.cli.dynamic import build_options, dataclass_parameters, run_command
 from p2ptools.download import BASE_URL_ENV, default_download_dir, download_sources, fetch_prebuilt

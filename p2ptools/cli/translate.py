@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from p2ptools.cli.common import BatchSize, Device, NoProgress, RunDir, out
-from p2ptools.plugin import LoadOptions, load_run
+from p2ptools.plugin import LoadOptions
+from p2ptools.registry import load_run
 from p2ptools.translate import resolve_inputs, translate_files
 
 

@@ -1,1 +1,8 @@
-"""Evaluation: FCN scores, color histograms, image metrics, reports and ablation tables."""
+"""Evaluation: FCN scores, color histograms, image metrics, reports and ablation tables.
+
+What computes scores: ``scorer`` (FCN-8s weights and preprocessing), ``confusion`` (the streaming
+confusion matrix and its numbers), ``color`` (Lab histograms), ``metrics`` (L1, PSNR, SSIM),
+``matching`` (results to ground truth), ``evaluate`` (one streaming pass over a results folder) and
+``fcn_train`` (training a scorer). What writes reports: ``report`` (one report folder) and
+``tables`` (ablation tables over runs). ``api`` is the one entry point that ties them together.
+"""

@@ -26,7 +26,8 @@ from p2ptools.eval.evaluate import EvalOptions, Evaluation, ScorerLike, distribu
 from p2ptools.eval.matching import find_results
 from p2ptools.eval.report import HTML_STYLE, IMAGE_KEYS, SCORE_KEYS, markdown_table, score_block, write_report
 from p2ptools.imageio import write_image, write_text_atomic
-from p2ptools.plugin import LoadOptions, load_run, read_run_config
+from p2ptools.plugin import LoadOptions, read_run_config
+from p2ptools.registry import load_run
 
 GROUND_TRUTH = "Ground truth"
 #: Options that do not change what a run computes (left out of row labels).

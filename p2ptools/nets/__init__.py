@@ -1,1 +1,2 @@
-"""Networks used by the tools: the Caffe-compatible FCN-8s scorer and HED edge detector."""
+"""Networks of the evaluator: the Caffe-compatible FCN-8s scorer and the VGG16 trunk it shares with HED
+(:mod:`p2ptools.edges.hed`)."""

@@ -1,5 +1,8 @@
 """The pix2pix model plugin (entry point ``pix2pix`` in group ``p2ptools.models``).
 
+Its own modules are the networks, losses, options, trainer loop, model loading and reference import;
+everything a second plugin would need too comes from the core (``p2ptools.training``).
+
 How to add a model plugin
 -------------------------
 1. Copy ``_template.py`` (a complete small plugin) into your package.

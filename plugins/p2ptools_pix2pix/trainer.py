@@ -10,7 +10,6 @@ jitter depend only on ``(seed, epoch, index)``.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -30,16 +29,15 @@ from p2ptools.errors import ConfigError, InputFileError
 from p2ptools.options import check_choices, to_dict
 from p2ptools.pairs import MANIFEST_NAME, iter_split, manifest_sha256
 from p2ptools.progress import console, make_progress
+from p2ptools.training import checkpoint as ckpt
+from p2ptools.training.data import AlignedPairs, Jitter, ResumableSampler, check_batch, check_pair_size, make_loader, split_files, to_network_range, to_uint8
+from p2ptools.training.loop import Meter, append_log, gather_rng, lr_lambda, set_requires_grad
+from p2ptools.training.runtime import Runtime, any_rank, cleanup_distributed, resolve_precision, setup_distributed, stop_on_signals
+from p2ptools.training.samples import sample_grid, write_samples
 from p2ptools_pix2pix import __version__
-from p2ptools_pix2pix import checkpoint as ckpt
-from p2ptools_pix2pix.data import (AlignedPairs, Jitter, ResumableSampler, check_batch, check_pair_size, make_loader,
-                                   split_files, to_network_range, to_uint8)
 from p2ptools_pix2pix.losses import Objective, discriminator_loss, generator_loss, parse_objective
 from p2ptools_pix2pix.networks import count_parameters, define_D, define_G, generator_depth
 from p2ptools_pix2pix.options import Pix2PixOptions
-from p2ptools_pix2pix.runtime import (Runtime, any_rank, cleanup_distributed, resolve_precision, setup_distributed,
-                                      stop_on_signals)
-from p2ptools_pix2pix.samples import sample_grid, write_samples
 
 #: Test hook: the trainer waits (until a signal) after finishing this step, to be killed there.
 STALL_ENV = "P2PTOOLS_PIX2PIX_STALL_AT_STEP"
@@ -58,13 +56,6 @@ class Nets:
 
 # ----------------------------------------------------------------------------------------------
 # building blocks
-
-def lr_lambda(epochs: int, epochs_decay: int):
-    """The reference's rule: factor 1 for ``epochs`` epochs, then linear decay towards 0."""
-    def rule(epoch: int) -> float:
-        return 1.0 - max(0, epoch + 1 - epochs) / float(epochs_decay + 1)
-    return rule
-
 
 def build_networks(options: Pix2PixOptions, objective: Objective) -> tuple[nn.Module, nn.Module | None]:
     """Generator and (if the objective has a GAN term) discriminator, initialised N(0, 0.02)."""
@@ -102,13 +93,6 @@ def run_config(options: Pix2PixOptions, data_root: Path, net_g: nn.Module, net_d
         "generator_params": count_parameters(net_g),
         "discriminator_params": count_parameters(net_d) if net_d is not None else None,
     }
-
-
-def set_requires_grad(net: nn.Module | None, flag: bool) -> None:
-    """Freeze or unfreeze a network's parameters."""
-    if net is not None:
-        for p in net.parameters():
-            p.requires_grad_(flag)
 
 
 def train_step(real_a: torch.Tensor, real_b: torch.Tensor, nets: Nets, optimizers: dict[str, torch.optim.Optimizer],
@@ -171,47 +155,6 @@ def evaluate(net_g: nn.Module, loader, device: torch.device, channels_last: bool
         net_g.train(was_training)
     grid = sample_grid(*rows) if rows[0] else None
     return total / max(count, 1), grid
-
-
-class Meter:
-    """Sums loss terms between log lines (on the device: no sync per step) and times images/s."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.steps = 0
-        self.images = 0
-        self.start = time.perf_counter()
-
-    def add(self, terms: dict[str, torch.Tensor], images: int) -> None:
-        for k, v in terms.items():
-            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
-        self.steps += 1
-        self.images += images
-
-    def flush(self) -> dict[str, float]:
-        out = {k: round(v.item() / max(self.steps, 1), 6) for k, v in self.sums.items()}
-        out["images_per_s"] = round(self.images / max(time.perf_counter() - self.start, 1e-9), 3)
-        self.reset()
-        return out
-
-
-def append_log(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line to ``log.jsonl`` (a kill leaves at most one cut line, which resume drops)."""
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
-
-
-def gather_rng(runtime: Runtime) -> list[dict[str, Any]]:
-    """Every rank's RNG state (dropout masks differ per rank), collected on all ranks."""
-    state = ckpt.rng_state()
-    if not runtime.distributed:
-        return [state]
-    states: list[Any] = [None] * runtime.world_size
-    dist.all_gather_object(states, state)
-    return states
 
 
 # ----------------------------------------------------------------------------------------------

@@ -6,11 +6,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from p2p_testutils import assert_resumes_like_a_clean_build, run_trapped_build
 
-from p2ptools.build.memory import keep_freed_memory
-from p2ptools.build.runner import JOURNAL_NAME, _Chunker
+from p2ptools.buildkit.memory import keep_freed_memory
+from p2ptools.buildkit.runner import JOURNAL_NAME, _Chunker
 
 
 def _ab(root: Path, count: int, workers: int = 2) -> list:
@@ -114,8 +113,8 @@ def test_fork_pool_moves_chunks_and_replies_larger_than_a_pipe(tmp_path: Path, m
     """Megabyte chunks and replies both ways: one chunk at a time per worker cannot deadlock."""
     import signal
 
-    from p2ptools.build import forkpool
-    from p2ptools.build.forkpool import run_forked
+    from p2ptools.buildkit import forkpool
+    from p2ptools.buildkit.forkpool import run_forked
 
     monkeypatch.setattr(forkpool, "DRAIN_TIMEOUT_S", 2.0)  # a deadlock fails in seconds, not minutes
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from p2ptools.build.sources import MultiSource, open_source, open_sources, safe_extract
+from p2ptools.buildkit.sources import MultiSource, open_source, open_sources, safe_extract
 from p2ptools.errors import InputFileError
 
 FILES = {"a/x.txt": b"hello", "a/b/y.bin": bytes(range(256)), "top.txt": b"t"}

@@ -8,14 +8,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from p2p_testutils import build_then_sigkill
+from p2ptools_datasets.cityscapes import CityscapesBuilder, CityscapesOptions
 from PIL import Image
 
-from p2p_testutils import build_then_sigkill
-from p2ptools.build import BuildOptions
+from p2ptools.buildkit import BuildOptions
 from p2ptools.errors import InputFileError, P2PError
 from p2ptools.imageio import read_image
 from p2ptools.pairs import load_manifest, read_pair, verify_dataset
-from p2ptools_datasets.cityscapes import CityscapesBuilder, CityscapesOptions
 
 W, H = 64, 32
 # labelId -> color, written out by hand from the official table (GUIDE.md section 5)
@@ -235,7 +235,7 @@ def test_parallel_build_after_the_caller_used_opencv_threads(tmp_path):
     tree = make_tree(tmp_path / "t")
     code = textwrap.dedent(f"""
         import cv2, numpy as np
-        from p2ptools.build import BuildOptions
+        from p2ptools.buildkit import BuildOptions
         from p2ptools_datasets.cityscapes import CityscapesBuilder
         big = np.zeros((1024, 2048, 3), np.uint8)
         for _ in range(3):
@@ -249,8 +249,9 @@ def test_parallel_build_after_the_caller_used_opencv_threads(tmp_path):
 
 
 def test_decode_photo_equals_decode_then_resize():
-    from p2ptools.imageio import decode_image, encode_image
     from p2ptools_datasets.cityscapes import decode_photo, resize_photo
+
+    from p2ptools.imageio import decode_image, encode_image
 
     photo = np.random.default_rng(3).integers(0, 256, (64, 128, 3), dtype=np.uint8)
     data = encode_image(photo, "png")

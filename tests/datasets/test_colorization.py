@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from p2p_testutils import kill_mid_build_then_resume
+from p2ptools_datasets.colorization import ColorizationBuilder, ColorizationOptions, to_gray
 from skimage.color import rgb2lab
 
-from p2p_testutils import kill_mid_build_then_resume
-from p2ptools.build import BuildOptions
+from p2ptools.buildkit import BuildOptions
 from p2ptools.imageio import encode_image
 from p2ptools.pairs import load_manifest, read_pair
-from p2ptools_datasets.colorization import ColorizationBuilder, ColorizationOptions, to_gray
 
 
 @pytest.fixture(autouse=True)

@@ -13,16 +13,16 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-
 from p2p_testutils import build_then_sigkill
-from p2ptools.build import BuildOptions
+from p2ptools_datasets.edges import Edges2HandbagsBuilder, Edges2ShoesBuilder, EdgesOptions, safe_names
+
+from p2ptools.buildkit import BuildOptions
 from p2ptools.caffe import write_caffemodel
-from p2ptools.edges import canny_edges, postprocess_hed, sobel_edges
+from p2ptools.edges.hed import HED, detect_edges, save_hed
+from p2ptools.edges.postprocess import canny_edges, postprocess_hed, sobel_edges
 from p2ptools.errors import CheckpointError, ConfigError, InputFileError, P2PError
 from p2ptools.imageio import read_image
-from p2ptools.nets.hed import HED, detect_edges, save_hed
 from p2ptools.pairs import read_pair
-from p2ptools_datasets.edges import Edges2HandbagsBuilder, Edges2ShoesBuilder, EdgesOptions, safe_names
 
 # Real Zappos quirks: spaces, folder names ending in ".", dotted CID.PID stems, "Mid-Calf".
 ZAPPOS = [
@@ -160,7 +160,7 @@ def test_shoes_hed_pipeline_cache_and_bad_image(tmp_path, tiny_hed, cache, monke
     def no_network(path):
         raise AssertionError("HED was run again")
 
-    monkeypatch.setattr("p2ptools.nets.hed.load_hed", no_network)
+    monkeypatch.setattr("p2ptools.edges.hed.load_hed", no_network)
     m2 = build(Edges2ShoesBuilder(opts), [src], tmp_path / "o2", skip_bad=True, size=24, workers=2)
     assert m2.counts == {"train": 3, "val": 1}
 

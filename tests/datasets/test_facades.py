@@ -8,14 +8,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from p2p_testutils import kill_mid_build_then_resume
+from p2ptools_datasets.facades import FacadesBuilder, FacadesOptions, parse_label_names, split_counts
 from PIL import Image
 
-from p2p_testutils import kill_mid_build_then_resume
-from p2ptools.build import BuildOptions
+from p2ptools.buildkit import BuildOptions
 from p2ptools.errors import InputFileError, P2PError
 from p2ptools.imageio import read_image
 from p2ptools.pairs import load_manifest, read_pair
-from p2ptools_datasets.facades import FacadesBuilder, FacadesOptions, parse_label_names, split_counts
 
 NAMES = ["background", "facade", "window", "door", "cornice", "sill", "balcony", "blind", "deco", "molding", "pillar", "shop"]
 LABEL_NAMES_TXT = "".join(f"{i + 1} {n}\n" for i, n in enumerate(NAMES))

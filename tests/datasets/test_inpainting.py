@@ -7,12 +7,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from p2p_testutils import kill_mid_build_then_resume
-from p2ptools.build import BuildOptions
+from p2ptools_datasets.inpainting import MEAN_FILL, InpaintingBuilder, InpaintingOptions, center_hole
+
+from p2ptools.buildkit import BuildOptions
 from p2ptools.imageio import encode_image, read_image
 from p2ptools.pairs import load_manifest, read_pair
-from p2ptools_datasets.inpainting import MEAN_FILL, InpaintingBuilder, InpaintingOptions, center_hole
 
 SIZE = 32
 TRAIN = ["48.842502_2.344968_90_-004.JPG", "48.842502_2.344968_180_-004.JPG", "48.853114_2.339651_270_-004.JPG", "48.860221_2.352801_0_-004.JPG"]

@@ -8,14 +8,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from p2p_testutils import kill_mid_build_then_resume
+from p2ptools_datasets.maps import MapsBuilder, MapsOptions, parse_tile_name
 from PIL import Image
 
-from p2p_testutils import kill_mid_build_then_resume
-from p2ptools.build import BuildOptions
+from p2ptools.buildkit import BuildOptions
 from p2ptools.errors import ConfigError, InputFileError, P2PError
 from p2ptools.imageio import read_image
 from p2ptools.pairs import load_manifest, read_pair
-from p2ptools_datasets.maps import MapsBuilder, MapsOptions, parse_tile_name
 
 
 @pytest.fixture(autouse=True)

@@ -9,12 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from p2p_testutils import kill_mid_build_then_resume
-from p2ptools.build import BuildOptions
+from p2ptools_datasets.night2day import Night2DayBuilder, Night2DayOptions, pair_webcam
+
+from p2ptools.buildkit import BuildOptions
 from p2ptools.imageio import decode_image, encode_image
 from p2ptools.pairs import load_manifest, read_pair
-from p2ptools_datasets.night2day import Night2DayBuilder, Night2DayOptions, pair_webcam
 
 ATTRIBUTES = (
     "dirty daylight night sunrisesunset dawndusk sunny clouds fog storm snow warm cold busy beautiful flowers "

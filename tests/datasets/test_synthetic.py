@@ -9,13 +9,13 @@ import time
 
 import numpy as np
 import pytest
-
 from p2p_testutils import build_then_sigkill
-from p2ptools.build import BuildOptions, job_rng
+from p2ptools_datasets.synthetic import SyntheticScenesBuilder, SyntheticScenesOptions, render_scene
+
+from p2ptools.buildkit import BuildOptions, job_rng
 from p2ptools.imageio import read_image
 from p2ptools.labels import CITYSCAPES
 from p2ptools.pairs import load_manifest, read_pair
-from p2ptools_datasets.synthetic import SyntheticScenesBuilder, SyntheticScenesOptions, render_scene
 
 REQUIRED = ("road", "sidewalk", "building", "vegetation", "sky", "car", "person", "pole", "traffic sign", "terrain")
 

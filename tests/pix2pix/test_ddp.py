@@ -24,7 +24,7 @@ import os, sys, dataclasses
 from pathlib import Path
 import torch
 from safetensors.torch import save_file
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{tests!r}, str(Path({tests!r}).parent)]  # conftest and p2p_testutils
 from conftest import tiny_options
 import p2ptools_pix2pix.trainer as trainer
 

@@ -17,9 +17,9 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import TINY_ARGS, make_dataset, tiny_options  # noqa: E402
-
-from p2ptools_pix2pix import checkpoint as ckpt  # noqa: E402
 from p2ptools_pix2pix.trainer import STALL_ENV, train  # noqa: E402
+
+from p2ptools.training import checkpoint as ckpt  # noqa: E402
 
 P2PTOOLS = [sys.executable, "-m", "p2ptools"]
 # 8 pairs / batch 2 = 4 steps per epoch, 3 epochs = 12 steps (the third with a decayed lr). unet_64

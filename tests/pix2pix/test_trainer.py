@@ -12,10 +12,10 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import make_dataset, tiny_options  # noqa: E402
-
-from p2ptools_pix2pix.data import AlignedPairs, Jitter, make_loader, split_files  # noqa: E402
 from p2ptools_pix2pix.losses import parse_objective  # noqa: E402
 from p2ptools_pix2pix.trainer import build_networks, evaluate, lr_lambda, train  # noqa: E402
+
+from p2ptools.training.data import AlignedPairs, Jitter, make_loader, split_files  # noqa: E402
 
 
 def read_log(run: Path) -> list[dict]:
@@ -102,9 +102,10 @@ def test_run_directory_contents(tiny_data, tmp_path):
 
 
 def test_setups_that_cannot_work_are_refused_up_front(tiny_data, tmp_path):
-    from p2ptools.errors import ConfigError
-    from p2ptools_pix2pix.runtime import Runtime
     from p2ptools_pix2pix.trainer import check_setup
+
+    from p2ptools.errors import ConfigError
+    from p2ptools.training.runtime import Runtime
 
     with pytest.raises(ConfigError, match="--crop-size 48: --netG unet_32 needs sizes divisible by 32"):
         train(tiny_options(crop_size=48, load_size=56), tiny_data, tmp_path / "run", progress=False)

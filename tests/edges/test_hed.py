@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from p2ptools.caffe import read_caffemodel, write_caffemodel
+from p2ptools.edges.hed import HED, detect_edges, load_hed, save_hed
 from p2ptools.errors import CheckpointError
-from p2ptools.nets.hed import HED, detect_edges, load_hed, save_hed
 
 VGG = [("conv1_1", 3, 64), ("conv1_2", 64, 64), ("conv2_1", 64, 128), ("conv2_2", 128, 128),
        ("conv3_1", 128, 256), ("conv3_2", 256, 256), ("conv3_3", 256, 256), ("conv4_1", 256, 512),

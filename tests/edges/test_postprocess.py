@@ -12,17 +12,7 @@ from PIL import Image
 from skimage.morphology import remove_small_objects
 from skimage.morphology import thin as skimage_thin
 
-from p2ptools.edges import (
-    canny_edges,
-    conv_tri,
-    edge_nms,
-    edge_orientation,
-    imresize,
-    postprocess_hed,
-    remove_small_components,
-    sobel_edges,
-    thin,
-)
+from p2ptools.edges.postprocess import canny_edges, conv_tri, edge_nms, edge_orientation, imresize, postprocess_hed, remove_small_components, sobel_edges, thin
 
 
 def blurred_line(shape, p0, p1, sigma=2.0, peak=0.9):

@@ -1,4 +1,4 @@
-"""Training and validation data for pix2pix: aligned pairs decoded with OpenCV, jittered on uint8.
+"""Training and validation data of aligned pairs: decoded with OpenCV, jittered on uint8.
 
 Each sample is decoded once (``cv2.imdecode``), split into its A and B halves, resized, cropped and
 flipped while still uint8 (the same jitter for both halves, as in the reference), and handed over as
@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from p2ptools.errors import InputFileError, P2PError
-from p2ptools.imageio import decode_image
+from p2ptools.imageio import decode_image, opencv_single_threaded
 from p2ptools.pairs import iter_split, split_pair
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "none")
@@ -276,6 +276,16 @@ def _worker_init(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+class _ForkSafeLoader(DataLoader):
+    """A DataLoader that forks its workers with OpenCV single-threaded (see
+    :func:`p2ptools.imageio.opencv_single_threaded`): a process that used OpenCV's thread pool
+    before, such as a notebook or a test session, would otherwise hang its workers at start."""
+
+    def __iter__(self):
+        with opencv_single_threaded():
+            return super().__iter__()
+
+
 def make_loader(dataset: AlignedPairs, *, batch_size: int, workers: int, sampler: ResumableSampler | None,
                 pin_memory: bool, seed: int = 0) -> DataLoader:
     """A DataLoader over ``dataset`` with worker processes, pinned memory and persistent workers.
@@ -284,7 +294,7 @@ def make_loader(dataset: AlignedPairs, *, batch_size: int, workers: int, sampler
     is seeded, so creating it never draws from the global torch RNG (that would shift dropout masks).
     """
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
+    return _ForkSafeLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,

@@ -3,7 +3,7 @@
 A builder turns an original dataset into the aligned A|B format. It declares *what* pairs exist
 (:meth:`DatasetBuilder.plan`, cheap, in the main process) and *how* to make one
 (:meth:`DatasetBuilder.make_pair`, in worker processes); the shared runner
-(:func:`p2ptools.build.runner.run_build`) does the rest the same way for every builder:
+(:func:`p2ptools.buildkit.runner.run_build`) does the rest the same way for every builder:
 parallel workers, a progress bar, atomic writes, resume after interruption, ``--skip-bad`` and the
 manifest. See ``p2ptools_datasets/_template.py`` for a complete small example.
 """
@@ -135,7 +135,7 @@ class DatasetBuilder(ABC):
 
     def build(self, sources: Sequence[Path], out: Path, build: BuildOptions, progress: bool = True) -> Manifest:
         """Build the dataset into ``out`` and return its manifest (see :func:`run_build`)."""
-        from p2ptools.build.runner import run_build
+        from p2ptools.buildkit.runner import run_build
 
         return run_build(self, sources, out, build, progress=progress)
 

@@ -1,4 +1,4 @@
-"""Run directories of the pix2pix trainer: config, checkpoints (no pickle anywhere), exact resume.
+"""Run directories of model plugins: config, checkpoints (no pickle anywhere), exact resume.
 
 Layout::
 
@@ -31,8 +31,8 @@ from torch import nn
 
 from p2ptools.errors import CheckpointError, ConfigError, InputFileError
 from p2ptools.imageio import read_json, write_text_atomic
-from p2ptools.torchstate import module_tensors, optimizer_join, optimizer_split, rng_state, set_rng_state
 from p2ptools.plugin import CONFIG_NAME
+from p2ptools.torchstate import module_tensors, optimizer_join, optimizer_split, rng_state, set_rng_state  # noqa: F401  (the RNG helpers are part of this API)
 
 CHECKPOINTS = "checkpoints"
 STATE_FORMAT = "p2ptools-pix2pix-state/1"

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import target_of  # noqa: E402
+from p2p_testutils import target_of  # noqa: E402
 
 from p2ptools.errors import InputFileError  # noqa: E402
 from p2ptools.imageio import encode_image, read_image  # noqa: E402
-from p2ptools_pix2pix.data import (AlignedPairs, Jitter, ResumableSampler, check_batch, make_loader,  # noqa: E402
-                                   power_of_two_size, resize, scale_width_size, split_files, to_network_range,
-                                   to_uint8)
+from p2ptools.training.data import AlignedPairs, Jitter, ResumableSampler, check_batch, make_loader, power_of_two_size, resize, scale_width_size, split_files, to_network_range, to_uint8  # noqa: E402
 
 
 def textured(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -160,3 +155,29 @@ def test_decoded_pairs_match_the_files(tiny_data):
     image = read_image(path)
     assert torch.equal(item["A"], torch.from_numpy(image[:, :32]).permute(2, 0, 1))
     assert cv2.imread(str(path)) is not None
+
+
+def test_workers_start_after_the_parent_used_opencvs_thread_pool(tmp_path):
+    """A session that ran OpenCV on its thread pool (a notebook, this test suite) and then trains with
+    worker processes: the forked workers used to hang on their first cv2.setNumThreads."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from p2p_testutils import make_dataset
+
+    data = make_dataset(tmp_path / "data", train=2, val=0, size=16)
+    script = textwrap.dedent(f"""
+        import cv2, numpy as np
+        from p2ptools.training.data import AlignedPairs, Jitter, make_loader, split_files
+        big = np.zeros((2000, 2000, 3), np.uint8)
+        cv2.resize(big, (3000, 3000)); cv2.GaussianBlur(big, (5, 5), 1)  # OpenCV's pool is live now
+        threads = cv2.getNumThreads()
+        dataset = AlignedPairs(split_files({str(data)!r}, "train"), Jitter("none", train=False))
+        batches = list(make_loader(dataset, batch_size=2, workers=1, sampler=None, pin_memory=False))
+        assert batches[0]["A"].shape == (2, 3, 16, 16), batches[0]["A"].shape
+        assert cv2.getNumThreads() == threads  # the parent's own setting is back
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -8,7 +8,7 @@ replacing any file whose line never reached the journal; a torn last journal lin
 its pair made again. When every pair is done the manifest is written and the two bookkeeping files
 are removed.
 
-Parallelism: forked worker processes (:mod:`p2ptools.build.forkpool`) where forking is safe, else
+Parallelism: forked worker processes (:mod:`p2ptools.buildkit.forkpool`) where forking is safe, else
 a ``forkserver`` process pool, or threads for builders that declare GIL-free work; jobs go out in
 chunks of about a quarter of a second (:class:`_Chunker`).
 """
@@ -28,16 +28,18 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExe
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from p2ptools.build.contract import BuildOptions, DatasetBuilder, PairJob
-from p2ptools.build.forkpool import run_forked
-from p2ptools.build.memory import keep_freed_memory
+from p2ptools.buildkit.forkpool import run_forked
+from p2ptools.buildkit.memory import keep_freed_memory
 from p2ptools.errors import ConfigError, InputFileError, P2PError
-from p2ptools.imageio import encode_image, write_bytes_atomic, write_text_atomic
+from p2ptools.imageio import encode_image, opencv_single_threaded, write_bytes_atomic, write_text_atomic
 from p2ptools.options import to_dict
 from p2ptools.pairs import MANIFEST_NAME, SPLITS, Manifest, PairRecord, SkippedRecord, encode_pair, load_manifest
 from p2ptools.progress import make_progress
+
+if TYPE_CHECKING:  # annotations only: the contract's build() imports this module
+    from p2ptools.buildkit.contract import BuildOptions, DatasetBuilder, PairJob
 
 STATE_NAME = ".p2ptools-build.json"
 JOURNAL_NAME = ".p2ptools-journal.jsonl"
@@ -286,11 +288,7 @@ def _execute(builder: DatasetBuilder, pending: list[PairJob], build: BuildOption
         chunker.finish(len(recs))
         record(recs)
 
-    import cv2
-
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)  # one core per worker; and a parent's live OpenCV pool does not survive fork
-    try:
+    with opencv_single_threaded():  # one core per worker; and a parent's live OpenCV pool does not survive fork
         if builder.parallelism == "threads":
             with ThreadPoolExecutor(workers) as pool:
                 _drain(pool, partial(_make_chunk, builder, build, out), chunker.take, done, workers)
@@ -301,8 +299,6 @@ def _execute(builder: DatasetBuilder, pending: list[PairJob], build: BuildOption
             else:
                 with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(builder, build, out)) as pool:
                     _drain(pool, _run_chunk, chunker.take, done, workers)
-    finally:
-        cv2.setNumThreads(threads)
 
 
 class _Chunker:
@@ -347,7 +343,7 @@ def _make_chunk(builder: DatasetBuilder, build: BuildOptions, out: Path, jobs: l
 
 def _drain(pool: Executor, run, take, done, workers: int) -> None:
     """Keep a bounded number of the chunks ``take()`` hands out in flight and pass each result to
-    ``done`` as it finishes (the contract of :func:`~p2ptools.build.forkpool.run_forked`); on any
+    ``done`` as it finishes (the contract of :func:`~p2ptools.buildkit.forkpool.run_forked`); on any
     error (a bad item, Ctrl-C) cancel what has not started and wait for what has."""
     futures: set[Future] = set()
     try:
