@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -204,29 +202,40 @@ def fetch_prebuilt(
         Pair counts per split.
     """
     from p2ptools.buildkit.sources import safe_extract
+    from p2ptools.locks import output_lock
+    from p2ptools.outputs import discard, refuse_foreign, refuse_overlap, refuse_unknown_entries, staging_path, swap_in
 
-    (remote,) = builder_downloads(builder_cls, "prebuilt")
-    archive = download_file(remote, dest_dir, base_url=base_url, progress=progress)
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise DownloadError(f"{out}: folder is not empty; use an empty --out or --overwrite")
-        shutil.rmtree(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-prebuilt-", dir=out.parent))
-    try:
-        safe_extract(archive, staging)
-        entries = [p for p in staging.iterdir() if not p.name.startswith(".")]
-        root = entries[0] if len(entries) == 1 and entries[0].is_dir() else staging
-        if not any((root / s).is_dir() for s in ("train", "val", "test")):
-            raise InputFileError(archive, "not a pix2pix dataset archive (no train/ val/ test/ folders)")
-        top = root.name + "/" if root != staging else ""
-        if out.exists():
-            out.rmdir()
-        os.replace(root, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return _write_prebuilt_manifest(out, builder_cls, remote, archive, top)
+    refuse_overlap(out, [dest_dir], "--out")
+    with output_lock(out):
+        # every check before anything is touched: a foreign folder is refused even with --overwrite,
+        # a dataset of ours is replaced only with it, and only once the new one is complete
+        state = refuse_foreign(out, ("manifest.json",), "--out", "dataset")
+        if state == "ours" and not overwrite:
+            raise DownloadError(f"{out}: holds a dataset already; use --overwrite to replace it (the old one stays until "
+                                "the new one is complete) or another --out")
+        if state == "ours":
+            refuse_unknown_entries(out, lambda name: name in ("train", "val", "test", "manifest.json"), "--out")
+        (remote,) = builder_downloads(builder_cls, "prebuilt")
+        archive = download_file(remote, dest_dir, base_url=base_url, progress=progress)
+        staging = staging_path(out)
+        discard(staging)
+        staging.mkdir(parents=True)
+        try:
+            extracted = staging / ".extracted"
+            safe_extract(archive, extracted)
+            entries = [p for p in extracted.iterdir() if not p.name.startswith(".")]
+            root = entries[0] if len(entries) == 1 and entries[0].is_dir() else extracted
+            if not any((root / s).is_dir() for s in ("train", "val", "test")):
+                raise InputFileError(archive, "not a pix2pix dataset archive (no train/ val/ test/ folders)")
+            top = root.name + "/" if root != extracted else ""
+            dataset = staging / "dataset"
+            os.replace(root, dataset)
+            counts = _write_prebuilt_manifest(dataset, builder_cls, remote, archive, top)
+            swap_in(dataset, out)
+        finally:
+            discard(staging)
+    return counts
 
 
 def _write_prebuilt_manifest(out: Path, builder_cls: type, remote: RemoteFile, archive: Path, top: str) -> dict[str, int]:

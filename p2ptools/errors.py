@@ -35,6 +35,21 @@ class InputFileError(P2PError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class OutputError(P2PError):
+    """A file that cannot be written (disk full, read-only, no permission, I/O error).
+
+    Args:
+        path: the file being written.
+        cause: the ``OSError`` (its ``strerror`` is shown), or a few words.
+    """
+
+    def __init__(self, path: str | Path, cause: OSError | str) -> None:
+        self.path = str(path)
+        self.problem = f"cannot write ({cause.strerror or cause})" if isinstance(cause, OSError) else cause
+        self.errno = cause.errno if isinstance(cause, OSError) else None
+        super().__init__(f"{self.path}: {self.problem}")
+
+
 class CheckpointError(InputFileError):
     """A weights or checkpoint file that does not fit the network it is loaded into."""
 

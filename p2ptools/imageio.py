@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import hashlib
 import json
 import os
@@ -21,13 +22,19 @@ from typing import Any
 import cv2
 import numpy as np
 
-from p2ptools.errors import InputFileError
+from p2ptools.errors import InputFileError, OutputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 _JPEG_SOI = b"\xff\xd8"
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"IEND\xaeB`\x82"
+
+#: Environment variable with the largest image, in pixels, that p2ptools decodes (0: no limit).
+MAX_PIXELS_ENV = "P2PTOOLS_MAX_PIXELS"
+#: Default limit: 8192x8192, 16 times a 2048x1024 Cityscapes A|B pair (4096x1024), about 200 MB decoded.
+DEFAULT_MAX_PIXELS = 8192 * 8192
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 
 
 @contextlib.contextmanager
@@ -66,6 +73,68 @@ def check_complete(data: bytes, name: str) -> None:
             raise InputFileError(name, "truncated PNG (no IEND chunk)")
 
 
+def max_pixels() -> int:
+    """The pixel limit: ``$P2PTOOLS_MAX_PIXELS`` if set (0 = none), else :data:`DEFAULT_MAX_PIXELS`."""
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_PIXELS
+    try:
+        limit = int(value)
+    except ValueError:
+        raise InputFileError(f"${MAX_PIXELS_ENV}", f"expected a whole number of pixels, got {value!r}") from None
+    return max(limit, 0)
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        if marker in _JPEG_SOF and i + 9 <= n:
+            return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) read from an encoded image's header without decoding it; None when unknown.
+
+    PNG and JPEG are parsed here (IHDR, SOF marker); other formats through Pillow's lazy open,
+    which reads only the header.
+    """
+    if data.startswith(_PNG_SIG) and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data.startswith(_JPEG_SOI):
+        return _jpeg_size(data)
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except Image.DecompressionBombError:
+        return (1 << 31, 1 << 31)  # far beyond any limit of ours
+    except Exception:  # unknown to Pillow: OpenCV decides
+        return None
+
+
+def check_pixels(data: bytes, name: str) -> None:
+    """Raise :class:`InputFileError` when the header of ``data`` claims more pixels than :func:`max_pixels`."""
+    limit = max_pixels()
+    size = header_size(data) if limit else None
+    if size is not None and size[0] * size[1] > limit:
+        raise InputFileError(name, f"image of {size[0]}x{size[1]} pixels is over the limit of {limit} pixels "
+                                   f"(set ${MAX_PIXELS_ENV} to raise it, 0 for none)")
+
+
 def decode_image(data: bytes, name: str, *, mode: str = "rgb") -> np.ndarray:
     """Decode image bytes.
 
@@ -80,16 +149,22 @@ def decode_image(data: bytes, name: str, *, mode: str = "rgb") -> np.ndarray:
         uint8 array.
 
     Raises:
-        InputFileError: empty, corrupt or truncated data.
+        InputFileError: empty, corrupt or truncated data, or an image over the pixel limit
+            (:func:`max_pixels`, checked from the header before decoding).
     """
     if not data:
         raise InputFileError(name, "empty file")
     check_complete(data, name)
+    check_pixels(data, name)
     buf = np.frombuffer(data, dtype=np.uint8)
     flags = {"rgb": cv2.IMREAD_COLOR, "bgr": cv2.IMREAD_COLOR, "gray": cv2.IMREAD_GRAYSCALE, "unchanged": cv2.IMREAD_UNCHANGED}
     if mode not in flags:
         raise ValueError(f"mode must be one of {sorted(flags)}, got {mode!r}")
-    image = cv2.imdecode(buf, flags[mode])
+    try:
+        image = cv2.imdecode(buf, flags[mode])
+    except cv2.error as exc:  # e.g. OpenCV's own size limit: one line naming the file
+        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise InputFileError(name, f"not a readable image (OpenCV: {message.strip()})") from None
     if image is None:
         raise InputFileError(name, "not a readable image (corrupt or unknown format)")
     if mode == "rgb":
@@ -180,15 +255,17 @@ def _link_unnamed(path: Path, data: bytes) -> bool:
         fd = os.open(path.parent, os.O_TMPFILE | os.O_WRONLY, _FILE_MODE)
     except FileNotFoundError:
         raise  # no such folder: the caller creates it and tries again
-    except OSError:  # filesystem without O_TMPFILE
-        _LINKAT[0] = None
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EIO, errno.EDQUOT):
+            raise  # the folder cannot be written at all: reported by the caller, naming the file
+        _LINKAT[0] = None  # a filesystem without O_TMPFILE
         return False
     try:
         _write_all(fd, data)
         if linkat(fd, b"", _AT_FDCWD, os.fsencode(path), _AT_EMPTY_PATH) == 0:
             return True
-        errno = ctypes.get_errno()
-        if errno != 17:  # not EEXIST (the file exists: replacing it needs a rename): no AT_EMPTY_PATH here
+        code = ctypes.get_errno()
+        if code != 17:  # not EEXIST (the file exists: replacing it needs a rename): no AT_EMPTY_PATH here
             _LINKAT[0] = None
         return False
     finally:
@@ -211,6 +288,15 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     Temporary files start with ``.tmp-`` so that listings can ignore them.
     """
     path = Path(path)
+    try:
+        _write_atomic(path, data)
+    except OutputError:
+        raise
+    except OSError as exc:  # ENOSPC, EROFS, EACCES, EIO: one line naming the file, nothing partial left
+        raise OutputError(path, exc) from None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
     try:
         opened = _write_unnamed_or_open_temporary(path, data)
     except FileNotFoundError:  # the folder does not exist yet (checked this way: one system call less per file)

@@ -62,6 +62,8 @@ class TrainedModel(ABC):
     #: channels the network takes and makes (1 or 3).
     in_channels: int = 3
     out_channels: int = 3
+    #: the height and width the network takes are multiples of this (``translate --pad`` pads to it).
+    size_multiple: int = 1
 
     @abstractmethod
     def translate(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:

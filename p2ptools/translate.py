@@ -5,7 +5,19 @@ Output layout (``OUT``)::
     OUT/<stem>.png            the translation of each input, named after it
     OUT/input/<stem>.png      with aligned pairs: the input half (for sample pages)
     OUT/target/<stem>.png     with aligned pairs: the other half, the ground truth for evaluation
-    OUT/translate.json        run, direction, source and count
+    OUT/translate.json        run, direction, source, count, the skipped inputs and why
+
+Safety: ``OUT`` is locked, must not be or hold an input, and is never a foreign folder; an existing
+translation folder is replaced only with ``overwrite``. Everything is written into
+``.<name>.p2ptools-new`` beside ``OUT`` and swapped in when complete, so a failure leaves neither
+half-written files nor an empty folder. Two inputs with one stem (``x.jpg``, ``x.png``) are an error
+naming both.
+
+Inputs are decoded as 8-bit RGB, as ``combine`` reads them (gray and 16-bit images converted, alpha
+dropped), then converted to the model's channels the way the pix2pix reference does (ITU-R 601
+luma for one-channel models). Sizes the network cannot take are an error unless ``fit`` says
+``"resize"`` (to ``size`` x ``size``, the output at that size) or ``"pad"`` (reflection-padded to the
+network's multiple, the output cropped back to the input's size).
 """
 
 from __future__ import annotations
@@ -15,13 +27,18 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from p2ptools.errors import InputFileError
+from p2ptools.errors import ConfigError, InputFileError
 from p2ptools.imageio import decode_image, is_image_name, write_image, write_text_atomic
+from p2ptools.locks import output_lock
+from p2ptools.outputs import check_folder_path, discard, refuse_foreign, refuse_overlap, refuse_unknown_entries, staging_path, swap_in
 from p2ptools.pairs import MANIFEST_NAME, split_pair
 from p2ptools.plugin import TrainedModel
 from p2ptools.progress import make_progress
+
+INFO_NAME = "translate.json"
 
 
 @dataclass(frozen=True)
@@ -31,6 +48,23 @@ class TranslateInputs:
     files: list[Path]
     aligned: bool
     dataset_root: Path | None
+    #: the ``--input`` path as given (an output must not be it, be inside it or hold it)
+    source: Path | None = None
+
+
+@dataclass(frozen=True)
+class Fit:
+    """How to treat sizes the network cannot take: ``mode`` None (an error), ``"resize"`` (to
+    ``size`` x ``size``) or ``"pad"`` (to the network's multiple, cropped back after)."""
+
+    mode: str | None = None
+    size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in (None, "resize", "pad"):
+            raise ConfigError(f"fit must be None, 'resize' or 'pad', got {self.mode!r}")
+        if self.mode == "resize" and (self.size is None or self.size < 1):
+            raise ConfigError(f"--resize must be a positive size in pixels, got {self.size}")
 
 
 def resolve_inputs(path: Path, *, split: str = "test", aligned: bool | None = None) -> TranslateInputs:
@@ -38,9 +72,9 @@ def resolve_inputs(path: Path, *, split: str = "test", aligned: bool | None = No
 
     ``path`` is an image file, a folder of images, an aligned dataset root (its ``split`` folder is
     used) or a split folder. ``aligned=None`` detects pairs: a dataset with ``manifest.json`` or
-    split folders is aligned, a plain folder is not.
+    split folders is aligned, a plain folder is not. Two images with one stem are an error.
     """
-    path = Path(path)
+    path = source = Path(path)
     if not path.exists():
         raise InputFileError(path, "no such file or folder")
     root = None
@@ -54,52 +88,101 @@ def resolve_inputs(path: Path, *, split: str = "test", aligned: bool | None = No
             raise InputFileError(path, f"dataset has no {split!r} split (choose one with --split)")
         elif (path.parent / MANIFEST_NAME).exists():
             root = path.parent
-        files = sorted(p for p in path.iterdir() if p.is_file() and is_image_name(p.name) and not p.name.startswith("."))
+        files = sorted(p for p in path.iterdir() if is_image_name(p.name) and not p.name.startswith(".") and not p.is_dir())
         if not files:
             raise InputFileError(path, "no images found")
         auto_aligned = root is not None
-    return TranslateInputs(files, auto_aligned if aligned is None else aligned, root)
+    seen: dict[str, Path] = {}
+    for file in files:
+        if file.stem in seen:
+            raise InputFileError(file, f"has the same name as {seen[file.stem]}: both would be translated to "
+                                       f"{file.stem}.png; rename one or translate them separately")
+        seen[file.stem] = file
+    return TranslateInputs(files, auto_aligned if aligned is None else aligned, root, source)
 
 
-def _load_input(path: Path, model: TrainedModel, aligned: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    data = path.read_bytes() if path.exists() else b""
+def _to_model_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """RGB (H, W, 3) -> the model's channels: RGB as is, or ITU-R 601 luma (H, W) like the reference."""
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if channels == 1 else image
+
+
+def _fit_resize(image: np.ndarray, size: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    if (h, w) == (size, size):
+        return image
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if size < min(h, w) else cv2.INTER_CUBIC)
+
+
+def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
+    """Reflection-pad the bottom and right of ``image`` (H, W[, C]) to multiples of ``multiple``."""
+    h, w = image.shape[:2]
+    ph, pw = -h % multiple, -w % multiple
+    if not ph and not pw:
+        return image
+    widths = [(0, ph), (0, pw)] + [(0, 0)] * (image.ndim - 2)
+    return np.pad(image, widths, mode="reflect" if min(h, w) > 1 else "edge")
+
+
+def _load_input(path: Path, model: TrainedModel, aligned: bool, fit: Fit) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read ({exc.strerror})") from None
     if not data:
-        raise InputFileError(path, "missing or empty file")
+        raise InputFileError(path, "empty file")
+    image = decode_image(data, str(path))  # 8-bit RGB, as combine reads images
+    tgt = None
     if aligned:
-        a, b = split_pair(decode_image(data, str(path)), str(path))
-        src, tgt = (a, b) if model.direction == "AtoB" else (b, a)
-        if model.in_channels == 1:
-            src = src[:, :, 0].copy() if _is_gray(src) else _fail_channels(path, 3, 1)
-        return src, tgt
-    image = decode_image(data, str(path), mode="unchanged")
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = image[:, :, :3].copy()
-    channels = 1 if image.ndim == 2 else 3
-    if channels == 3 and model.in_channels == 1 and _is_gray(image):
-        return image[:, :, 0].copy(), None
-    if channels != model.in_channels:
-        _fail_channels(path, channels, model.in_channels)
-    return image, None
+        a, b = split_pair(image, str(path))
+        image, tgt = (a, b) if model.direction == "AtoB" else (b, a)
+    if fit.mode == "resize":
+        image = _fit_resize(image, fit.size)
+        tgt = _fit_resize(tgt, fit.size) if tgt is not None else None
+    return _to_model_channels(image, model.in_channels), tgt
 
 
-def _is_gray(image: np.ndarray) -> bool:
-    return image.ndim == 2 or bool((image[:, :, 0] == image[:, :, 1]).all() and (image[:, :, 1] == image[:, :, 2]).all())
-
-
-def _fail_channels(path: Path, got: int, want: int) -> np.ndarray:
-    raise InputFileError(path, f"image has {got} channel(s) but the model takes {want}")
-
-
-def _batches(files: Sequence[Path], model: TrainedModel, aligned: bool, batch_size: int) -> Iterator[list[tuple[Path, np.ndarray, np.ndarray | None]]]:
+def _batches(files: Sequence[Path], model: TrainedModel, aligned: bool, batch_size: int, fit: Fit,
+             skipped: list[dict[str, str]] | None) -> Iterator[list[tuple[Path, np.ndarray, np.ndarray | None]]]:
     batch: list[tuple[Path, np.ndarray, np.ndarray | None]] = []
     for path in files:
-        src, tgt = _load_input(path, model, aligned)
+        try:
+            src, tgt = _load_input(path, model, aligned, fit)
+        except InputFileError as exc:
+            if skipped is None:
+                raise
+            skipped.append({"file": str(path), "error": exc.problem})
+            continue
         if batch and (len(batch) == batch_size or batch[0][1].shape != src.shape):
             yield batch
             batch = []
         batch.append((path, src, tgt))
     if batch:
         yield batch
+
+
+def _run_model(model: TrainedModel, images: list[np.ndarray], fit: Fit) -> list[np.ndarray]:
+    if fit.mode != "pad" or model.size_multiple <= 1:
+        return model.translate(images)
+    h, w = images[0].shape[:2]
+    results = model.translate([pad_to_multiple(image, model.size_multiple) for image in images])
+    return [np.ascontiguousarray(r[:h, :w]) for r in results]
+
+
+def _is_translation_entry(name: str) -> bool:
+    return name in (INFO_NAME, "input", "target") or name.lower().endswith(".png") or name.startswith(".tmp-")
+
+
+def check_output(output: Path, inputs: TranslateInputs, *, overwrite: bool) -> None:
+    """Refuse an output that is a file, is or holds or sits inside an input, is a foreign folder,
+    or holds translations already (unless ``overwrite``). Writes nothing."""
+    check_folder_path(output, "--output")
+    refuse_overlap(output, [inputs.source, inputs.dataset_root, *inputs.files], "--output")
+    state = refuse_foreign(output, (INFO_NAME,), "--output", "translation folder")
+    if state == "ours":
+        if not overwrite:
+            raise ConfigError(f"--output {output}: holds translations already ({INFO_NAME}); use --overwrite to replace them "
+                              "or choose another --output")
+        refuse_unknown_entries(output, _is_translation_entry, "--output")
 
 
 def translate_files(
@@ -110,31 +193,66 @@ def translate_files(
     batch_size: int = 1,
     progress: bool = True,
     run_dir: Path | None = None,
+    overwrite: bool = False,
+    skip_bad: bool = False,
+    fit: Fit | None = None,
 ) -> int:
-    """Translate ``inputs`` into ``output`` (layout in the module docstring); returns the count."""
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    count = 0
+    """Translate ``inputs`` into ``output`` (layout and rules in the module docstring); returns the count.
+
+    Args:
+        overwrite: replace a translation folder written before.
+        skip_bad: skip unreadable inputs and inputs the network cannot take, listing each with its
+            reason under ``"skipped"`` in ``translate.json``, instead of stopping at the first.
+        fit: what to do with sizes the network cannot take (:class:`Fit`).
+    """
+    output, fit = Path(output), fit or Fit()
+    check_output(output, inputs, overwrite=overwrite)
+    with output_lock(output):
+        check_output(output, inputs, overwrite=overwrite)  # again, now that no other process can change it
+        staging = staging_path(output)
+        discard(staging)  # an unfinished earlier attempt of ours
+        try:
+            count, skipped = _translate_into(model, inputs, staging, batch_size, progress, skip_bad, fit)
+            info = {
+                "run_dir": str(run_dir) if run_dir else None,
+                "direction": model.direction,
+                "aligned": inputs.aligned,
+                "dataset": str(inputs.dataset_root) if inputs.dataset_root else None,
+                "count": count,
+                "fit": {"mode": fit.mode, "size": fit.size} if fit.mode else None,
+                "skipped": skipped,
+            }
+            write_text_atomic(staging / INFO_NAME, json.dumps(info, indent=1) + "\n")
+            swap_in(staging, output)
+        finally:
+            discard(staging)
+    return count
+
+
+def _translate_into(model: TrainedModel, inputs: TranslateInputs, folder: Path, batch_size: int, progress: bool,
+                    skip_bad: bool, fit: Fit) -> tuple[int, list[dict[str, str]]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    count, skipped = 0, []
     with make_progress(progress) as bar:
         task = bar.add_task("translate", total=len(inputs.files))
-        for batch in _batches(inputs.files, model, inputs.aligned, batch_size):
+        for batch in _batches(inputs.files, model, inputs.aligned, batch_size, fit, skipped if skip_bad else None):
             try:
-                results = model.translate([src for _, src, _ in batch])
+                results = _run_model(model, [src for _, src, _ in batch], fit)
             except InputFileError as exc:  # the model cannot name the file; the batch shares one size
-                raise InputFileError(batch[0][0], exc.problem) from None
+                hint = "" if fit.mode else "; or translate with --pad (pad to fit, crop back) or --resize N"
+                if not skip_bad:
+                    raise InputFileError(batch[0][0], exc.problem + hint) from None
+                skipped += [{"file": str(path), "error": exc.problem} for path, _, _ in batch]
+                bar.advance(task, len(batch))
+                continue
             for (path, src, tgt), result in zip(batch, results, strict=True):
-                write_image(output / f"{path.stem}.png", result)
+                write_image(folder / f"{path.stem}.png", result)
                 if tgt is not None:
-                    write_image(output / "input" / f"{path.stem}.png", src)
-                    write_image(output / "target" / f"{path.stem}.png", tgt)
+                    write_image(folder / "input" / f"{path.stem}.png", src)
+                    write_image(folder / "target" / f"{path.stem}.png", tgt)
                 count += 1
             bar.advance(task, len(batch))
-    info = {
-        "run_dir": str(run_dir) if run_dir else None,
-        "direction": model.direction,
-        "aligned": inputs.aligned,
-        "dataset": str(inputs.dataset_root) if inputs.dataset_root else None,
-        "count": count,
-    }
-    write_text_atomic(output / "translate.json", json.dumps(info, indent=1) + "\n")
-    return count
+    if not count:
+        raise InputFileError(inputs.source or inputs.files[0], f"no input could be translated ({len(skipped)} skipped, "
+                             f"first: {skipped[0]['file']}: {skipped[0]['error']})" if skipped else "no inputs")
+    return count, sorted(skipped, key=lambda s: s["file"])

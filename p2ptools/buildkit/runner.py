@@ -8,6 +8,11 @@ replacing any file whose line never reached the journal; a torn last journal lin
 its pair made again. When every pair is done the manifest is written and the two bookkeeping files
 are removed.
 
+Safety (:mod:`p2ptools.outputs`): ``out`` is locked against a second process; an ``out`` equal to,
+inside or containing a source is refused, and so is a non-empty folder that holds no build of ours.
+``--overwrite`` of a dataset of ours builds the new one beside it (``.<name>.p2ptools-new``, itself
+resumable) and swaps it in only when complete, so the old dataset stays readable until then.
+
 Parallelism: forked worker processes (:mod:`p2ptools.buildkit.forkpool`) where forking is safe, else
 a ``forkserver`` process pool, or threads for builders that declare GIL-free work; jobs go out in
 chunks of about a quarter of a second (:class:`_Chunker`).
@@ -18,23 +23,24 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import shutil
 import signal
 import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from dataclasses import asdict
+from dataclasses import asdict, fields, is_dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from p2ptools.buildkit.forkpool import run_forked
 from p2ptools.buildkit.memory import keep_freed_memory
-from p2ptools.errors import ConfigError, InputFileError, P2PError
+from p2ptools.errors import ConfigError, P2PError
 from p2ptools.imageio import encode_image, opencv_single_threaded, write_bytes_atomic, write_text_atomic
+from p2ptools.locks import output_lock
 from p2ptools.options import to_dict
+from p2ptools.outputs import discard, recover_swap, refuse_foreign, refuse_overlap, refuse_unknown_entries, staging_path, swap_in
 from p2ptools.pairs import MANIFEST_NAME, SPLITS, Manifest, PairRecord, SkippedRecord, encode_pair, load_manifest
 from p2ptools.progress import make_progress
 
@@ -131,33 +137,23 @@ def _limited(jobs: Iterable[PairJob], limit: int | None) -> Iterator[PairJob]:
         yield job
 
 
-def _clear_previous(out: Path) -> None:
-    """Remove what a previous build wrote (never anything else in ``out``)."""
-    kinds: list[str] = []
-    if (out / MANIFEST_NAME).exists():
-        try:
-            kinds = sorted({k for rec in load_manifest(out).pairs for k in rec.extras})
-        except InputFileError:
-            pass
-    kinds += [k for rec in _read_journal(out / JOURNAL_NAME).values() for k in rec.get("extras", {})]
-    for sub in list(SPLITS) + kinds:
-        if (out / sub).is_dir():
-            shutil.rmtree(out / sub)
-    for name in (MANIFEST_NAME, STATE_NAME, JOURNAL_NAME):
-        (out / name).unlink(missing_ok=True)
-
-
-def _check_out(out: Path, config: dict[str, Any], overwrite: bool) -> Manifest | None:
-    """Return the finished manifest if ``out`` already holds this exact build, else prepare ``out``."""
-    if overwrite:
-        _clear_previous(out)
+def _check_out(out: Path, config: dict[str, Any], overwrite: bool) -> tuple[Path, Manifest | None]:
+    """Decide where to build (nothing is written here): ``(out, None)`` to build or resume in ``out``,
+    ``(staging, None)`` to build a replacement beside ``out`` (``--overwrite`` of a dataset of ours),
+    or ``(out, manifest)`` when ``out`` already holds this exact build."""
+    state = refuse_foreign(out, (MANIFEST_NAME, STATE_NAME), "--out", "dataset")
+    recover_swap(out)
+    if overwrite and state == "ours":
+        refuse_unknown_entries(out, partial(_is_build_entry, _extras_kinds(out)), "--out")
+        return staging_path(out), None
     manifest_path, state_path = out / MANIFEST_NAME, out / STATE_NAME
     if manifest_path.exists() and not state_path.exists():
         manifest = load_manifest(out)
         previous = {"builder": manifest.builder, **manifest.options}
         if previous == {"builder": config["builder"], **_manifest_options(config)}:
-            return manifest
-        raise ConfigError(f"{out}: holds a dataset built with other options; use --overwrite or another --out")
+            return out, manifest
+        raise ConfigError(f"{out}: holds a dataset built with other options; use --overwrite (the old one stays until "
+                          "the new one is complete) or another --out")
     if state_path.exists():
         previous = json.loads(state_path.read_text())
         if previous.get("config") != config:
@@ -165,9 +161,43 @@ def _check_out(out: Path, config: dict[str, Any], overwrite: bool) -> Manifest |
                 f"{out}: an interrupted build with other options is in progress there; "
                 "rerun it with the same options to resume, or use --overwrite"
             )
-    elif out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out}: folder is not empty and holds no p2ptools build; use an empty --out or --overwrite")
-    return None
+    return out, None
+
+
+def _extras_kinds(out: Path) -> set[str]:
+    kinds: set[str] = set()
+    if (out / MANIFEST_NAME).is_file():
+        try:
+            kinds = {k for rec in load_manifest(out).pairs for k in rec.extras}
+        except P2PError:
+            pass
+    return kinds | {k for rec in _read_journal(out / JOURNAL_NAME).values() for k in rec.get("extras", {})}
+
+
+def _is_build_entry(kinds: set[str], name: str) -> bool:
+    """Whether a top-level entry of a dataset folder is one a build writes."""
+    return name in SPLITS or name in kinds or name in (MANIFEST_NAME, STATE_NAME, JOURNAL_NAME) or name.startswith(".tmp-")
+
+
+def _prepare_staging(staging: Path, config: dict[str, Any]) -> None:
+    """Keep an interrupted replacement of this configuration (it resumes); drop one of another."""
+    state_path = staging / STATE_NAME
+    if not staging.exists():
+        return
+    try:
+        same = json.loads(state_path.read_text()).get("config") == config
+    except (OSError, ValueError):
+        same = False
+    if not same:
+        discard(staging)
+
+
+def _builder_inputs(builder: DatasetBuilder, sources: Sequence[Path]) -> list[Path]:
+    """Every input path of a build: the sources and the builder's path options (--source-a, --aerial)."""
+    found = list(sources)
+    if is_dataclass(builder.options):
+        found += [v for v in (getattr(builder.options, f.name) for f in fields(builder.options)) if isinstance(v, Path)]
+    return found
 
 
 def _manifest_options(config: dict[str, Any]) -> dict[str, Any]:
@@ -203,12 +233,22 @@ def run_build(
     sources = [Path(s) for s in sources]
     if builder.needs_source and not sources:
         raise ConfigError(f"builder {builder.name!r} needs --source: {builder.source_layout}")
+    refuse_overlap(out, _builder_inputs(builder, sources), "--out")
+    with output_lock(out):
+        return _run_build_locked(builder, sources, out, build, progress)
+
+
+def _run_build_locked(builder: DatasetBuilder, sources: list[Path], out: Path, build: BuildOptions, progress: bool) -> Manifest:
     config = build_config(builder, sources, build)
-    finished = _check_out(out, config, build.overwrite)
+    target, finished = _check_out(out, config, build.overwrite)
     if finished is not None:
         return finished
-
+    # Every check that can fail (sources exist, archives open, names are unique) runs in plan(),
+    # before anything is written; a replacement is then built beside ``out`` and swapped in at the end.
     jobs = list(_limited(builder.plan(sources, build), build.limit))
+    if target != out:
+        _prepare_staging(target, config)
+    final, out = out, target
     out.mkdir(parents=True, exist_ok=True)
     state_path, journal_path = out / STATE_NAME, out / JOURNAL_NAME
     write_text_atomic(state_path, json.dumps({"config": config}, indent=1))
@@ -244,6 +284,8 @@ def run_build(
     manifest.write(out)
     state_path.unlink(missing_ok=True)
     journal_path.unlink(missing_ok=True)
+    if out != final:
+        swap_in(out, final)
     return manifest
 
 

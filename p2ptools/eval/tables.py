@@ -135,7 +135,7 @@ def translate_run(run_dir: Path, output: Path, *, split: str = "test", device: s
         except ValueError:
             pass
     model = load_run(run_dir, LoadOptions(device=device))
-    translate_files(model, inputs, output, batch_size=batch_size, progress=progress, run_dir=run_dir)
+    translate_files(model, inputs, output, batch_size=batch_size, progress=progress, run_dir=run_dir, overwrite=True)  # our own row folder
     return output
 
 

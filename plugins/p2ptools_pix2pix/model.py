@@ -169,6 +169,7 @@ class Pix2PixModel(TrainedModel):
         self.in_channels = options.input_nc
         self.out_channels = options.output_nc
         self.depth = generator_depth(netG)
+        self.size_multiple = 2**self.depth if self.depth else 1
         self.netG.train(not eval_mode)
 
     def check_image(self, image: np.ndarray) -> None:

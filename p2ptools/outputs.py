@@ -1,0 +1,137 @@
+"""The output contract: what p2ptools may write over, and how a replacement is swapped in.
+
+- **Ownership.** A folder is ours when it holds one of our marker files (``manifest.json`` of a
+  dataset, ``config.json`` of a run, ``translate.json`` of translations, ``report.json`` /
+  ``table.json`` of an evaluation). ``--overwrite`` replaces only a folder that is ours; a foreign
+  non-empty folder is refused, with or without it.
+- **No overlap.** An output equal to, inside, or containing one of the command's inputs is refused.
+- **Replace, don't delete.** A replacement is built beside the old folder
+  (``<parent>/.<name>.p2ptools-new``) and swapped in with two renames when complete
+  (:func:`swap_in`); until then the old folder stays as it was. A swap cut short between its two
+  renames is undone by :func:`recover_swap`, so the old folder is found again by the next run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from p2ptools.errors import ConfigError
+
+NEW_SUFFIX, OLD_SUFFIX = ".p2ptools-new", ".p2ptools-old"
+
+
+def staging_path(output: str | Path) -> Path:
+    """Where a replacement of ``output`` is built: ``<parent>/.<name>.p2ptools-new``."""
+    output = Path(os.path.abspath(output))
+    return output.parent / f".{output.name}{NEW_SUFFIX}"
+
+
+def _old_path(output: Path) -> Path:
+    output = Path(os.path.abspath(output))
+    return output.parent / f".{output.name}{OLD_SUFFIX}"
+
+
+def check_folder_path(path: str | Path, flag: str) -> None:
+    """Refuse an output path that exists and is not a folder (``--output notes.txt``)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path}: is a file; {flag} expects a folder (a new one, or one p2ptools wrote)")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{flag} {path}: {parent} is a file, not a folder")
+            break
+
+
+def folder_state(path: str | Path, markers: Sequence[str]) -> str:
+    """``"absent"``, ``"empty"`` (no entries at all), ``"ours"`` (holds a marker) or ``"foreign"``."""
+    path = Path(path)
+    if not path.exists():
+        return "absent"
+    if any((path / m).is_file() for m in markers):
+        return "ours"
+    if not any(path.iterdir()):
+        return "empty"
+    return "foreign"
+
+
+def refuse_unknown_entries(path: str | Path, known: Callable[[str], bool], flag: str) -> None:
+    """Before replacing a folder of ours whole: refuse when it also holds entries we did not write
+    (a user's file dropped into a dataset folder is never deleted with it)."""
+    path = Path(path)
+    if not path.is_dir():
+        return
+    unknown = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir() if not known(p.name))
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise ConfigError(f"{flag} {path}: also holds files p2ptools did not write ({shown}); --overwrite would replace "
+                          "the whole folder, so move them out first or choose another " + flag)
+
+
+def refuse_foreign(path: str | Path, markers: Sequence[str], flag: str, kind: str) -> str:
+    """:func:`folder_state` of ``path``, raising :class:`ConfigError` for a foreign folder."""
+    check_folder_path(path, flag)
+    state = folder_state(path, markers)
+    if state == "foreign":
+        raise ConfigError(f"{flag} {path}: folder is not empty and holds no p2ptools {kind} (no {' / '.join(markers)}); "
+                          f"p2ptools never writes into or deletes a folder it did not create, even with --overwrite: "
+                          f"choose a new or empty {flag}")
+    return state
+
+
+def _resolved(path: str | Path) -> Path:
+    return Path(os.path.realpath(os.path.abspath(path)))
+
+
+def refuse_overlap(output: str | Path, inputs: Iterable[str | Path | None], flag: str = "--out") -> None:
+    """Refuse an ``output`` equal to, inside or containing one of ``inputs`` (None entries skipped)."""
+    out = _resolved(output)
+    for item in inputs:
+        if item is None:
+            continue
+        src = _resolved(item)
+        if out == src:
+            raise ConfigError(f"{flag} {output}: is the input {item}; p2ptools never writes over its inputs: choose another {flag}")
+        if out.is_relative_to(src):
+            raise ConfigError(f"{flag} {output}: is inside the input {item}; choose an {flag} outside it")
+        if src.is_relative_to(out):
+            raise ConfigError(f"{flag} {output}: contains the input {item}; choose an {flag} that does not hold the inputs")
+
+
+def recover_swap(output: str | Path) -> None:
+    """Finish or undo a :func:`swap_in` that was cut short: an old folder left beside an output that
+    is missing goes back in place; one left beside a present output (the swap completed) is removed."""
+    output = Path(output)
+    old = _old_path(output)
+    if not old.exists():
+        return
+    if not output.exists():
+        os.replace(old, output)
+    else:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def swap_in(staging: str | Path, output: str | Path) -> None:
+    """Put the complete folder ``staging`` in place of ``output`` (absent, empty or ours).
+
+    Two renames (``output`` -> ``.<name>.p2ptools-old``, ``staging`` -> ``output``), then the old
+    folder is removed: at every moment ``output`` or its old copy is complete (see :func:`recover_swap`).
+    """
+    staging, output = Path(staging), Path(output)
+    recover_swap(output)
+    old = _old_path(output)
+    if output.exists():
+        if output.is_dir() and not any(output.iterdir()):
+            output.rmdir()
+        else:
+            os.replace(output, old)
+    os.replace(staging, output)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def discard(staging: str | Path) -> None:
+    """Remove an unfinished replacement that p2ptools built (never called on a user's folder)."""
+    shutil.rmtree(staging, ignore_errors=True)
