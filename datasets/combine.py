@@ -29,13 +29,22 @@ def _by_stem(folder: Path) -> dict[str, str]:
     """The image files of ``folder`` by stem (paths as strings: cheap to send to workers)."""
     found: dict[str, str] = {}
     with os.scandir(folder) as entries:  # file types come with the listing: no stat per file
-        names = sorted(e.name for e in entries if e.is_file() and is_image_name(e.name) and not e.name.startswith("."))
+        names = sorted(e.name for e in entries if is_image_name(e.name) and not e.name.startswith(".") and _is_file_or_broken(e))
     for name in names:
         stem = os.path.splitext(name)[0]
         if stem in found:
             raise ConfigError(f"{folder}: two images with the stem {stem!r} ({Path(found[stem]).name}, {name})")
         found[stem] = os.path.join(folder, name)
     return found
+
+
+def _is_file_or_broken(entry: os.DirEntry) -> bool:
+    """A file, or an entry whose type cannot be read (a symbolic-link loop): that one becomes a bad
+    item of its own, which --skip-bad skips and which otherwise stops the build naming it."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return True
 
 
 class CombineBuilder(DatasetBuilder):

@@ -26,6 +26,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from p2ptools.cache import cache_root
 from p2ptools.errors import DownloadError, InputFileError
 from p2ptools.imageio import is_image_name, sha256_file
 from p2ptools.progress import make_progress
@@ -39,9 +40,8 @@ CHUNK = 1 << 16
 
 
 def default_download_dir() -> Path:
-    """``~/.cache/p2ptools/downloads`` (or ``$P2PTOOLS_CACHE/downloads``)."""
-    base = Path(os.environ.get("P2PTOOLS_CACHE", Path.home() / ".cache" / "p2ptools"))
-    return base / "downloads"
+    """``<user cache>/p2ptools/downloads`` (``$P2PTOOLS_CACHE/downloads`` if set; see :mod:`p2ptools.cache`)."""
+    return cache_root() / "downloads"
 
 
 @dataclass(frozen=True)

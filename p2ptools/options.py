@@ -65,6 +65,7 @@ def from_dict(cls: type, data: dict[str, Any], source: str = "options") -> Any:
     kwargs = {}
     for name, value in data.items():
         base = _unwrap_optional(known[name])
+        _check_type(name, value, known[name], source)
         kwargs[name] = Path(value) if base is Path and value is not None else value
     try:
         options = cls(**kwargs)
@@ -72,6 +73,32 @@ def from_dict(cls: type, data: dict[str, Any], source: str = "options") -> Any:
         raise ConfigError(f"{source}: {exc}") from None
     check_choices(options)
     return options
+
+
+_TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", Path: "a path (string)"}
+
+
+def _check_type(name: str, value: Any, tp: Any, source: str) -> None:
+    """Raise :class:`ConfigError` when a JSON value does not fit a field of a simple type
+    (bool, int, float, str, Path, or one of them or None); other field types are not checked here."""
+    base, optional = unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return
+        ok = False
+    elif base is bool:
+        ok = isinstance(value, bool)
+    elif base is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif base is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif base in (str, Path):
+        ok = isinstance(value, str)
+    else:
+        return
+    if not ok:
+        expected = _TYPE_NAMES[base] + (" or null" if optional else "")
+        raise ConfigError(f"{source}: option {name!r} must be {expected}, got {value!r}")
 
 
 def _unwrap_optional(tp: Any) -> Any:

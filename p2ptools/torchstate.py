@@ -66,3 +66,22 @@ def optimizer_join(name: str, tensors: dict[str, torch.Tensor], meta: dict[str, 
         state.setdefault(int(idx), {}).update(values)
     groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
     return {"state": state, "param_groups": groups}
+
+
+def save_file(tensors: dict[str, torch.Tensor], filename: str, metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file``, with a full disk, a read-only folder or a failed write
+    reported as :class:`~p2ptools.errors.OutputError` naming the file (not a SafetensorError)."""
+    import re
+
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file as _save_file
+
+    from p2ptools.errors import OutputError
+
+    try:
+        _save_file(tensors, filename, metadata=metadata)
+    except OSError as exc:
+        raise OutputError(filename, exc) from None
+    except SafetensorError as exc:
+        found = re.search(r'message: "([^"]+)"', str(exc))
+        raise OutputError(filename, f"cannot write ({found.group(1) if found else exc})") from None

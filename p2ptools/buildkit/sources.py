@@ -12,7 +12,6 @@ components and links that leave the target (:func:`safe_extract`).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
 import shutil
@@ -22,6 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from p2ptools.cache import cache_root, file_key
 from p2ptools.errors import InputFileError
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
@@ -212,10 +212,7 @@ def safe_extract(archive: str | Path, target: str | Path) -> list[str]:
 
 
 def _cache_dir_for(archive: Path) -> Path:
-    stat = archive.stat()
-    key = hashlib.sha256(f"{archive.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    base = Path(os.environ.get("P2PTOOLS_CACHE", Path.home() / ".cache" / "p2ptools"))
-    return base / "extracted" / f"{archive.name}-{key}"
+    return cache_root() / "extracted" / f"{archive.name}-{file_key(archive)}"
 
 
 def _extract_cached(archive: Path) -> Path:

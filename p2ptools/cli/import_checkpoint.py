@@ -13,6 +13,7 @@ from p2ptools.cli.common import out
 from p2ptools.cli.dynamic import build_options, dataclass_parameters, find_value, run_command
 from p2ptools.cli.train import DEFAULT_MODEL, PREFIX
 from p2ptools.errors import ConfigError
+from p2ptools.locks import output_lock
 
 
 def import_checkpoint(ctx: typer.Context) -> None:
@@ -44,7 +45,8 @@ def import_checkpoint(ctx: typer.Context) -> None:
         if values["checkpoint"] is None or values["run_dir"] is None:
             raise ConfigError("import-checkpoint needs a checkpoint FILE and --out RUN_DIR")
         options = build_options(cls.Options, values, PREFIX)
-        run_dir = cls().import_checkpoint(values["checkpoint"], options, values["run_dir"], overwrite=values["overwrite"])
+        with output_lock(values["run_dir"]):
+            run_dir = cls().import_checkpoint(values["checkpoint"], options, values["run_dir"], overwrite=values["overwrite"])
         out.print(f"imported {values['checkpoint']} -> {run_dir}")
 
     run_command("p2ptools import-checkpoint", f"Import a checkpoint into a {name!r} run.", params, body, args)

@@ -13,6 +13,7 @@ from p2ptools import registry
 from p2ptools.cli.common import out
 from p2ptools.cli.dynamic import build_options, dataclass_parameters, find_value, run_command
 from p2ptools.errors import ConfigError
+from p2ptools.locks import maybe_output_lock
 from p2ptools.options import from_dict
 from p2ptools.plugin import TrainRequest, read_run_config
 
@@ -34,7 +35,8 @@ def train(ctx: typer.Context) -> None:
         options = from_dict(cls.Options, config.get("options", {}), f"{resume}/config.json")
         data = config.get("data")
         request = TrainRequest(Path(data) if data else None, Path(resume), resume=True, progress="--no-progress" not in args)
-        run_dir = cls().train(options, request)
+        with maybe_output_lock(resume):  # a second train or resume of this run is refused, naming this PID
+            run_dir = cls().train(options, request)
         if os.environ.get("RANK", "0") == "0":
             out.print(f"resumed and finished: {run_dir}")
         return
@@ -54,7 +56,8 @@ def train(ctx: typer.Context) -> None:
             raise ConfigError("train needs --data DIR and --out RUN_DIR (or --resume RUN_DIR)")
         options = build_options(cls.Options, values, PREFIX)
         request = TrainRequest(values["data"], values["run_dir"], overwrite=values["overwrite"], progress=not values["no_progress"])
-        run_dir = cls().train(options, request)
+        with maybe_output_lock(values["run_dir"]):
+            run_dir = cls().train(options, request)
         if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
             out.print(f"trained: {run_dir}")
 

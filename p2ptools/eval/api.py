@@ -10,6 +10,11 @@ import pandas as pd
 
 from p2ptools.errors import ConfigError
 from p2ptools.eval.evaluate import EvalOptions
+from p2ptools.locks import maybe_output_lock
+from p2ptools.outputs import refuse_foreign, refuse_overlap
+
+#: Files that mark a folder as an evaluation p2ptools wrote (a report, or an ablation table).
+REPORT_MARKERS = ("report.json", "table.csv")
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,10 @@ def run_evaluation(request: EvalRequest) -> EvalOutcome:
     from p2ptools.eval.evaluate import distributed_session
 
     request.check()
-    with distributed_session(request.device) as device:
+    out, opts = Path(request.out), request.options
+    refuse_overlap(out, [*request.runs, *request.results, opts.data, opts.real, opts.labels, opts.cityscapes], "--out")
+    refuse_foreign(out, REPORT_MARKERS, "--out", "evaluation")
+    with maybe_output_lock(out), distributed_session(request.device) as device:
         return _evaluate(request, device)
 
 

@@ -82,6 +82,11 @@ def _as_uint8(a: np.ndarray, what: str, clip: bool = False) -> np.ndarray:
     return a.astype(np.uint8)
 
 
+#: Set as ``"warning"`` in the scores when no pixel was scored: the zeros then mean nothing.
+NO_PIXELS_WARNING = ("no pixel was scored: every ground-truth label is ignore (255 / unlabelled), so the scores of 0 "
+                     "mean nothing; check --labels / --cityscapes")
+
+
 def scores(hist: np.ndarray, names: Sequence[str] | None = None) -> dict:
     """The protocol's numbers from a (C, C + 1) matrix.
 
@@ -90,7 +95,8 @@ def scores(hist: np.ndarray, names: Sequence[str] | None = None) -> dict:
         "pixels"}``: per-pixel accuracy = trace / total; per-class accuracy = mean over the C
         classes of H_cc / row_c; class IoU = mean over the C classes of H_cc / (row_c + col_c -
         H_cc). A class with an empty denominator scores 0 and stays in the mean (as the reference
-        does). ``names`` default to ``class_<i>``.
+        does). ``names`` default to ``class_<i>``. With no scored pixel at all (every label
+        ignored) the block also holds ``"warning"`` (:data:`NO_PIXELS_WARNING`).
     """
     c = hist.shape[0]
     if hist.ndim != 2 or hist.shape[1] != c + 1:
@@ -105,13 +111,16 @@ def scores(hist: np.ndarray, names: Sequence[str] | None = None) -> dict:
     total = h.sum()
     acc = _safe_div(diag, rows)
     iou = _safe_div(diag, rows + cols - diag)
-    return {
+    block = {
         "per_pixel_acc": float(diag.sum() / total) if total > 0 else 0.0,
         "per_class_acc": float(acc.mean()),
         "class_iou": float(iou.mean()),
         "per_class": {name: {"acc": float(a), "iou": float(i)} for name, a, i in zip(names, acc, iou, strict=True)},
         "pixels": int(total),
     }
+    if total == 0:
+        block["warning"] = NO_PIXELS_WARNING
+    return block
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:

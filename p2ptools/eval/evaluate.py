@@ -37,7 +37,7 @@ from p2ptools.eval.metrics import MetricsAccumulator
 from p2ptools.imageio import read_image
 from p2ptools.labels import CITYSCAPES, ClassTable
 from p2ptools.pairs import MANIFEST_NAME, Manifest, load_manifest
-from p2ptools.progress import make_progress
+from p2ptools.progress import console, make_progress
 
 #: Real photos are resized to this before scoring them as the ground-truth row (GUIDE.md section 4).
 GROUND_TRUTH_SIZE = (256, 256)
@@ -361,6 +361,8 @@ def evaluate_results(
             block["scorer"] = dict(scorer_info)
         report["seg" if options.seg else "fcn"] = block
         evaluation.confusion = arrays["hist"]
+        if "warning" in block and rank == 0:
+            console.print(f"warning: {report['name']}: {block['warning']}", highlight=False, soft_wrap=True)
     if gt_hist is not None:
         block = scores(arrays["gt_hist"], classes.names)
         block.update({"n_images": n_images, "classes": classes.name, "num_classes": c, "labels": labels.describe(), "photos": photos.describe(), "resized_to": list(GROUND_TRUTH_SIZE)})

@@ -5,8 +5,9 @@ Conventions (stated in every report):
 - images are uint8 RGB compared on the 0..255 scale (``data_range=255``);
 - L1 = mean absolute difference over pixels and channels, in 0..255 units, pooled over all pixels;
 - PSNR = ``skimage.metrics.peak_signal_noise_ratio(gt, result, data_range=255)`` per image, averaged
-  over images (an image identical to its ground truth has infinite PSNR; the mean is then reported
-  as ``null`` in JSON and ``inf`` in text);
+  over the images that differ from their ground truth (an identical image has infinite PSNR: it is
+  counted in ``psnr_identical`` instead of turning the whole mean into infinity; ``psnr`` is
+  ``null`` only when every image is identical);
 - SSIM = ``skimage.metrics.structural_similarity`` per image with ``channel_axis=2``,
   ``gaussian_weights=True``, ``sigma=1.5``, ``use_sample_covariance=False``, ``data_range=255``
   (the Wang et al. 2004 settings), averaged over images. Images must be at least 11x11 (the
@@ -22,7 +23,8 @@ import numpy as np
 SSIM_SETTINGS = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False, "data_range": 255}
 PROTOCOL = (
     "uint8 RGB on the 0..255 scale; L1 = mean |result - gt| over all pixels and channels (0..255 units); "
-    "PSNR = skimage peak_signal_noise_ratio, data_range 255, mean over images; "
+    "PSNR = skimage peak_signal_noise_ratio, data_range 255, mean over images that differ from their gt "
+    "(identical ones counted in psnr_identical); "
     "SSIM = skimage structural_similarity, Gaussian window sigma 1.5, use_sample_covariance=False, "
     "data_range 255, channel_axis=2, mean over images"
 )
@@ -68,13 +70,14 @@ class MetricsAccumulator:
     """Streaming means of :func:`image_metrics` (L1 pooled over pixels, PSNR/SSIM over images)."""
 
     def __init__(self) -> None:
-        self.sums = np.zeros(4, np.float64)  # l1 * pixels, psnr, ssim, pixels
+        self.sums = np.zeros(5, np.float64)  # l1 * pixels, psnr (finite ones), ssim, pixels, images with finite psnr
         self.images = 0
 
     def update(self, image: np.ndarray, reference: np.ndarray) -> dict[str, float]:
         m = image_metrics(image, reference)
         pixels = image.shape[0] * image.shape[1]
-        self.sums += (m["l1"] * pixels, m["psnr"], m["ssim"], pixels)
+        finite = math.isfinite(m["psnr"])
+        self.sums += (m["l1"] * pixels, m["psnr"] if finite else 0.0, m["ssim"], pixels, float(finite))
         self.images += 1
         return m
 
@@ -83,18 +86,19 @@ class MetricsAccumulator:
         return np.append(self.sums, self.images)
 
     def load_array(self, values: np.ndarray) -> None:
-        self.sums = np.asarray(values[:4], np.float64).copy()
-        self.images = int(values[4])
+        self.sums = np.asarray(values[:5], np.float64).copy()
+        self.images = int(values[5])
 
     def result(self) -> dict[str, float | None]:
-        """``{"l1", "psnr", "ssim", "n_images", "protocol"}``; ``psnr`` None when infinite."""
+        """``{"l1", "psnr", "psnr_identical", "ssim", "n_images", "protocol"}``; ``psnr`` is the mean over
+        images that differ from their reference, None when none does."""
         if not self.images:
-            return {"l1": None, "psnr": None, "ssim": None, "n_images": 0, "protocol": PROTOCOL}
-        l1_sum, psnr_sum, ssim_sum, pixels = self.sums
-        psnr = psnr_sum / self.images
+            return {"l1": None, "psnr": None, "psnr_identical": 0, "ssim": None, "n_images": 0, "protocol": PROTOCOL}
+        l1_sum, psnr_sum, ssim_sum, pixels, finite = self.sums
         return {
             "l1": float(l1_sum / pixels),
-            "psnr": float(psnr) if math.isfinite(psnr) else None,
+            "psnr": float(psnr_sum / finite) if finite else None,
+            "psnr_identical": int(self.images - finite),
             "ssim": float(ssim_sum / self.images),
             "n_images": self.images,
             "protocol": PROTOCOL,

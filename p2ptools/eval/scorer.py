@@ -3,8 +3,9 @@
 :func:`load_scorer` accepts
 
 (a) a ``.safetensors`` written by ``p2ptools fcn convert`` (Cityscapes class table, 20 channels),
-(b) the ``.caffemodel`` itself, converted once and cached next to it as ``<name>.safetensors``
-    (re-converted when the caffemodel's size or modification time changes),
+(b) the ``.caffemodel`` itself, converted once and cached in the user cache folder
+    (``$P2PTOOLS_CACHE`` or the platform's, :func:`conversion_cache_path`; never beside the caffemodel,
+    whose folder may be read-only), re-converted when the caffemodel's size or modification time changes,
 (c) a checkpoint folder or its ``fcn8s.safetensors`` written by ``p2ptools fcn train`` (its own class
     table, width and mean).
 
@@ -40,7 +41,8 @@ import numpy as np
 import torch
 
 from p2ptools.caffe import read_caffemodel
-from p2ptools.errors import CheckpointError, ConfigError, InputFileError
+from p2ptools.cache import cache_root, file_key
+from p2ptools.errors import CheckpointError, ConfigError, InputFileError, OutputError
 from p2ptools.labels import CITYSCAPES, ClassTable
 from p2ptools.nets.fcn8s import FCN8s, caffe_blobs_to_state_dict, check_state_dict, expected_shapes, infer_config, require_layers
 
@@ -220,8 +222,10 @@ def save_fcn_weights(path: str | Path, tensors: dict[str, np.ndarray | torch.Ten
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide a shared cache from other users
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if type(exc).__name__ == "SafetensorError" or isinstance(exc, OSError):  # a full disk, a read-only folder
+            raise OutputError(path, exc if isinstance(exc, OSError) else f"cannot write ({exc})") from None
         raise
 
 
@@ -274,8 +278,14 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
         raise InputFileError(path, f"unreadable safetensors file ({exc})") from None
 
 
+def conversion_cache_path(caffemodel: Path) -> Path:
+    """Where a caffemodel's conversion is cached: the user cache folder (:mod:`p2ptools.cache`),
+    keyed by the caffemodel's path, size and mtime; never beside the caffemodel."""
+    return cache_root() / "fcn" / f"{caffemodel.stem}-{file_key(caffemodel)}.safetensors"
+
+
 def _cached_conversion(caffemodel: Path) -> tuple[dict, ScorerConfig, Path]:
-    cache = caffemodel.with_suffix(".safetensors")
+    cache = conversion_cache_path(caffemodel)
     if cache.is_file():
         try:  # a stale, foreign or corrupt cache is simply converted again
             tensors, metadata = _read_safetensors(cache)
@@ -285,8 +295,9 @@ def _cached_conversion(caffemodel: Path) -> tuple[dict, ScorerConfig, Path]:
         if config is not None and config.source == _source_info(caffemodel):
             return tensors, config, cache
     try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
         config = convert_caffemodel(caffemodel, cache)
-    except PermissionError:  # read-only folder: convert in memory every time
+    except (OSError, OutputError):  # no writable cache: convert in memory every time
         blobs = read_caffemodel(caffemodel)
         config = caffemodel_config(caffemodel, blobs)
         return caffe_blobs_to_state_dict(blobs, config.num_classes, config.width, caffemodel), config, caffemodel
@@ -315,6 +326,9 @@ def load_scorer(weights: str | Path, *, device: str = "cpu", precision: str = "f
         path = path / CHECKPOINT_NAME
     if not path.is_file():
         raise InputFileError(path, "no such weights file")
+    if path.suffix.lower() == ".safetensors" and not _is_safetensors(path):
+        raise InputFileError(path, "not a safetensors file (no valid safetensors header); expected FCN-8s weights "
+                                   "written by 'p2ptools fcn convert' or 'p2ptools fcn train'")
     if _is_safetensors(path):
         tensors, metadata = _read_safetensors(path)
         if not metadata or metadata.get("format") != FORMAT:

@@ -26,13 +26,15 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from p2ptools.errors import CheckpointError, ConfigError, InputFileError
 from p2ptools.imageio import read_json, write_text_atomic
+from p2ptools.outputs import refuse_foreign
 from p2ptools.plugin import CONFIG_NAME
-from p2ptools.torchstate import module_tensors, optimizer_join, optimizer_split, rng_state, set_rng_state  # noqa: F401  (the RNG helpers are part of this API)
+from p2ptools.progress import console
+from p2ptools.torchstate import module_tensors, optimizer_join, optimizer_split, rng_state, save_file, set_rng_state  # noqa: F401  (the RNG helpers are part of this API)
 
 CHECKPOINTS = "checkpoints"
 STATE_FORMAT = "p2ptools-pix2pix-state/1"
@@ -56,15 +58,45 @@ def differing_options(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return diffs
 
 
+#: What a run directory holds that p2ptools wrote: ``--overwrite`` removes these and nothing else.
+RUN_ENTRIES = (CHECKPOINTS, _TMP, _OLD, "samples", "log.jsonl", CONFIG_NAME)
+
+
+def _has_progress(run_dir: Path) -> bool:
+    """Whether a run got anywhere: a checkpoint (or one being swapped in) or a logged step."""
+    if any((run_dir / d / STATE_JSON).is_file() for d in (CHECKPOINTS, _TMP, _OLD)):
+        return True
+    log = run_dir / "log.jsonl"
+    try:
+        return any(line.strip() for line in log.read_text(encoding="utf-8").splitlines())
+    except OSError:
+        return False
+
+
+def _clear_run(run_dir: Path) -> None:
+    """Remove what a previous run wrote (RUN_ENTRIES), never anything else."""
+    for name in RUN_ENTRIES:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def prepare_run_dir(run_dir: Path, config: dict[str, Any], *, resume: bool, overwrite: bool) -> bool:
     """Check ``run_dir`` against ``config`` and return whether training resumes from a checkpoint.
 
-    - resume: the stored config must match (the CLI passes it back), a checkpoint is used if any;
-    - an existing run of another configuration: ConfigError naming the differences, unless overwrite;
-    - the same configuration already trained or started: ConfigError suggesting --resume, unless
-      overwrite; overwrite removes the old checkpoints, log and samples.
+    Call it after every other check of the run (options, every pair of the dataset): it is the one
+    place that removes anything, and only files a run wrote (:data:`RUN_ENTRIES`).
 
-    Only reads and deletes; nothing is written here.
+    - resume: the stored config must match (the CLI passes it back), a checkpoint is used if any;
+      a run killed before its first checkpoint restarts from step 0 with its log and samples
+      cleared, and says so;
+    - a folder that is not empty and holds no ``config.json``: ConfigError, with or without overwrite
+      (p2ptools never deletes what it did not write);
+    - an existing run of another configuration: ConfigError naming the differences, unless overwrite;
+    - the same configuration already trained: ConfigError suggesting --resume, unless overwrite; a run
+      that failed before its first step or checkpoint is simply started again.
     """
     run_dir = Path(run_dir)
     config_path = run_dir / CONFIG_NAME
@@ -76,22 +108,26 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], *, resume: bool, over
         if diffs:
             raise ConfigError(f"{run_dir}: cannot resume with another configuration ({'; '.join(diffs)})")
         recover(run_dir)
-        return (run_dir / CHECKPOINTS / STATE_JSON).is_file()
-    if config_path.is_file() and not overwrite:
-        old = read_json(config_path)
-        diffs = differing_options(_comparable(old), _comparable(config))
+        if (run_dir / CHECKPOINTS / STATE_JSON).is_file():
+            return True
+        if _has_progress(run_dir):
+            console.print(f"{run_dir}: no checkpoint yet (the run stopped before its first one): starting again from step 0")
+        truncate_log(run_dir / "log.jsonl", 0)
+        shutil.rmtree(run_dir / "samples", ignore_errors=True)
+        return False
+    state = refuse_foreign(run_dir, (CONFIG_NAME,), "--out", "run")
+    if state != "ours":
+        return False
+    old = read_json(config_path)
+    diffs = differing_options(_comparable(old), _comparable(config))
+    if not overwrite:
         if diffs:
             raise ConfigError(f"{run_dir}: holds a run of another configuration ({'; '.join(diffs)}); "
                               "use --overwrite to replace it")
-        raise ConfigError(f"{run_dir}: already holds this run; continue it with "
-                          f"`p2ptools train --resume {run_dir}` or start over with --overwrite")
-    if overwrite:
-        for name in (CHECKPOINTS, _TMP, _OLD, "samples"):
-            shutil.rmtree(run_dir / name, ignore_errors=True)
-        for name in ("log.jsonl", CONFIG_NAME):
-            (run_dir / name).unlink(missing_ok=True)
-    elif run_dir.exists() and any(p for p in run_dir.iterdir() if not p.name.startswith(".")):
-        raise ConfigError(f"{run_dir}: exists and is not empty (no config.json); choose another --out or use --overwrite")
+        if _has_progress(run_dir):
+            raise ConfigError(f"{run_dir}: already holds this run; continue it with "
+                              f"`p2ptools train --resume {run_dir}` or start over with --overwrite")
+    _clear_run(run_dir)  # overwrite, or the same run that failed before its first step: start again
     return False
 
 

@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from p2ptools.errors import InputFileError, P2PError
-from p2ptools.imageio import decode_image, opencv_single_threaded
+from p2ptools.imageio import check_complete, check_pixels, decode_image, header_size, opencv_single_threaded
 from p2ptools.pairs import iter_split, split_pair
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "none")
@@ -256,6 +256,43 @@ def split_files(root: str | Path, split: str) -> list[Path]:
     if not files:
         raise InputFileError(Path(root) / split, "no image pairs in this split")
     return files
+
+
+def check_dataset_folder(root: str | Path) -> None:
+    """Raise :class:`InputFileError` unless ``root`` is a folder (naming what it is instead)."""
+    root = Path(root)
+    if root.is_file():
+        raise InputFileError(root, "is a file; --data expects an aligned dataset folder (train/ [val/ test/] of A|B pair "
+                                   "images, as `p2ptools make-dataset` writes)")
+    if not root.is_dir():
+        raise InputFileError(root, "no such dataset folder (expected train/ [val/ test/] of A|B pair images)")
+
+
+def check_pair_headers(files: Sequence[Path], jitter: Jitter) -> None:
+    """Check every pair file before training touches anything: readable, complete (end marker),
+    under the pixel limit, an even width, and halves large enough for ``jitter``'s crop.
+
+    Reads each file once and decodes only those whose header gives no size; the first bad file
+    raises :class:`InputFileError` naming it.
+    """
+    for path in files:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise InputFileError(path, f"cannot read ({exc.strerror})") from None
+        if not data:
+            raise InputFileError(path, "empty file")
+        check_complete(data, str(path))
+        check_pixels(data, str(path))
+        size = header_size(data)
+        if size is None:
+            image = decode_image(data, str(path))
+            size = (image.shape[1], image.shape[0])
+        w, h = size
+        if w % 2:
+            raise InputFileError(path, f"width {w} is odd: not an A|B pair of two equal halves")
+        if jitter.mode == "crop" and (h < jitter.crop_size or w // 2 < jitter.crop_size):
+            raise InputFileError(path, f"image {w // 2}x{h} is smaller than crop_size {jitter.crop_size}")
 
 
 def check_pair_size(path: Path, jitter: Jitter) -> None:

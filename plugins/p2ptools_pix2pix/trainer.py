@@ -25,12 +25,12 @@ from rich.progress import TextColumn
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from p2ptools.errors import ConfigError, InputFileError
+from p2ptools.errors import ConfigError
 from p2ptools.options import check_choices, to_dict
 from p2ptools.pairs import MANIFEST_NAME, iter_split, manifest_sha256
 from p2ptools.progress import console, make_progress
 from p2ptools.training import checkpoint as ckpt
-from p2ptools.training.data import AlignedPairs, Jitter, ResumableSampler, check_batch, check_pair_size, make_loader, split_files, to_network_range, to_uint8
+from p2ptools.training.data import AlignedPairs, Jitter, ResumableSampler, check_batch, check_dataset_folder, check_pair_headers, check_pair_size, make_loader, split_files, to_network_range, to_uint8
 from p2ptools.training.loop import Meter, append_log, gather_rng, lr_lambda, set_requires_grad
 from p2ptools.training.runtime import Runtime, any_rank, cleanup_distributed, resolve_precision, setup_distributed, stop_on_signals
 from p2ptools.training.samples import sample_grid, write_samples
@@ -192,8 +192,7 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
         torch.backends.cudnn.benchmark = True
 
     # Data: fail early on a missing/empty dataset or a pair that does not fit the preprocessing.
-    if not data_root.is_dir():
-        raise InputFileError(data_root, "no such dataset folder")
+    check_dataset_folder(data_root)
     train_files = split_files(data_root, "train")
     jitter = Jitter(options.preprocess, options.load_size, options.crop_size, options.flip, train=True)
     val_jitter = Jitter(options.preprocess, options.load_size, options.crop_size, options.flip, train=False)
@@ -202,6 +201,8 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
     val_files = split_files(data_root, val_split) if val_split else train_files[: max(1, options.sample_images)]
     if options.val_limit:
         val_files = val_files[: options.val_limit]
+    check_pair_headers(train_files, jitter)  # every pair, before an --overwrite replaces the old run
+    check_pair_headers(val_files, val_jitter)
     pairs = {"direction": options.direction, "input_nc": options.input_nc, "output_nc": options.output_nc, "seed": options.seed}
     train_set = AlignedPairs(train_files, jitter, **pairs)
     sampler = ResumableSampler(train_set, num_replicas=runtime.world_size, rank=runtime.rank, seed=options.seed)

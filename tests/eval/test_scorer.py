@@ -75,10 +75,14 @@ def test_converted_weights_follow_the_protocol(tmp_path, images, v1):
 
 
 def test_caffemodel_is_converted_once_and_cached(tmp_path, images, monkeypatch):
-    model = make_caffemodel(tmp_path / "fcn-8s-cityscapes.caffemodel")
-    cache = tmp_path / "fcn-8s-cityscapes.safetensors"
+    monkeypatch.setenv("P2PTOOLS_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "weights").mkdir()
+    model = make_caffemodel(tmp_path / "weights" / "fcn-8s-cityscapes.caffemodel")
+    cache = scorer_mod.conversion_cache_path(model)
+    assert cache.is_relative_to(tmp_path / "cache")
     first = load_scorer(model).predict(images[:2], (20, 20))
-    assert cache.is_file() and not list(tmp_path.glob(".tmp-*"))
+    assert cache.is_file() and not list(cache.parent.glob(".tmp-*"))
+    assert sorted(p.name for p in model.parent.iterdir()) == [model.name]  # nothing written beside the weights
     stamp = cache.stat().st_mtime_ns
 
     def fail(*args, **kwargs):
@@ -93,7 +97,8 @@ def test_caffemodel_is_converted_once_and_cached(tmp_path, images, monkeypatch):
     make_caffemodel(model, seed=1)
     os.utime(model, ns=(stamp + 10**9, stamp + 10**9))
     changed = load_scorer(model).predict(images[:2], (20, 20))
-    assert cache.stat().st_mtime_ns != stamp
+    cache = scorer_mod.conversion_cache_path(model)  # keyed by size and mtime: a new entry
+    assert cache.is_file() and cache.stat().st_mtime_ns != stamp
     np.testing.assert_array_equal(changed, reference_predict(model, images[:2], (20, 20)))
     # a corrupt cache is replaced, not an error
     cache.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{broken")
