@@ -9,7 +9,7 @@ import typer
 
 from p2ptools.cli.common import BatchSize, Device, NoProgress, RunDir, out
 from p2ptools.errors import ConfigError
-from p2ptools.plugin import LoadOptions
+from p2ptools.plugin import LoadOptions, read_run_config
 from p2ptools.registry import load_run
 from p2ptools.translate import Fit, check_output, resolve_inputs, translate_files
 
@@ -37,6 +37,7 @@ def translate(
     if resize is not None and pad:
         raise ConfigError("choose one of --resize N and --pad")
     fit = Fit("resize", resize) if resize is not None else Fit("pad") if pad else Fit()
+    read_run_config(run_dir)  # the run first (cheap): a missing or broken run is the first thing to say
     inputs = resolve_inputs(input, split=split, aligned=aligned)
     check_output(output, inputs, overwrite=overwrite)  # before the (slow) model loading
     model = load_run(run_dir, LoadOptions(device=device, eval_mode=eval_mode, seed=seed))

@@ -86,7 +86,10 @@ def test_real_fcn_scorer_end_to_end(cli, scene):
     model = make_caffemodel(root / "fcn-8s-cityscapes.caffemodel")
     r = cli("eval", "--fcn", "--results", root / "res", "--cityscapes", root / "cs", "--fcn-weights", model, "--out", root / "rep", "--batch-size", "2", "--no-progress")
     assert r.code == 0, r.stderr
-    assert (root / "fcn-8s-cityscapes.safetensors").is_file()  # converted once, cached beside it
+    from p2ptools.eval.scorer import conversion_cache_path
+
+    assert conversion_cache_path(model).is_file()  # converted once, cached in P2PTOOLS_CACHE
+    assert not (root / "fcn-8s-cityscapes.safetensors").exists()  # never beside the weights (issue 9.8)
     scorer = load_scorer(model)
     hist = new_hist(19)
     for n in FRAMES:

@@ -82,14 +82,15 @@ def test_generic_train_translate_through_a_plugin(tmp_path: Path, colormap_env):
     assert np.abs(read_image(out / "test1.png").astype(int) - target.astype(int)).max() <= 1
     assert (read_image(out / "input/test1.png") == 255 - target).all()
     assert json.loads((out / "translate.json").read_text())["count"] == 3
-    # plain images, a wrong channel count, and a missing run
+    # plain images, a gray image (converted to the model's 3 channels, as the reference does), and a missing run
     plain = tmp_path / "plain"
     write_image(plain / "p.png", np.zeros((8, 8, 3), np.uint8))
     assert run_p2ptools("translate", run, "--input", plain, "--output", tmp_path / "o2", env=colormap_env).code == 0
     assert (read_image(tmp_path / "o2/p.png") > 250).all()
     write_image(plain / "gray.png", np.zeros((8, 8), np.uint8))
-    bad = run_p2ptools("translate", run, "--input", plain / "gray.png", "--output", tmp_path / "o3", env=colormap_env)
-    assert bad.code == 1 and "gray.png: image has 1 channel(s) but the model takes 3" in bad.stderr
+    gray = run_p2ptools("translate", run, "--input", plain / "gray.png", "--output", tmp_path / "o3", env=colormap_env)
+    assert gray.code == 0, gray.stderr
+    assert read_image(tmp_path / "o3/gray.png").shape == (8, 8, 3) and (read_image(tmp_path / "o3/gray.png") > 250).all()
     missing = run_p2ptools("translate", tmp_path / "norun", "--input", plain, "--output", tmp_path / "o4")
     assert missing.code == 1 and "norun/config.json: no config.json" in missing.stderr
     resumed = run_p2ptools("train", "--resume", tmp_path / "norun")

@@ -10,6 +10,7 @@ import json
 from collections import OrderedDict
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -241,16 +242,37 @@ def test_translate_plain_images_with_batches_and_eval_mode(tmp_path, cli):
 
 
 def test_translate_wrong_size_and_channels_fail_cleanly(tmp_path, cli):
+    """Issue 15.6: an odd-sized image fails in one line leaving no output folder; --pad / --resize fit
+    it; gray and 16-bit inputs are converted like combine reads them; --skip-bad lists what it skipped."""
     run = _imported_run(tmp_path, cli)
     write_image(tmp_path / "bad" / "x.png", np.zeros((48, 64, 3), np.uint8))
     result = cli("translate", run, "--input", tmp_path / "bad", "--output", tmp_path / "out", "--no-progress")
     assert result.code == 1
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "size 48x64 (HxW) does not fit unet_64" in result.stderr and "multiples of 64" in result.stderr
-    assert not (tmp_path / "out" / "x.png").exists()
-    write_image(tmp_path / "gray" / "g.png", np.zeros((64, 64), np.uint8))
-    result = cli("translate", run, "--input", tmp_path / "gray", "--output", tmp_path / "out", "--no-progress")
-    assert result.code == 1 and "g.png" in result.stderr and "1 channel(s) but the model takes 3" in result.stderr
+    assert "--pad" in result.stderr and "--resize N" in result.stderr
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))  # no folder, no staging left
+    padded = cli("translate", run, "--input", tmp_path / "bad", "--output", tmp_path / "padded", "--pad", "--no-progress")
+    assert padded.code == 0, padded.stderr
+    assert read_image(tmp_path / "padded" / "x.png").shape == (48, 64, 3)
+    resized = cli("translate", run, "--input", tmp_path / "bad", "--output", tmp_path / "resized", "--resize", "64", "--no-progress")
+    assert resized.code == 0 and read_image(tmp_path / "resized" / "x.png").shape == (64, 64, 3)
+    # gray and 16-bit images: converted to 8-bit RGB as combine reads them (the reference's convert("RGB"))
+    mixed = tmp_path / "mixed"
+    write_image(mixed / "g.png", np.full((64, 64), 40, np.uint8))
+    mixed.mkdir(exist_ok=True)
+    assert cv2.imwrite(str(mixed / "deep.png"), np.full((64, 64, 3), 40 * 256, np.uint16))
+    write_image(mixed / "rgb.png", np.full((64, 64, 3), 40, np.uint8))
+    write_image(mixed / "odd.png", np.zeros((40, 64, 3), np.uint8))
+    (mixed / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    result = cli("translate", run, "--input", mixed, "--output", tmp_path / "m", "--skip-bad", "--no-progress")
+    assert result.code == 0, result.stderr
+    assert "translated 3 image(s)" in result.stdout and "2 skipped" in result.stdout
+    outputs = {name: read_image(tmp_path / "m" / f"{name}.png") for name in ("g", "deep", "rgb")}
+    assert np.array_equal(outputs["g"], outputs["rgb"]) and np.array_equal(outputs["deep"], outputs["rgb"])
+    info = json.loads((tmp_path / "m" / "translate.json").read_text())
+    assert info["count"] == 3
+    assert [(Path(s["file"]).name, s["error"].split(" ")[0]) for s in info["skipped"]] == [("broken.png", "truncated"), ("odd.png", "size")]
 
 
 # --- CLI: error paths ---------------------------------------------------------------------------
