@@ -215,7 +215,10 @@ def fetch_prebuilt(
             raise DownloadError(f"{out}: holds a dataset already; use --overwrite to replace it (the old one stays until "
                                 "the new one is complete) or another --out")
         if state == "ours":
-            refuse_unknown_entries(out, lambda name: name in ("train", "val", "test", "manifest.json"), "--out")
+            from p2ptools.pairs import SPLITS, load_manifest
+
+            listed = {rec.file for rec in load_manifest(out).pairs}
+            refuse_unknown_entries(out, lambda name: name in (*SPLITS, "manifest.json"), "--out", listed=listed, within=SPLITS)
         (remote,) = builder_downloads(builder_cls, "prebuilt")
         archive = download_file(remote, dest_dir, base_url=base_url, progress=progress)
         staging = staging_path(out)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 
 from p2ptools.errors import ConfigError
@@ -58,13 +58,30 @@ def folder_state(path: str | Path, markers: Sequence[str]) -> str:
     return "foreign"
 
 
-def refuse_unknown_entries(path: str | Path, known: Callable[[str], bool], flag: str) -> None:
+def refuse_unknown_entries(path: str | Path, known: Callable[[str], bool], flag: str, *,
+                           listed: Collection[str] | None = None, within: Collection[str] = ()) -> None:  # fmt: skip
     """Before replacing a folder of ours whole: refuse when it also holds entries we did not write
-    (a user's file dropped into a dataset folder is never deleted with it)."""
+    (a user's file dropped into a dataset folder is never deleted with it).
+
+    ``known(name)`` accepts the top-level entries we write. With ``listed`` (posix paths relative to
+    ``path``, e.g. a manifest's pair files), every file inside the top-level folders ``within`` must
+    be listed too (p2ptools' own temporaries, ``.tmp-*``, excepted).
+    """
     path = Path(path)
     if not path.is_dir():
         return
     unknown = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir() if not known(p.name))
+    if listed is not None:
+        wanted = set(listed)
+        for folder in within:
+            top = path / folder
+            if not top.is_dir():
+                continue
+            for root, dirs, files in os.walk(top):
+                rel_root = Path(root).relative_to(path).as_posix()
+                unknown += sorted(f"{rel_root}/{name}" for name in files
+                                  if not name.startswith(".tmp-") and f"{rel_root}/{name}" not in wanted)
+                dirs.sort()
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise ConfigError(f"{flag} {path}: also holds files p2ptools did not write ({shown}); --overwrite would replace "

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+import tarfile
 import textwrap
+import threading
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from p2ptools.pairs import write_pair
 
@@ -222,3 +227,74 @@ def make_dataset(root: Path, *, train: int = 8, val: int = 4, size: int = 32, se
             a = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_LINEAR)
             write_pair(root / split / f"{i:03d}.{fmt}", a, target_of(a))
     return root
+
+
+class HttpServer:
+    """Serves ``files`` (path -> bytes) with ``Range: bytes=N-`` support; records the requests."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.ranges: list[str | None] = []
+        self.honour_range = True
+        self.cut_after: int | None = None  # send only this many bytes of the next response, then close
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_GET(self):
+                data = server.files.get(self.path)
+                rng = self.headers.get("Range")
+                server.ranges.append(rng)
+                if data is None:
+                    self.send_error(404, "Not Found")
+                    return
+                start = 0
+                if rng and server.honour_range:
+                    start = int(rng.removeprefix("bytes=").split("-")[0])
+                    if start >= len(data):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(data)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                if server.cut_after is not None:
+                    self.wfile.write(data[start : start + server.cut_after])
+                    server.cut_after = None
+                    self.close_connection = True
+                    return
+                self.wfile.write(data[start:])
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def tar_gz(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    """A .tar.gz of ``(TarInfo, data)`` members (data None: a link or folder entry)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def jpeg_bytes(seed: int) -> bytes:
+    """An 8x16 JPEG of the gray value ``seed * 40`` (two 8x8 halves of a pair)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.full((8, 16, 3), seed * 40, np.uint8)).save(buf, "JPEG", quality=95)
+    return buf.getvalue()

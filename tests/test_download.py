@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+from p2p_testutils import HttpServer as Server
+from p2p_testutils import jpeg_bytes, tar_gz
 from p2ptools_datasets.facades import FacadesBuilder
 from PIL import Image
 
@@ -18,59 +18,6 @@ from p2ptools.buildkit import safe_extract
 from p2ptools.download import RemoteFile, download_file, fetch_prebuilt
 from p2ptools.errors import DownloadError, InputFileError
 from p2ptools.pairs import load_manifest, read_pair, verify_dataset
-
-
-class Server:
-    """Serves ``files`` (path -> bytes) with ``Range: bytes=N-`` support; records the requests."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.ranges: list[str | None] = []
-        self.honour_range = True
-        self.cut_after: int | None = None  # send only this many bytes of the next response, then close
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep test output clean
-                pass
-
-            def do_GET(self):
-                data = server.files.get(self.path)
-                rng = self.headers.get("Range")
-                server.ranges.append(rng)
-                if data is None:
-                    self.send_error(404, "Not Found")
-                    return
-                start = 0
-                if rng and server.honour_range:
-                    start = int(rng.removeprefix("bytes=").split("-")[0])
-                    if start >= len(data):
-                        self.send_response(416)
-                        self.send_header("Content-Range", f"bytes */{len(data)}")
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                else:
-                    self.send_response(200)
-                self.send_header("Content-Length", str(len(data) - start))
-                self.end_headers()
-                if server.cut_after is not None:
-                    self.wfile.write(data[start : start + server.cut_after])
-                    server.cut_after = None
-                    self.close_connection = True
-                    return
-                self.wfile.write(data[start:])
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
@@ -134,20 +81,7 @@ def test_sha256_and_size_mismatch_and_404(server, tmp_path):
         download_file(RemoteFile(server.url, "missing.zip"), tmp_path, progress=False)
 
 
-def _tar(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for info, data in members:
-            if data is not None:
-                info.size = len(data)
-            tar.addfile(info, io.BytesIO(data) if data is not None else None)
-    return buf.getvalue()
-
-
-def _jpg(seed: int) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.full((8, 16, 3), seed * 40, np.uint8)).save(buf, "JPEG", quality=95)
-    return buf.getvalue()
+_tar, _jpg = tar_gz, jpeg_bytes
 
 
 def test_extraction_refuses_dotdot_and_escaping_symlink(tmp_path):

@@ -144,7 +144,8 @@ def _check_out(out: Path, config: dict[str, Any], overwrite: bool) -> tuple[Path
     state = refuse_foreign(out, (MANIFEST_NAME, STATE_NAME), "--out", "dataset")
     recover_swap(out)
     if overwrite and state == "ours":
-        refuse_unknown_entries(out, partial(_is_build_entry, _extras_kinds(out)), "--out")
+        kinds, files = _dataset_files(out)
+        refuse_unknown_entries(out, partial(_is_build_entry, kinds), "--out", listed=files, within=(*SPLITS, *kinds))
         return staging_path(out), None
     manifest_path, state_path = out / MANIFEST_NAME, out / STATE_NAME
     if manifest_path.exists() and not state_path.exists():
@@ -164,14 +165,19 @@ def _check_out(out: Path, config: dict[str, Any], overwrite: bool) -> tuple[Path
     return out, None
 
 
-def _extras_kinds(out: Path) -> set[str]:
-    kinds: set[str] = set()
+def _dataset_files(out: Path) -> tuple[set[str], set[str]]:
+    """The extras kinds and every file (relative posix paths) of the dataset in ``out``, from its
+    manifest and the journal of an unfinished build."""
+    records: list[dict[str, Any]] = []
     if (out / MANIFEST_NAME).is_file():
         try:
-            kinds = {k for rec in load_manifest(out).pairs for k in rec.extras}
+            records = [{"file": rec.file, "extras": rec.extras} for rec in load_manifest(out).pairs]
         except P2PError:
             pass
-    return kinds | {k for rec in _read_journal(out / JOURNAL_NAME).values() for k in rec.get("extras", {})}
+    records += list(_read_journal(out / JOURNAL_NAME).values())
+    kinds = {k for rec in records for k in rec.get("extras", {})}
+    files = {rec["file"] for rec in records} | {e["file"] for rec in records for e in rec.get("extras", {}).values()}
+    return kinds, files
 
 
 def _is_build_entry(kinds: set[str], name: str) -> bool:

@@ -208,7 +208,13 @@ def safe_extract(archive: str | Path, target: str | Path) -> list[str]:
             tar.extractall(target, filter="data")
             return [_normalize(m.name) for m in members if m.isfile()]
     except (tarfile.ReadError, EOFError, OSError) as exc:
-        raise InputFileError(archive, f"cannot read archive ({exc})") from None
+        raise InputFileError(archive, f"cannot read archive ({_one_line(exc)})") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (tarfile lists each compression method it tried on its own line)."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
 
 
 def _cache_dir_for(archive: Path) -> Path:

@@ -13,9 +13,8 @@ from typing import Annotated
 import typer
 
 from p2ptools import __version__
-from p2ptools.cli import datasets, demo, import_checkpoint, make_dataset, models, train, translate
+from p2ptools.cli import datasets, demo, fcn, hed, import_checkpoint, make_dataset, models, train, translate
 from p2ptools.cli import eval as eval_cli
-from p2ptools.cli import fcn, hed
 from p2ptools.cli.common import PASSTHROUGH
 from p2ptools.errors import P2PError
 
@@ -53,6 +52,11 @@ app.add_typer(hed.app, name="hed")
 app.command("demo")(demo.demo)
 
 
+def _one_line(message: str) -> str:
+    """Errors are one line: a message of several lines (e.g. a library's) is joined with spaces."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     debug = os.environ.get("P2PTOOLS_DEBUG", "") not in ("", "0")
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     except P2PError as exc:
         if debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -70,10 +74,10 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"error: {where}{_one_line(str(exc.strerror or exc))}", file=sys.stderr)
         sys.exit(1)
     except Exception as exc:  # a bug: one line, and how to see more
         if debug:
             raise
-        print(f"error: internal error {type(exc).__name__}: {exc} (set P2PTOOLS_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(f"error: internal error {type(exc).__name__}: {_one_line(str(exc))} (set P2PTOOLS_DEBUG=1 for the traceback)", file=sys.stderr)
         sys.exit(1)
