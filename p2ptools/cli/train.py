@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -12,8 +13,8 @@ import typer
 from p2ptools import registry
 from p2ptools.cli.common import out
 from p2ptools.cli.dynamic import build_options, dataclass_parameters, find_value, run_command
-from p2ptools.errors import ConfigError
-from p2ptools.locks import maybe_output_lock
+from p2ptools.errors import ConfigError, P2PError
+from p2ptools.locks import maybe_output_lock, rank_zero
 from p2ptools.options import from_dict
 from p2ptools.plugin import TrainRequest, read_run_config
 
@@ -57,7 +58,18 @@ def train(ctx: typer.Context) -> None:
         options = build_options(cls.Options, values, PREFIX)
         request = TrainRequest(values["data"], values["run_dir"], overwrite=values["overwrite"], progress=not values["no_progress"])
         with maybe_output_lock(values["run_dir"]):
-            run_dir = cls().train(options, request)
+            try:
+                run_dir = cls().train(options, request)
+            except BaseException as exc:
+                from p2ptools.training.checkpoint import restore_replaced
+
+                if not (values["overwrite"] and rank_zero() and restore_replaced(values["run_dir"])):
+                    raise
+                note = f"the previous run in {values['run_dir']} is back in place (the new one stopped before its first checkpoint)"
+                if isinstance(exc, P2PError):
+                    raise P2PError(f"{exc}; {note}") from None
+                print(note, file=sys.stderr)
+                raise
         if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
             out.print(f"trained: {run_dir}")
 

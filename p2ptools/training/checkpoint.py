@@ -29,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from p2ptools.errors import CheckpointError, ConfigError, InputFileError
+from p2ptools.errors import CheckpointError, ConfigError, InputFileError, OutputError
 from p2ptools.imageio import read_json, write_text_atomic
 from p2ptools.outputs import refuse_foreign
 from p2ptools.plugin import CONFIG_NAME
@@ -41,6 +41,8 @@ STATE_FORMAT = "p2ptools-pix2pix-state/1"
 G_FILE, D_FILE, STATE_TENSORS, STATE_JSON = (
     "latest_G.safetensors", "latest_D.safetensors", "latest_state.safetensors", "latest_state.json")
 _TMP, _OLD = ".tmp-checkpoints", ".old-checkpoints"
+#: Where ``--overwrite`` keeps the replaced run until the new one has its first checkpoint.
+REPLACED = ".p2ptools-replaced"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -83,6 +85,39 @@ def _clear_run(run_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+def _set_aside(run_dir: Path) -> None:
+    """``--overwrite``: move what the previous run wrote into ``RUN/.p2ptools-replaced`` (kept until
+    the new run's first checkpoint, restored by :func:`restore_replaced` if it never gets one)."""
+    aside = run_dir / REPLACED
+    if aside.exists():  # an earlier replacement never got a checkpoint: the run set aside is the one to keep
+        _clear_run(run_dir)
+        return
+    aside.mkdir()
+    for name in RUN_ENTRIES:
+        if (run_dir / name).exists():
+            os.replace(run_dir / name, aside / name)
+
+
+def restore_replaced(run_dir: str | Path) -> bool:
+    """Put the run that ``--overwrite`` set aside back in place when its replacement never wrote a
+    checkpoint (the replacement failed or was stopped); drop it when the replacement has one.
+
+    Returns whether the old run was restored.
+    """
+    run_dir = Path(run_dir)
+    aside = run_dir / REPLACED
+    if not aside.is_dir():
+        return False
+    if (run_dir / CHECKPOINTS / STATE_JSON).is_file() or (run_dir / _TMP / STATE_JSON).is_file():
+        shutil.rmtree(aside, ignore_errors=True)
+        return False
+    _clear_run(run_dir)
+    for entry in aside.iterdir():
+        os.replace(entry, run_dir / entry.name)
+    aside.rmdir()
+    return True
+
+
 def prepare_run_dir(run_dir: Path, config: dict[str, Any], *, resume: bool, overwrite: bool) -> bool:
     """Check ``run_dir`` against ``config`` and return whether training resumes from a checkpoint.
 
@@ -97,6 +132,10 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], *, resume: bool, over
     - an existing run of another configuration: ConfigError naming the differences, unless overwrite;
     - the same configuration already trained: ConfigError suggesting --resume, unless overwrite; a run
       that failed before its first step or checkpoint is simply started again.
+
+    ``--overwrite`` of a run that got somewhere sets it aside in ``RUN/.p2ptools-replaced`` rather
+    than deleting it: it is removed when the new run writes its first checkpoint, and put back by
+    :func:`restore_replaced` when the new run fails before that.
     """
     run_dir = Path(run_dir)
     config_path = run_dir / CONFIG_NAME
@@ -127,7 +166,10 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], *, resume: bool, over
         if _has_progress(run_dir):
             raise ConfigError(f"{run_dir}: already holds this run; continue it with "
                               f"`p2ptools train --resume {run_dir}` or start over with --overwrite")
-    _clear_run(run_dir)  # overwrite, or the same run that failed before its first step: start again
+    if overwrite and _has_progress(run_dir):
+        _set_aside(run_dir)
+    else:
+        _clear_run(run_dir)  # the same run that failed before its first step: start again
     return False
 
 
@@ -161,25 +203,33 @@ def save_checkpoint(run_dir: Path, nets: dict[str, nn.Module], optimizers: dict[
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     step = str(state.get("step", 0))
-    for name, net in nets.items():
-        save_file(module_tensors(net), str(tmp / f"latest_{name}.safetensors"), metadata={"step": step})
-    tensors, opt_meta = {}, {}
-    for name, opt in optimizers.items():
-        t, meta = optimizer_split(name, opt)
-        tensors.update(t)
-        opt_meta[name] = meta
-    save_file(tensors, str(tmp / STATE_TENSORS), metadata={"step": step})
-    document = {"format": STATE_FORMAT, **state, "networks": sorted(nets), "optimizers": opt_meta}
-    with open(tmp / STATE_JSON, "w", encoding="utf-8") as fh:  # the commit marker, written last
-        json.dump(document, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        for name, net in nets.items():
+            save_file(module_tensors(net), str(tmp / f"latest_{name}.safetensors"), metadata={"step": step})
+        tensors, opt_meta = {}, {}
+        for name, opt in optimizers.items():
+            t, meta = optimizer_split(name, opt)
+            tensors.update(t)
+            opt_meta[name] = meta
+        save_file(tensors, str(tmp / STATE_TENSORS), metadata={"step": step})
+        document = {"format": STATE_FORMAT, **state, "networks": sorted(nets), "optimizers": opt_meta}
+        try:
+            with open(tmp / STATE_JSON, "w", encoding="utf-8") as fh:  # the commit marker, written last
+                json.dump(document, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:  # a full disk: one line naming the file
+            raise OutputError(tmp / STATE_JSON, exc) from None
+    except BaseException:  # the previous checkpoint stays the one a resume uses; nothing partial is kept
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     final, old = run_dir / CHECKPOINTS, run_dir / _OLD
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         os.replace(final, old)
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(run_dir / REPLACED, ignore_errors=True)  # the replacement is resumable: the old run may go
     return final
 
 
