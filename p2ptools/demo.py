@@ -122,7 +122,8 @@ def evaluate(config: DemoConfig, runs: list[Path], scorer: Path) -> Path:
     from p2ptools.eval.evaluate import EvalOptions
 
     options = EvalOptions(fcn=True, color=True, ground_truth_row=True, split="test", progress=config.progress)
-    request = EvalRequest(config.out / "report", options, runs=[*runs, *map(Path, config.extra_rows)], fcn_weights=scorer, device=config.device)
+    request = EvalRequest(config.out / "report", options, runs=[*runs, *map(Path, config.extra_rows)], fcn_weights=scorer,
+                          device=config.device, overwrite=True)  # the demo replaces its own report
     return run_evaluation(request).index
 
 

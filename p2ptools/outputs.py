@@ -149,6 +149,21 @@ def swap_in(staging: str | Path, output: str | Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def carry_over(old: str | Path, new: str | Path) -> list[str]:
+    """Before :func:`swap_in` of a folder whose files p2ptools does not list (an evaluation): move
+    every top-level entry of ``old`` that ``new`` does not have into ``new``, so that replacing the
+    folder replaces what was written again and loses nothing else. Returns the names moved."""
+    old, new = Path(old), Path(new)
+    if not old.is_dir():
+        return []
+    moved = []
+    for entry in sorted(old.iterdir()):
+        if not (new / entry.name).exists() and not os.path.islink(new / entry.name):
+            os.replace(entry, new / entry.name)
+            moved.append(entry.name)
+    return moved
+
+
 def discard(staging: str | Path) -> None:
     """Remove an unfinished replacement that p2ptools built (never called on a user's folder)."""
     shutil.rmtree(staging, ignore_errors=True)

@@ -8,6 +8,15 @@ import pytest
 from p2p_testutils import CliResult, make_dataset
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Every cache p2ptools writes (converted weights, colour tables) goes to a folder of this test
+    session, never to the home folder of whoever runs the tests (issue 9.8)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("P2PTOOLS_CACHE", str(tmp_path_factory.mktemp("p2ptools-cache")))
+        yield
+
+
 @pytest.fixture
 def cli(capsys, monkeypatch):
     """Run ``p2ptools ARGS`` in-process through ``main()`` (error mapping included)."""

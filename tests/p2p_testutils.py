@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import subprocess
 import sys
 import tarfile
 import textwrap
 import threading
+import zlib
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -298,3 +300,13 @@ def jpeg_bytes(seed: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.full((8, 16, 3), seed * 40, np.uint8)).save(buf, "JPEG", quality=95)
     return buf.getvalue()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A small, structurally complete PNG whose IHDR claims ``width`` x ``height`` RGB pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")

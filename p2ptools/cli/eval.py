@@ -34,6 +34,7 @@ def eval_command(
     batch_size: BatchSize = 8,
     tf32: Annotated[bool, typer.Option("--tf32", help="Allow TF32 matmuls in the scorer (faster on GPU, not reference-grade).")] = False,
     precision: Annotated[str, typer.Option("--precision", help="Scorer precision: fp32 (reference) or bf16 (fast).")] = "fp32",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an evaluation already in --out (swapped in when the new one is complete).")] = False,
     no_progress: NoProgress = False,
 ) -> None:
     """Evaluate results (or runs) the way the paper did and write a report or an ablation table."""
@@ -50,7 +51,7 @@ def eval_command(
     )  # fmt: skip
     request = EvalRequest(
         out=out_dir, options=options, runs=run_dirs, results=result_dirs, fcn_weights=fcn_weights, device=device,
-        tf32=tf32, precision=precision,
+        tf32=tf32, precision=precision, overwrite=overwrite,
     )  # fmt: skip
     outcome = run_evaluation(request)
     if outcome.summary is not None:

@@ -3,7 +3,8 @@ ablation table. ``p2ptools eval`` and ``p2ptools demo`` both call :func:`run_eva
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +12,7 @@ import pandas as pd
 from p2ptools.errors import ConfigError
 from p2ptools.eval.evaluate import EvalOptions
 from p2ptools.locks import maybe_output_lock
-from p2ptools.outputs import refuse_foreign, refuse_overlap
+from p2ptools.outputs import carry_over, discard, refuse_foreign, refuse_overlap, staging_path, swap_in
 
 #: Files that mark a folder as an evaluation p2ptools wrote (a report, or an ablation table).
 REPORT_MARKERS = ("report.json", "table.csv")
@@ -30,6 +31,7 @@ class EvalRequest:
     device: str = "cpu"
     tf32: bool = False
     precision: str = "fp32"
+    overwrite: bool = False
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for an incomplete or contradictory request."""
@@ -67,9 +69,27 @@ def run_evaluation(request: EvalRequest) -> EvalOutcome:
     request.check()
     out, opts = Path(request.out), request.options
     refuse_overlap(out, [*request.runs, *request.results, opts.data, opts.real, opts.labels, opts.cityscapes], "--out")
-    refuse_foreign(out, REPORT_MARKERS, "--out", "evaluation")
+    state = refuse_foreign(out, REPORT_MARKERS, "--out", "evaluation")
+    if state == "ours" and not request.overwrite:
+        raise ConfigError(f"--out {out}: holds an evaluation already ({' / '.join(REPORT_MARKERS)}); use --overwrite to replace it "
+                          "(the old one stays until the new one is complete) or another --out")
     with maybe_output_lock(out), distributed_session(request.device) as device:
-        return _evaluate(request, device)
+        rank = int(os.environ.get("RANK", "0"))
+        staging = staging_path(out)
+        if rank == 0:
+            discard(staging)
+        try:
+            outcome = _evaluate(replace(request, out=staging), device)
+        except BaseException:
+            if rank == 0:
+                discard(staging)
+            raise
+        if rank != 0:
+            return outcome
+        carry_over(out, staging)  # a file of the user's in the old folder is kept, not deleted
+        swap_in(staging, out)
+        index = out / outcome.index.name if outcome.index is not None else None
+        return EvalOutcome(outcome.summary, index)
 
 
 def _evaluate(request: EvalRequest, device: str) -> EvalOutcome:

@@ -30,12 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from p2ptools.cache import CACHE_ENV  # noqa: F401  (re-exported: the variable that moves every cache)
 from p2ptools.imageio import write_bytes_atomic
 
 CHANNELS = ("L", "a", "b")
 _UNKNOWN = np.uint32(0xFFFFFFFF)
 _BITS = 10  # bits per packed bin index: at most 1024 bins per channel
-CACHE_ENV = "P2PTOOLS_CACHE"
 _TABLE_VERSION = 2  # v1 tables were filled through a (N, 1, 3) layout whose matrix product rounds differently
 
 
@@ -178,11 +178,13 @@ _TABLES: dict[LabBins, _ColorTable] = {}
 
 
 def table_cache_path(bins: LabBins) -> Path:
-    """Where the color table of ``bins`` is cached: ``$P2PTOOLS_CACHE`` (default
-    ``~/.cache/p2ptools``) / ``lab-table-v<N>-skimage<version>-<bins hash>.npy`` (64 MB)."""
+    """Where the color table of ``bins`` is cached: the user cache folder (:func:`p2ptools.cache.cache_root`,
+    ``$P2PTOOLS_CACHE`` first) / ``lab-table-v<N>-skimage<version>-<bins hash>.npy`` (64 MB)."""
     import skimage
 
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "p2ptools")
+    from p2ptools.cache import cache_root
+
+    root = cache_root()
     key = hashlib.sha256(json.dumps(bins.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
     return root / f"lab-table-v{_TABLE_VERSION}-skimage{skimage.__version__}-{key}.npy"
 

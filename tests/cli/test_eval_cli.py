@@ -107,6 +107,7 @@ def _one_error_line(r, *needles):
     assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
     for needle in needles:
         assert needle in lines[0], lines[0]
+    return lines[0]
 
 
 def test_error_paths(cli, scene, fake_load):
@@ -225,3 +226,68 @@ def test_seg_with_color_label_folder(cli, tmp_path):
     rep = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert rep["seg"]["per_pixel_acc"] == pytest.approx(scores(naive_hist(expected, 19))["per_pixel_acc"])
     assert rep["seg"]["class_iou"] == pytest.approx(scores(naive_hist(expected, 19))["class_iou"])
+
+
+# -- issue 9: an evaluation is replaced only with --overwrite, only once complete ---------------------
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_rerun_needs_overwrite_replaces_when_complete_and_keeps_a_users_files(cli, scene, fake_load):
+    root, _, _ = scene
+    (root / "w.safetensors").write_bytes(b"x")
+    args = ("eval", "--fcn", "--results", root / "res", "--cityscapes", root / "cs", "--fcn-weights", root / "w.safetensors",
+            "--out", root / "rep", "--no-progress")  # fmt: skip
+    assert cli(*args).code == 0
+    before = _tree(root / "rep")
+    assert not [name for name, data in before.items() if b".p2ptools-new" in data]  # no staging path leaks into the report
+    _one_error_line(cli(*args), f"--out {root / 'rep'}", "holds an evaluation already", "--overwrite")
+    assert _tree(root / "rep") == before
+    (root / "rep" / "my-notes.txt").write_text("the user's")
+    (root / "res" / f"{FRAMES[1]}_leftImg8bit.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # the new evaluation fails
+    _one_error_line(cli(*args, "--overwrite"), f"{FRAMES[1]}_leftImg8bit.png", "truncated")
+    assert _tree(root / "rep") == {**before, "my-notes.txt": b"the user's"}
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]
+    make_results(root / "res", {n: np.zeros((32, 48), np.uint8) for n in FRAMES[1:2]})
+    assert cli(*args, "--overwrite").code == 0
+    assert (root / "rep" / "my-notes.txt").read_text() == "the user's"  # carried into the new report, not deleted
+    assert _tree(root / "rep")["report.json"] != before["report.json"]
+    user = root / "user"
+    user.mkdir()
+    (user / "thesis.tex").write_text("x")
+    _one_error_line(cli(*args[:-3], "--out", user, "--overwrite"), f"--out {user}", "holds no p2ptools evaluation")
+
+
+def test_full_disk_during_eval_is_one_line_and_leaves_the_old_report(cli, scene, fake_load, monkeypatch):
+    import errno
+    import os
+
+    import p2ptools.imageio as imageio
+
+    root, _, _ = scene
+    (root / "w.safetensors").write_bytes(b"x")
+    args = ("eval", "--fcn", "--results", root / "res", "--cityscapes", root / "cs", "--fcn-weights", root / "w.safetensors",
+            "--no-progress")  # fmt: skip
+    assert cli(*args, "--out", root / "rep").code == 0
+    before = _tree(root / "rep")
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(imageio, "_write_all", full)
+    for out, extra in ((root / "new", ()), (root / "rep", ("--overwrite",))):
+        line = _one_error_line(cli(*args, "--out", out, *extra), "cannot write (No space left on device)")
+        assert ".p2ptools-new" in line or str(out) in line
+    assert not (root / "new").exists() and _tree(root / "rep") == before
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]
+
+
+def test_a_bad_safetensors_scorer_is_not_called_a_caffemodel(cli, scene):
+    root, _, _ = scene
+    (root / "w.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
+    line = _one_error_line(cli("eval", "--fcn", "--results", root / "res", "--cityscapes", root / "cs", "--fcn-weights",
+                               root / "w.safetensors", "--out", root / "o", "--no-progress"), "w.safetensors", "safetensors")  # fmt: skip
+    assert "caffemodel" not in line.split(":", 2)[-1].split(";")[0]
+    assert not (root / "o").exists()

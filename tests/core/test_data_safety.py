@@ -5,15 +5,13 @@ Each test reproduces one reported case (numbered as in the issue) through the re
 
 from __future__ import annotations
 
-import struct
 import tarfile
-import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from p2p_testutils import HttpServer, jpeg_bytes, tar_gz
+from p2p_testutils import HttpServer, jpeg_bytes, png_claiming, tar_gz
 
 from p2ptools.pairs import load_manifest
 
@@ -154,19 +152,9 @@ def test_case2_a_failed_rebuild_leaves_the_old_dataset_readable(ab, tmp_path, cl
 # -- case 6: a header claiming 50000x50000 pixels ---------------------------------------------------
 
 
-def _png_claiming(width: int, height: int) -> bytes:
-    """A small, structurally complete PNG whose IHDR claims ``width`` x ``height`` RGB pixels."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-
-
 def test_case6_oversized_header_is_one_line_and_skippable(ab, tmp_path, cli):
     bomb = ab / "A" / "train" / "1.png"
-    bomb.write_bytes(_png_claiming(50000, 50000))
+    bomb.write_bytes(png_claiming(50000, 50000))
     res = _combine(cli, ab / "A", ab / "B", tmp_path / "o1")
     _one_line_error(res, str(bomb), "50000x50000 pixels is over the limit", "P2PTOOLS_MAX_PIXELS")
     assert not (tmp_path / "o1" / "manifest.json").exists() and not list((tmp_path / "o1").rglob(".tmp-*"))

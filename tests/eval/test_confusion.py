@@ -105,3 +105,15 @@ def _peak(frames: int) -> int:
 def test_memory_is_flat_in_the_number_of_frames():
     small, large = _peak(10), _peak(100)
     assert large < small * 1.2 + 16_384
+
+
+def test_all_ignore_labels_score_zero_with_a_warning():
+    """Issue 9.9: no scored pixel at all is said, not silently reported as 0.000."""
+    from p2ptools.eval.confusion import NO_PIXELS_WARNING
+
+    hist = new_hist(5)
+    accumulate(hist, np.full((4, 4), 255, np.uint8), np.zeros((4, 4), np.uint8), 5)
+    block = scores(hist)
+    assert block["pixels"] == 0 and block["per_pixel_acc"] == 0.0 and block["warning"] == NO_PIXELS_WARNING
+    accumulate(hist, np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8), 5)
+    assert "warning" not in scores(hist)

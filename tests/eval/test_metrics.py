@@ -69,3 +69,13 @@ def test_errors(pair):
         image_metrics(a[:8, :8], b[:8, :8])
     with pytest.raises(ValueError, match="uint8"):
         image_metrics(a.astype(np.float32), b)
+
+
+def test_one_identical_image_does_not_turn_the_set_psnr_into_null(pair):
+    """Issue 9.9: the mean PSNR is over the images that differ; identical ones are counted apart."""
+    a, b = pair
+    acc = MetricsAccumulator()
+    m = acc.update(a, b)
+    acc.update(a, a)
+    r = acc.result()
+    assert r["psnr"] == pytest.approx(m["psnr"]) and r["psnr_identical"] == 1 and r["n_images"] == 2
