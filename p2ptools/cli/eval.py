@@ -28,7 +28,7 @@ def eval_command(
     split: Annotated[str, typer.Option("--split", help="Split of --data and of the runs' datasets.")] = "test",
     direction: Annotated[Optional[str], typer.Option("--direction", help="AtoB or BtoA: which half of --data is the input (default: the results' translate.json, else AtoB).", show_default=False)] = None,  # noqa: UP007
     fcn_weights: Annotated[Optional[Path], typer.Option("--fcn-weights", help="FCN-8s scorer: .safetensors, a p2ptools fcn train checkpoint, or the .caffemodel.", show_default=False)] = None,  # noqa: UP007
-    ground_truth_row: Annotated[bool, typer.Option("--ground-truth-row", help="Also score the real photos (resized to 256x256) as the upper bound.")] = False,
+    ground_truth_row: Annotated[bool, typer.Option("--ground-truth-row", help="Also score the real photos (each resized to its result's size, 256x256 in the paper) as the upper bound.")] = False,
     samples: Annotated[int, typer.Option("--samples", min=0, help="Sample triplets shown in report.html.")] = 8,
     device: Device = "cpu",
     batch_size: BatchSize = 8,

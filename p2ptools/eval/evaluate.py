@@ -39,7 +39,9 @@ from p2ptools.labels import CITYSCAPES, ClassTable
 from p2ptools.pairs import MANIFEST_NAME, Manifest, load_manifest
 from p2ptools.progress import console, make_progress
 
-#: Real photos are resized to this before scoring them as the ground-truth row (GUIDE.md section 4).
+#: The paper's result size: real photos are resized to the size of the results they are compared with
+#: before scoring them as the ground-truth row ("resize them to 256x256 first, like the results",
+#: GUIDE.md section 4), so that both rows reach the scorer at one resolution.
 GROUND_TRUTH_SIZE = (256, 256)
 SAMPLE_SIZE = 256
 
@@ -65,7 +67,8 @@ class EvalOptions:
         cityscapes / labels: label sources (Cityscapes root; folder of train-id or color PNGs).
         real / data: photo sources (folder matched by stem; aligned dataset, target half).
         split, direction: of ``data`` (direction None = the results' translate.json, else AtoB).
-        ground_truth_row: also score the real photos (resized to 256x256) with the FCN.
+        ground_truth_row: also score the real photos, each resized to its result's size (256x256 in
+            the paper's protocol), with the FCN.
     """
 
     fcn: bool = False
@@ -301,6 +304,7 @@ def evaluate_results(
     files = results.files[rank::world]
     samples: list[dict[str, Any]] = []
     need_photo = bool(options.color or want_metrics or options.ground_truth_row)
+    real_sizes: set[str] = set()  # the results' sizes, to which the real photos are resized
 
     with make_progress(options.progress and rank == 0) as bar:
         task = bar.add_task(f"eval {name or results.folder.name}", total=len(files))
@@ -316,7 +320,8 @@ def evaluate_results(
                     pred = _resize(classes.decode_colors(out), gt.shape, cv2.INTER_NEAREST)
                     accumulate(hist, gt, pred, c)
             if options.ground_truth_row:
-                real = [_resize(t, GROUND_TRUTH_SIZE, cv2.INTER_AREA) for t in truths]
+                real = [_resize(t, out.shape[:2], cv2.INTER_AREA) for t, out in zip(truths, outputs, strict=True)]
+                real_sizes.update(f"{out.shape[1]}x{out.shape[0]}" for out in outputs)
                 _score_batch(scorer, gt_hist, real, gts, c)
             for path, out, truth in zip(batch, outputs, truths, strict=True):
                 if hist_out is not None:
@@ -365,7 +370,8 @@ def evaluate_results(
             console.print(f"warning: {report['name']}: {block['warning']}", highlight=False, soft_wrap=True)
     if gt_hist is not None:
         block = scores(arrays["gt_hist"], classes.names)
-        block.update({"n_images": n_images, "classes": classes.name, "num_classes": c, "labels": labels.describe(), "photos": photos.describe(), "resized_to": list(GROUND_TRUTH_SIZE)})
+        block.update({"n_images": n_images, "classes": classes.name, "num_classes": c, "labels": labels.describe(), "photos": photos.describe(),
+                      "resized_to": "the size of each result (" + ", ".join(sorted(real_sizes)) + ")"})
         report["ground_truth"] = {"fcn": block}
         evaluation.gt_confusion = arrays["gt_hist"]
     if hist_out is not None:
