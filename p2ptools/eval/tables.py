@@ -30,6 +30,9 @@ from p2ptools.plugin import LoadOptions, read_run_config
 from p2ptools.registry import load_run
 
 GROUND_TRUTH = "Ground truth"
+#: Columns where a smaller value is better (the others: larger is better). Metric columns add
+#: themselves here when they join the table.
+LOWER_IS_BETTER = {"L1 (0-255)"}
 #: Options that do not change what a run computes (left out of row labels).
 NEUTRAL_OPTIONS = frozenset({"workers", "device", "compile", "channels_last"})
 TITLES = {"loss": "Loss", "netG": "Generator", "netD": "Discriminator", "data": "Dataset"}
@@ -206,9 +209,52 @@ def table_frame(evaluations: list[Evaluation], title: str = "Run") -> pd.DataFra
     truth = next((ev.report["ground_truth"]["fcn"] for ev in evaluations if "ground_truth" in ev.report), None)
     if truth:
         rows[GROUND_TRUTH] = {label: truth[key] for key, label in SCORE_KEYS}
-    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame = _ordered(pd.DataFrame.from_dict(rows, orient="index"))
     frame.index.name = title
     return frame
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+        "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _tex_escape(text: str) -> str:
+    """LaTeX special characters escaped, in one pass (the table's labels and caption)."""
+    return re.sub(r"[\\&%$#_{}~^]", lambda m: _TEX[m.group(0)], text)
+
+
+def best_rows(frame: pd.DataFrame) -> dict[str, set[str]]:
+    """For each numeric column, the generated rows (not the ground truth) holding its best value
+    (ties all count; a column with a single generated row has no best). See :data:`LOWER_IS_BETTER`."""
+    generated = frame.drop(index=[GROUND_TRUTH], errors="ignore")
+    best: dict[str, set[str]] = {}
+    if len(generated) < 2:
+        return best
+    for column in generated.columns:
+        values = pd.to_numeric(generated[column], errors="coerce").dropna()
+        if values.empty:
+            continue
+        target = values.min() if column in LOWER_IS_BETTER else values.max()
+        best[str(column)] = {str(i) for i, v in values.items() if abs(v - target) <= 1e-12 * max(1.0, abs(target))}
+    return best
+
+
+def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    """The ground-truth row last, after the generated rows (the paper's layout)."""
+    if GROUND_TRUTH in frame.index:
+        frame = frame.loc[[i for i in frame.index if i != GROUND_TRUTH] + [GROUND_TRUTH]]
+    return frame
+
+
+def _marked(frame: pd.DataFrame, best: dict[str, set[str]], bold, number, missing: str) -> pd.DataFrame:
+    """The frame as strings: numbers through ``number``, the best generated values through ``bold``."""
+    cells = {}
+    for column in frame.columns:
+        cells[column] = [missing if pd.isna(v) else (bold(number(v)) if str(idx) in best.get(str(column), ()) else number(v))
+                         for idx, v in frame[column].items()]  # fmt: skip
+    marked = pd.DataFrame(cells, index=frame.index)
+    marked.index.name = frame.index.name
+    return marked
 
 
 def write_tables(evaluations: list[Evaluation], out: str | Path, *, title: str = "Run", bins: LabBins | None = None, reports: dict[str, str] | None = None) -> dict[str, Path]:
@@ -218,9 +264,15 @@ def write_tables(evaluations: list[Evaluation], out: str | Path, *, title: str =
     frame = table_frame(evaluations, title)
     paths = {"csv": out / "table.csv", "md": out / "table.md", "tex": out / "table.tex", "html": out / "table.html"}
     write_text_atomic(paths["csv"], frame.to_csv(float_format="%.6f"))
-    write_text_atomic(paths["md"], markdown_table(frame, title))
-    caption = f"FCN scores and color/image metrics by {title.lower()} (p2ptools eval)"
-    tex = frame.to_latex(float_format="%.3f", na_rep="--", escape=True, caption=caption, label="tab:p2ptools-eval")
+    best = best_rows(frame)
+    note = "Best generated value of each column in bold" + (" (lower is better: " + ", ".join(sorted(c for c in frame.columns if c in LOWER_IS_BETTER)) + ")" if any(c in LOWER_IS_BETTER for c in frame.columns) else "") + "."
+    write_text_atomic(paths["md"], markdown_table(_marked(frame, best, lambda t: f"**{t}**", lambda v: f"{v:.3f}", "-"), title) + f"\n{note}\n")
+    caption = f"FCN scores and color/image metrics by {title.lower()} (p2ptools eval). {note}"
+    tex_frame = _marked(frame, best, lambda t: f"\\textbf{{{t}}}", lambda v: f"{v:.3f}", "--")
+    tex_frame.index = [_tex_escape(str(i)) for i in tex_frame.index]
+    tex_frame.index.name = _tex_escape(str(frame.index.name)) if frame.index.name else None
+    tex_frame.columns = [_tex_escape(str(c)) for c in tex_frame.columns]
+    tex = tex_frame.to_latex(escape=False, caption=_tex_escape(caption), label="tab:p2ptools-eval", column_format="l" + "r" * len(tex_frame.columns))
     write_text_atomic(paths["tex"], tex)
 
     curves = {ev.name: ev.color for ev in evaluations if ev.color is not None}
@@ -229,7 +281,12 @@ def write_tables(evaluations: list[Evaluation], out: str | Path, *, title: str =
     paths.update({f"color_{ch}": p for ch, p in plots.items()})
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>p2ptools eval: {html.escape(title)}</title>{HTML_STYLE}</head><body>"]
     parts.append(f"<h1>{html.escape(caption)}</h1>")
-    parts.append(frame.to_html(float_format=lambda v: f"{v:.3f}", na_rep="-", border=0, classes="numbers"))
+    html_frame = _marked(frame, best, lambda t: f"<b>{t}</b>", lambda v: f"{v:.3f}", "-")
+    html_frame.index = [html.escape(str(i)) for i in html_frame.index]
+    html_frame.index.name = html.escape(str(frame.index.name)) if frame.index.name else None
+    html_frame.columns = [html.escape(str(c)) for c in html_frame.columns]
+    parts.append(html_frame.to_html(escape=False, border=0, classes="numbers"))
+    parts.append(f"<p>{html.escape(note)}</p>")
     if reports:
         parts.append("<h2>Reports</h2><ul>" + "".join(f"<li><a href='{html.escape(p)}'>{html.escape(k)}</a></li>" for k, p in reports.items()) + "</ul>")
     if plots:

@@ -72,10 +72,27 @@ def test_tables_hold_every_row_and_the_ground_truth(scene, kit, tmp_path):
 
     md = paths["md"].read_text()
     assert md.startswith("| Loss | Per-pixel acc. | Per-class acc. | Class IOU |")
-    assert f"| L1+cGAN | {second.report['fcn']['per_pixel_acc']:.3f} |" in md
+    # the better generated row's value in bold; the ground truth, last, never is
+    assert f"| L1+cGAN | **{second.report['fcn']['per_pixel_acc']:.3f}** |" in md
+    assert f"| L1 | {first.report['fcn']['per_pixel_acc']:.3f} |" in md
+    truth_line = next(line for line in md.splitlines() if line.startswith(f"| {GROUND_TRUTH} |"))
+    assert "**" not in truth_line and md.splitlines().index(truth_line) == 4
+    assert "Best generated value of each column in bold (lower is better: L1 (0-255))." in md
     tex = paths["tex"].read_text()
     assert "\\begin{tabular}" in tex and f"{first.report['fcn']['class_iou']:.3f}" in tex and "L1+cGAN" in tex
+    assert f"\\textbf{{{second.report['fcn']['per_pixel_acc']:.3f}}}" in tex
     html = paths["html"].read_text()
     assert f"{second.report['color']['a']:.3f}" in html and "color_L.png" in html
+    assert f"<b>{second.report['fcn']['per_pixel_acc']:.3f}</b>" in html
     assert (tmp_path / "table" / "color_b.png").read_bytes()[:4] == b"\x89PNG"
     assert table_frame([first, second]).shape[0] == 3
+
+
+def test_best_rows_direction_ties_and_ground_truth():
+    from p2ptools.eval.tables import best_rows
+
+    frame = pd.DataFrame({"Per-pixel acc.": [0.5, 0.7, 0.9], "L1 (0-255)": [10.0, 12.0, None], "SSIM": [0.4, 0.4, None]},
+                         index=["L1", "L1+cGAN", GROUND_TRUTH])  # fmt: skip
+    best = best_rows(frame)
+    assert best == {"Per-pixel acc.": {"L1+cGAN"}, "L1 (0-255)": {"L1"}, "SSIM": {"L1", "L1+cGAN"}}  # ground truth excluded
+    assert best_rows(frame.loc[["L1", GROUND_TRUTH]]) == {}  # one generated row: nothing to compare
