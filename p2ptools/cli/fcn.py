@@ -52,6 +52,7 @@ def train(
     overwrite: Overwrite = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out from its last finished epoch (--epochs may grow).")] = False,
     position_jitter: Annotated[bool, typer.Option("--position-jitter", help="Also flip vertically and shift circularly, so the scorer must use appearance, not position.")] = False,
+    photometric_jitter: Annotated[float, typer.Option("--photometric-jitter", min=0.0, max=0.95, help="Random brightness/contrast/colour-balance change per image, up to this fraction, so the scorer must read texture, not mean colour.")] = 0.0,
     no_progress: NoProgress = False,
 ) -> None:
     """Train an FCN-8s scorer whose checkpoint records its class table (loadable with --fcn-weights)."""
@@ -61,6 +62,7 @@ def train(
         data=data, out=out_dir, width=width, epochs=epochs, batch_size=batch_size, lr=lr, size=size,
         vgg_weights=vgg_weights, classes=classes, photo=photo, split=split, val_split=val_split,
         device=device, seed=seed, overwrite=overwrite, resume=resume, progress=not no_progress, position_jitter=position_jitter,
+        photometric_jitter=photometric_jitter,
     )  # fmt: skip
     result = train_fcn(options)
     val = ", ".join(f"val {k} {v:.3f}" for k, v in result.val.items())

@@ -70,6 +70,9 @@ class FCNTrainOptions:
     # also flip vertically and shift circularly, so the scorer cannot score by position alone
     # (scenes with a fixed layout let a small FCN label even a flat gray image by where it is)
     position_jitter: bool = False
+    # per-image brightness, contrast and colour-balance changes of up to this fraction (0 = none), so
+    # the scorer cannot key on a class's mean colour and must read texture and shape (see photometric_jitter)
+    photometric_jitter: float = 0.0
 
 
 @dataclass
@@ -250,6 +253,36 @@ def _jitter_position(photos: np.ndarray, labels: np.ndarray, rng: random.Random)
     return np.roll(photos, (dy, dx), axis=(1, 2)), np.roll(labels, (dy, dx), axis=(1, 2))
 
 
+def photometric_jitter(photos: np.ndarray, strength: float, rng: random.Random) -> np.ndarray:
+    """A new batch with each image's brightness, contrast and colour balance changed at random.
+
+    Per image: contrast ``c`` and brightness ``b`` drawn from ``U(1 - strength, 1 + strength)`` and
+    one gain per channel from ``U(1 - strength / 2, 1 + strength / 2)``; then
+    ``out = ((x - mean) * c + mean * b) * gain``, with ``mean`` the image's mean over its pixels
+    and channels, clipped to 0..255 and rounded. ``strength`` 0 returns an equal copy. Labels are
+    not touched: call it on the photos only.
+
+    Args:
+        photos: (N, H, W, 3) uint8.
+        strength: 0 <= strength < 1.
+        rng: the training run's random stream (saved with its resume state).
+    """
+    if photos.ndim != 4 or photos.shape[-1] != 3 or photos.dtype != np.uint8:
+        raise ValueError(f"photos must be (N, H, W, 3) uint8, got {photos.shape} {photos.dtype}")
+    if not 0.0 <= strength < 1.0:
+        raise ValueError(f"strength must be in [0, 1), got {strength}")
+    if strength == 0.0:
+        return photos.copy()
+    out = np.empty_like(photos)
+    for i, image in enumerate(photos):
+        c, b = rng.uniform(1 - strength, 1 + strength), rng.uniform(1 - strength, 1 + strength)
+        gain = np.array([rng.uniform(1 - strength / 2, 1 + strength / 2) for _ in range(3)], np.float32)
+        x = image.astype(np.float32)
+        mean = float(x.mean())
+        out[i] = np.clip(np.rint(((x - mean) * c + mean * b) * gain), 0, 255).astype(np.uint8)
+    return out
+
+
 RESUME_TENSORS, RESUME_STATE, RESUME_FORMAT = "resume.safetensors", "resume.json", "p2ptools-fcn-resume/1"
 #: options that may change between an interrupted run and its resumption
 _RESUMABLE_CHANGES = ("epochs", "resume", "overwrite", "progress", "device")
@@ -356,6 +389,8 @@ def train_fcn(options: FCNTrainOptions) -> FCNTrainResult:
                     photos, labels = photos[:, :, ::-1], labels[:, :, ::-1]
                 if opts.position_jitter:
                     photos, labels = _jitter_position(photos, labels, rng)
+                if opts.photometric_jitter:
+                    photos = photometric_jitter(photos, opts.photometric_jitter, rng)
                 target = torch.from_numpy(np.ascontiguousarray(labels)).long().to(device)
                 if not (target != IGNORE).any():
                     progress.advance(task)

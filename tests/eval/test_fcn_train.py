@@ -173,6 +173,27 @@ def test_position_jitter_moves_photos_and_labels_together():
     assert len(seen) > 6  # it actually moves things
 
 
+def test_photometric_jitter_against_its_formula():
+    import random
+
+    from p2ptools.eval.fcn_train import photometric_jitter
+
+    photos = np.random.default_rng(1).integers(40, 200, (4, 6, 6, 3), dtype=np.uint8)
+    assert np.array_equal(photometric_jitter(photos, 0.0, random.Random(0)), photos)
+    out = photometric_jitter(photos, 0.4, random.Random(7))
+    assert out.dtype == np.uint8 and out.shape == photos.shape and not np.array_equal(out, photos)
+    rng = random.Random(7)  # the same draws, in the documented order, computed independently
+    for image, got in zip(photos, out, strict=True):
+        c, b = rng.uniform(0.6, 1.4), rng.uniform(0.6, 1.4)
+        gain = [rng.uniform(0.8, 1.2) for _ in range(3)]
+        x = image.astype(np.float64)
+        expected = np.clip(np.rint(((x - x.mean()) * c + x.mean() * b) * np.array(gain)), 0, 255)
+        assert np.abs(expected - got).max() <= 1  # float32 against float64 rounding
+    assert np.array_equal(photometric_jitter(photos, 0.4, random.Random(7)), out)  # seeded
+    with pytest.raises(ValueError, match="strength"):
+        photometric_jitter(photos, 1.0, random.Random(0))
+
+
 def test_resume_continues_exactly(tmp_path):
     """3 epochs straight == 2 epochs, then --resume to 3 (weights bit-identical); other options refuse."""
     from safetensors.torch import load_file
@@ -181,7 +202,7 @@ def test_resume_continues_exactly(tmp_path):
     from p2ptools.eval.fcn_train import FCNTrainOptions, train_fcn
 
     data = make_dataset(tmp_path / "data", counts=(("train", 8), ("val", 4)))
-    common = dict(data=data, width=1 / 16, batch_size=4, size=32, lr=1e-3, progress=False, position_jitter=True)
+    common = dict(data=data, width=1 / 16, batch_size=4, size=32, lr=1e-3, progress=False, position_jitter=True, photometric_jitter=0.3)
     straight = train_fcn(FCNTrainOptions(out=tmp_path / "straight", epochs=3, **common))
     train_fcn(FCNTrainOptions(out=tmp_path / "resumed", epochs=2, **common))
     with pytest.raises(ConfigError, match="pass --resume to continue it"):
