@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -28,8 +28,36 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+#: Width of a console that is not a terminal: wide enough that no table row or path is ever cut.
+UNWRAPPED_WIDTH = 10_000
+
+
+class OutputConsole(Console):
+    """A rich console that wraps only on a terminal.
+
+    Off a terminal (a file, a pipe, CI) text is not hard-wrapped (soft wrap) and the width is
+    :data:`UNWRAPPED_WIDTH` instead of rich's 80 columns, so tables get the width their cells need
+    and a markdown table or a long path stays on one line. A width given explicitly is kept.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("soft_wrap", True)
+        super().__init__(**kwargs)
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)  # type: ignore[attr-defined]
+        if self._width is None and not self.is_terminal:
+            return ConsoleDimensions(UNWRAPPED_WIDTH, size.height)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
 #: Progress and status output goes to stderr so that stdout stays machine-readable.
-console = Console(stderr=True, soft_wrap=True)
+console = OutputConsole(stderr=True)
 
 #: Seconds between two plain progress lines of an unchanged task (non-terminal output).
 EVERY_ENV = "P2PTOOLS_PROGRESS_EVERY"

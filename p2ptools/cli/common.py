@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from p2ptools.progress import OutputConsole
 
-#: Results go to stdout; progress and errors to stderr.
-out = Console()
+#: Results go to stdout (never hard-wrapped when it is not a terminal); progress and errors to stderr.
+out = OutputConsole()
 
 RunDir = Annotated[Path, typer.Argument(help="Run directory (config.json, checkpoints/).", show_default=False)]
 Device = Annotated[str, typer.Option("--device", help="Torch device: cpu, cuda, cuda:1, ...")]
