@@ -70,8 +70,9 @@ def run_command(
     body: Callable[[dict[str, Any]], None],
     args: list[str],
 ) -> None:
-    """Build a one-command Typer app from ``params`` and run it on ``args`` (standalone: usage
-    errors print the usage and exit 2; ``--help`` prints every option)."""
+    """Build a one-command Typer app from ``params`` and run it on ``args``. ``--help`` prints every
+    option; usage errors propagate to :func:`p2ptools.cli.main` (one line, exit 2), and so does a
+    ``typer.Exit`` with a non-zero code."""
 
     def command(**kwargs: Any) -> None:
         body(kwargs)
@@ -80,4 +81,6 @@ def run_command(
     command.__doc__ = help_text
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command(context_settings={"max_content_width": 120})(command)
-    typer.main.get_command(app).main(args=args, prog_name=prog_name, standalone_mode=True)
+    code = typer.main.get_command(app).main(args=args, prog_name=prog_name, standalone_mode=False)
+    if isinstance(code, int) and code != 0:
+        raise typer.Exit(code)
