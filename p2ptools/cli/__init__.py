@@ -17,7 +17,7 @@ from p2ptools import __version__
 from p2ptools.cli import datasets, demo, import_checkpoint, make_dataset, models, train, translate
 from p2ptools.cli import eval as eval_cli
 from p2ptools.cli import fcn, hed
-from p2ptools.cli.common import PASSTHROUGH
+from p2ptools.cli.common import PASSTHROUGH, tidy_help
 from p2ptools.errors import P2PError
 
 app = typer.Typer(
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = os.environ.get("P2PTOOLS_DEBUG", "") not in ("", "0")
     code = 0
     try:
-        code = app(args=argv, prog_name="p2ptools", standalone_mode=False)
+        code = tidy_help(typer.main.get_command(app)).main(args=argv, prog_name="p2ptools", standalone_mode=False)
     except typer.TyperException as exc:  # click's usage errors, as typer ships them: one line, no box
         if debug:
             raise
