@@ -29,3 +29,9 @@ def test_make_prints_the_hint(target):
     proc = subprocess.run(["make", "-n", target, "VENV=/nonexistent-venv"], cwd=ROOT, capture_output=True, text=True, check=True)
     last = proc.stdout.strip().splitlines()[-1]
     assert "/nonexistent-venv/bin/p2ptools --help" in last and "/nonexistent-venv/bin/activate" in last
+
+
+def test_readme_says_what_the_install_costs():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "about 6.0 GB" in text and "nvidia-*" in text and "triton" in text
+    assert "download.pytorch.org/whl/cpu" in text
