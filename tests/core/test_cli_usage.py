@@ -109,3 +109,15 @@ def test_models_show_lists_the_valid_choices(cli):
     for f in with_choices:
         assert choices_text(f) in _option_row(res.stdout, flag_of(f)), f.name
     assert "batch, instance, none, syncbatch" in _option_row(res.stdout, "--norm")
+
+
+def test_a_file_where_a_folder_is_expected_says_so(cli, tmp_path, tiny_data):
+    """Issue 15.7 (done on main; covered here): the message says what the path is and what was expected."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    res = cli("train", "--data", notes, "--out", tmp_path / "run", "--workers", "0")
+    assert res.code == 1 and "is a file; --data expects an aligned dataset folder" in res.stderr and str(notes) in res.stderr
+    res = cli("make-dataset", "combine", "--source-a", tiny_data / "train", "--source-b", tiny_data / "train", "--split", "train",
+              "--out", notes)
+    assert res.code == 1 and res.stderr == f"error: --out {notes}: is a file; --out expects a folder (a new one, or one p2ptools wrote)\n"
+    assert notes.read_text() == "mine"
