@@ -1,10 +1,10 @@
 """Progress shared by long jobs (builders, training, translation, evaluation, downloads).
 
 On a terminal, a rich progress bar. When stderr is not a terminal (``> log 2>&1``, CI, a pipe),
-plain lines instead, so that a log is never silent: one whenever a task's status
-changes (a new description or new fields, e.g. the trainer's losses every ``log_every`` steps and its
-``val_L1`` at each epoch end), one at least every ``P2PTOOLS_PROGRESS_EVERY`` seconds (default 30)
-otherwise, and one when it finishes. (No line at the start: an input error found right away stays
+plain lines instead, so that a log is never silent: one whenever a task's status fields change
+(``update(task, stats=...)``: the trainer's losses every ``log_every`` steps and its ``val_L1`` at
+each epoch end), one at least every ``P2PTOOLS_PROGRESS_EVERY`` seconds (default 30) otherwise, and
+one when it finishes. A new description alone prints nothing (some jobs put a per-step loss there). (No line at the start: an input error found right away stays
 the only line on stderr.) Each line carries the count, the rate and an ETA::
 
     train pix2pix: 40/200 (20%) epoch 1/5 G_GAN 0.693 G_L1 0.31 images/s 9.8 | 2.1/s, 0:00:19 elapsed, ETA 0:01:16
@@ -140,11 +140,10 @@ class LineProgress:
     def update(self, task_id: int, *, total: float | None = None, completed: float | None = None,
                advance: float | None = None, description: str | None = None, visible: bool | None = None,
                refresh: bool = False, **fields: Any) -> None:
-        """Update a task; print a line on a status change, at the end, or after ``every`` seconds."""
+        """Update a task; print a line when its fields change, at the end, or after ``every`` seconds."""
         task = self._tasks[task_id]
         was_done = self._done(task)
-        changed = (description is not None and description != task.description) or any(
-            task.fields.get(k) != v for k, v in fields.items())
+        changed = any(task.fields.get(k) != v for k, v in fields.items())
         if total is not None:
             task.total = total
         if completed is not None:

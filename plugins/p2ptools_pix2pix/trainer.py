@@ -298,7 +298,7 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
                     append_log(log_path, record)
                     terms_text = " ".join(f"{k.replace('images_per_s', 'images/s')} {v:.3g}" for k, v in record.items()
                                           if k not in ("step", "epoch", "lr"))
-                    bar.update(task, completed=step, stats=f"epoch {epoch + 1}/{total_epochs} {terms_text}{val_text}")
+                    bar.update(task, completed=step, stats=" ".join(filter(None, (f"epoch {epoch + 1}/{total_epochs}", terms_text, val_text))))
                 else:
                     bar.update(task, completed=step)
                 while step == stall_at and not stop:
@@ -328,8 +328,8 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
                 record = {"step": step, "epoch": epoch + 1, "val_L1": round(val_l1, 6), "val_split": val_split or "train",
                           "lr": optimizers["G"].param_groups[0]["lr"]}
                 append_log(log_path, record)
-                val_text = f" val_L1 {val_l1:.4g}"
-                bar.update(task, stats=f"epoch {epoch + 1}/{total_epochs} done {terms_text}{val_text}")
+                val_text = f"val_L1 {val_l1:.4g}"
+                bar.update(task, stats=" ".join(filter(None, (f"epoch {epoch + 1}/{total_epochs} done", terms_text, val_text))))
             epoch, batches_done = epoch + 1, 0
             save(epoch, batches_done)
     return run_dir

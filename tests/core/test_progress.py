@@ -72,3 +72,14 @@ def test_make_dataset_prints_plain_lines(cli, tmp_path):
     assert res.code == 0, res.stderr
     lines = res.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("combine: 3/3 (100%) |") and lines[0].endswith("done")
+
+
+def test_a_new_description_alone_prints_nothing():
+    buf = io.StringIO()
+    with LineProgress(Console(file=buf), every=3600) as bar:
+        task = bar.add_task("fcn train", total=3)
+        for step in range(2):
+            bar.update(task, advance=1, description=f"fcn train loss {step}")
+        assert buf.getvalue() == ""
+        bar.advance(task)
+    assert buf.getvalue().startswith("fcn train loss 1: 3/3 (100%) |")
