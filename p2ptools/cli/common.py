@@ -35,7 +35,7 @@ def tidy_help(command: Any) -> Any:
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
         elif param.param_type_name == "argument":
-            name = param.metavar or param.name.upper()
+            name = param.metavar = param.metavar or param.name.upper()  # also in "Missing argument 'NAME'"
             piece = (name if param.required else f"[{name}]") + ("..." if param.nargs != 1 else "")
             param.get_usage_pieces = lambda ctx, piece=piece: [piece]
     for sub in getattr(command, "commands", {}).values():
