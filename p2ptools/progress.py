@@ -1,11 +1,13 @@
-"""Progress shared by long jobs (builders, training, translation, evaluation, downloads).
+"""Console output of long jobs (builders, training, translation, evaluation, downloads): progress,
+and the consoles (:class:`OutputConsole`: no hard wrap off a terminal) that stdout and stderr use.
 
 On a terminal, a rich progress bar. When stderr is not a terminal (``> log 2>&1``, CI, a pipe),
 plain lines instead, so that a log is never silent: one whenever a task's status fields change
 (``update(task, stats=...)``: the trainer's losses every ``log_every`` steps and its ``val_L1`` at
 each epoch end), one at least every ``P2PTOOLS_PROGRESS_EVERY`` seconds (default 30) otherwise, and
-one when it finishes. A new description alone prints nothing (some jobs put a per-step loss there). (No line at the start: an input error found right away stays
-the only line on stderr.) Each line carries the count, the rate and an ETA::
+one when it finishes. A new description alone prints nothing (some jobs put a per-step loss
+there), and nothing is printed at the start (an input error found right away stays the only line
+on stderr). Each line carries the count, the rate and an ETA::
 
     train pix2pix: 40/200 (20%) epoch 1/5 G_GAN 0.693 G_L1 0.31 images/s 9.8 | 2.1/s, 0:00:19 elapsed, ETA 0:01:16
 """
