@@ -9,7 +9,11 @@ DEMO_OUT ?= p2ptools-demo
 
 .PHONY: demo test install
 
+# Printed after install and demo: the command is in $(BIN), not on PATH.
+HINT := echo "p2ptools is installed in $(VENV)/: run $(BIN)/p2ptools --help, or '. $(BIN)/activate' and then p2ptools --help"
+
 install: $(STAMP)
+	@$(HINT)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +22,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/p2ptools demo --out $(DEMO_OUT)
+	@$(HINT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

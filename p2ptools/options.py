@@ -42,6 +42,15 @@ def check_choices(options: Any) -> None:
             raise ConfigError(f"{flag_of(f)}: invalid value {value!r}; choose from {allowed}")
 
 
+def choices_text(f: dataclasses.Field) -> str | None:
+    """A field's valid values for help texts (``metadata["choices_help"]`` or the listed choices),
+    or None when any value of its type goes."""
+    choices = f.metadata.get("choices")
+    if choices is None:
+        return None
+    return f.metadata.get("choices_help") or ", ".join(map(str, choices))
+
+
 def flag_of(f: dataclasses.Field) -> str:
     """The command-line flag of a field: ``metadata["flag"]`` or ``--`` + name with dashes."""
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")

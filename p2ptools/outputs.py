@@ -29,6 +29,15 @@ def staging_path(output: str | Path) -> Path:
     return output.parent / f".{output.name}{NEW_SUFFIX}"
 
 
+def final_name(path: str | Path) -> str:
+    """The name an output will have: ``table1`` for ``table1`` and for its staging folder
+    ``.table1.p2ptools-new`` (pages that show their folder's name are written while staged)."""
+    name = Path(os.path.abspath(path)).name
+    if name.startswith(".") and name.endswith(NEW_SUFFIX):
+        return name[1 : -len(NEW_SUFFIX)]
+    return name
+
+
 def _old_path(output: Path) -> Path:
     output = Path(os.path.abspath(output))
     return output.parent / f".{output.name}{OLD_SUFFIX}"

@@ -10,7 +10,6 @@ manifest. See ``p2ptools_datasets/_template.py`` for a complete small example.
 
 from __future__ import annotations
 
-import os
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -20,11 +19,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from p2ptools.cpus import default_workers
 from p2ptools.pairs import Manifest
 
 
 def _default_workers() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
+    return default_workers(8)
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class BuildOptions:
     size: int = field(default=256, metadata={"help": "Side of each half in pixels (builders that resize)."})
     limit: int | None = field(default=None, metadata={"help": "At most this many pairs per split."})
     seed: int = field(default=0, metadata={"help": "Seed for splits and any randomness (deterministic)."})
-    workers: int = field(default_factory=_default_workers, metadata={"help": "Worker processes."})
+    workers: int = field(default_factory=_default_workers, metadata={"help": "Worker processes (default: min(8, cores available))."})
     format: str = field(default="jpg", metadata={"help": "Pair file format.", "choices": ("jpg", "png")})
     quality: int = field(default=95, metadata={"help": "JPEG quality (1-100)."})
     overwrite: bool = field(default=False, metadata={"help": "Delete a previous build in OUT and start over."})

@@ -1,7 +1,8 @@
 """The ``p2ptools`` command line: one module per command group, assembled here.
 
 Library errors (:class:`p2ptools.errors.P2PError`) become one line on stderr and exit code 1;
-usage errors exit 2; ``P2PTOOLS_DEBUG=1`` shows tracebacks.
+usage errors (unknown option, missing value, bad value) one line too, with exit code 2;
+``P2PTOOLS_DEBUG=1`` shows tracebacks.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import typer
 from p2ptools import __version__
 from p2ptools.cli import datasets, demo, fcn, hed, import_checkpoint, make_dataset, models, train, translate
 from p2ptools.cli import eval as eval_cli
-from p2ptools.cli.common import PASSTHROUGH
+from p2ptools.cli.common import PASSTHROUGH, tidy_help
 from p2ptools.errors import P2PError
 
 app = typer.Typer(
@@ -60,8 +61,18 @@ def _one_line(message: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     debug = os.environ.get("P2PTOOLS_DEBUG", "") not in ("", "0")
+    code = 0
     try:
-        app(args=argv, prog_name="p2ptools")
+        code = tidy_help(typer.main.get_command(app)).main(args=argv, prog_name="p2ptools", standalone_mode=False)
+    except typer.TyperException as exc:  # click's usage errors, as typer ships them: one line, no box
+        if debug:
+            raise
+        if type(exc).__name__ != "NoArgsIsHelpError":  # the help is already printed
+            print(usage_error_line(exc, sys.argv[1:] if argv is None else argv), file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(1)
     except P2PError as exc:
         if debug:
             raise
@@ -81,3 +92,17 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"error: internal error {type(exc).__name__}: {_one_line(str(exc))} (set P2PTOOLS_DEBUG=1 for the traceback)", file=sys.stderr)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def usage_error_line(exc: typer.TyperException, argv: list[str]) -> str:
+    """One line for a usage error: the message and where the help is, e.g.
+    ``error: No such option: --bogus (see 'p2ptools train --help')``."""
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        where = ctx.command_path
+    else:  # an option's missing value: the parser knows no command; the first argument names it
+        commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+        where = f"p2ptools {argv[0]}" if argv and argv[0] in commands else "p2ptools"
+    message = " ".join(exc.format_message().split())
+    return f"error: {message} (see '{where} --help')"

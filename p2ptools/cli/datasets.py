@@ -25,7 +25,7 @@ def datasets(ctx: typer.Context) -> None:
 
 
 @app.command("show")
-def show(name: Annotated[str, typer.Argument(help="Builder name.")]) -> None:
+def show(name: Annotated[str, typer.Argument(help="Builder name.", metavar="NAME")]) -> None:
     """Show a builder's expected source layout and options."""
     cls = registry.load("datasets", name)
     out.print(f"[bold]{cls.name}[/bold] {cls.version}: {cls.summary}")
@@ -35,7 +35,7 @@ def show(name: Annotated[str, typer.Argument(help="Builder name.")]) -> None:
 
 
 @app.command("verify")
-def verify(root: Annotated[Path, typer.Argument(help="Dataset root with manifest.json.")]) -> None:
+def verify(root: Annotated[Path, typer.Argument(help="Dataset root with manifest.json.", metavar="DIR")]) -> None:
     """Check every file of a dataset against the sha256 in its manifest."""
     report = verify_dataset(root)
     if not report.ok:

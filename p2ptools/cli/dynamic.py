@@ -15,7 +15,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from p2ptools.options import check_choices, field_default, flag_of, option_fields, unwrap_optional
+from p2ptools.cli.common import tidy_help
+from p2ptools.options import check_choices, choices_text, field_default, flag_of, option_fields, unwrap_optional
 
 _SIMPLE = (str, int, float, bool, Path)
 
@@ -41,9 +42,8 @@ def dataclass_parameters(cls: type, prefix: str, panel: str) -> list[inspect.Par
         flag = flag_of(f)
         decls = [f"{flag}/--no-{flag[2:]}"] if base is bool else [flag]
         help_text = f.metadata.get("help", "")
-        choices = f.metadata.get("choices")
-        if choices is not None:
-            allowed = f.metadata.get("choices_help") or ", ".join(map(str, choices))
+        allowed = choices_text(f)
+        if allowed is not None:
             help_text += f" Choices: {allowed}."
         option = typer.Option(*decls, help=help_text, rich_help_panel=panel, show_default=True)
         annotation = Annotated[Optional[base] if optional else base, option]  # noqa: UP007
@@ -70,8 +70,9 @@ def run_command(
     body: Callable[[dict[str, Any]], None],
     args: list[str],
 ) -> None:
-    """Build a one-command Typer app from ``params`` and run it on ``args`` (standalone: usage
-    errors print the usage and exit 2; ``--help`` prints every option)."""
+    """Build a one-command Typer app from ``params`` and run it on ``args``. ``--help`` prints every
+    option; usage errors propagate to :func:`p2ptools.cli.main` (one line, exit 2), and so does a
+    ``typer.Exit`` with a non-zero code."""
 
     def command(**kwargs: Any) -> None:
         body(kwargs)
@@ -80,4 +81,6 @@ def run_command(
     command.__doc__ = help_text
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command(context_settings={"max_content_width": 120})(command)
-    typer.main.get_command(app).main(args=args, prog_name=prog_name, standalone_mode=True)
+    code = tidy_help(typer.main.get_command(app)).main(args=args, prog_name=prog_name, standalone_mode=False)
+    if isinstance(code, int) and code != 0:
+        raise typer.Exit(code)

@@ -15,7 +15,7 @@ PathList = Optional[list[Path]]  # noqa: UP007
 
 def eval_command(
     out_dir: Annotated[Path, typer.Option("--out", help="Report folder (report.*; with several rows, table.* and one folder per row).", show_default=False)],
-    paths: Annotated[PathList, typer.Argument(help="More run directories (with config.json) or results folders.", show_default=False)] = None,
+    paths: Annotated[PathList, typer.Argument(help="Folders to evaluate, one row each: run directories (with config.json: translated first, like --runs) or results folders (like --results).", metavar="PATH", show_default=False)] = None,
     fcn: Annotated[bool, typer.Option("--fcn", help="FCN-8s scores of result photos against label maps.")] = False,
     seg: Annotated[bool, typer.Option("--seg", help="Results are color label maps: decode by nearest class color and score.")] = False,
     color: Annotated[bool, typer.Option("--color", help="Lab histogram intersections and plots against the ground-truth photos.")] = False,

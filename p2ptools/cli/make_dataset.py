@@ -21,7 +21,7 @@ OWN_PREFIX = "own__"
 
 
 def make_dataset(ctx: typer.Context) -> None:
-    """Build an aligned A|B dataset: p2ptools make-dataset NAME --source PATH --out DIR [options].
+    """Build an aligned A|B dataset: p2ptools make-dataset NAME --source PATH --out DIR, plus options.
 
     `p2ptools make-dataset NAME --help` lists NAME's own options; `p2ptools datasets` lists builders.
     """

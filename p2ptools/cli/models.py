@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from p2ptools import registry
 from p2ptools.cli.common import out
-from p2ptools.options import field_default, flag_of, option_fields
+from p2ptools.options import choices_text, field_default, flag_of, option_fields
 
 app = typer.Typer(help="List model plugins, or show one's options.", invoke_without_command=True, no_args_is_help=False)
 
@@ -25,12 +26,13 @@ def plugin_table(kind: str) -> Table:
 
 
 def options_table(cls: type, title: str) -> Table:
-    """Table of an options dataclass: flag, type, default, help."""
+    """Table of an options dataclass: flag, type, default, valid values, help."""
     table = Table(title=title)
-    for col in ("option", "type", "default", "help"):
+    for col in ("option", "type", "default", "choices", "help"):
         table.add_column(col)
     for f, tp in option_fields(cls):
-        table.add_row(flag_of(f), getattr(tp, "__name__", str(tp)), repr(field_default(f)), f.metadata.get("help", ""))
+        table.add_row(flag_of(f), getattr(tp, "__name__", str(tp)), repr(field_default(f)), escape(choices_text(f) or ""),
+                      escape(f.metadata.get("help", "")))
     return table
 
 
@@ -42,7 +44,7 @@ def models(ctx: typer.Context) -> None:
 
 
 @app.command("show")
-def show(name: Annotated[str, typer.Argument(help="Model plugin name.")]) -> None:
+def show(name: Annotated[str, typer.Argument(help="Model plugin name.", metavar="NAME")]) -> None:
     """Show a model plugin's options with their defaults."""
     cls = registry.load("models", name)
     out.print(f"[bold]{cls.name}[/bold] {cls.version}: {cls.summary}")

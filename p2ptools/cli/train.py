@@ -23,14 +23,14 @@ PREFIX = "opt__"
 
 
 def train(ctx: typer.Context) -> None:
-    """Train a model: p2ptools train --model NAME --data DIR --out RUN_DIR [model options].
+    """Train a model: p2ptools train --model NAME --data DIR --out RUN_DIR, plus model options.
 
     `p2ptools train --model NAME --help` lists the model's options. `--resume RUN_DIR` continues an
     interrupted run with its own configuration.
     """
     args = list(ctx.args)
     resume = find_value(args, "--resume")
-    if resume is not None:
+    if resume is not None and not resume.startswith("-") and "--help" not in args:
         config = read_run_config(resume)
         cls = registry.load("models", config["plugin"])
         options = from_dict(cls.Options, config.get("options", {}), f"{resume}/config.json")
@@ -45,14 +45,20 @@ def train(ctx: typer.Context) -> None:
     cls = registry.load("models", name)
     params = [
         _param("model", str, name, typer.Option("--model", help="Model plugin (see `p2ptools models`).")),
-        _param("data", Optional[Path], None, typer.Option("--data", help="Aligned dataset root.")),  # noqa: UP007
-        _param("run_dir", Optional[Path], None, typer.Option("--out", help="Run directory to create.")),  # noqa: UP007
+        _param("data", Optional[Path], None, typer.Option("--data", help="Aligned dataset root. Required (unless --resume).", show_default=False)),  # noqa: UP007
+        _param("run_dir", Optional[Path], None, typer.Option("--out", help="Run directory to create. Required (unless --resume).", show_default=False)),  # noqa: UP007
+        _param("resume", Optional[str], None, typer.Option(  # noqa: UP007  (handled before parsing; here for --help)
+            "--resume", metavar="RUN_DIR", show_default=False,
+            help="Continue the interrupted run RUN_DIR exactly, with its own config.json (no other options needed).")),
         _param("overwrite", bool, False, typer.Option("--overwrite", help="Replace a run of another configuration.")),
         _param("no_progress", bool, False, typer.Option("--no-progress", help="Do not draw progress bars.")),
     ]
     params += dataclass_parameters(cls.Options, PREFIX, f"{name} options")
 
     def body(values: dict[str, Any]) -> None:
+        if values["resume"] is not None:  # only a value that looks like an option gets here
+            raise typer.BadParameter(f"needs a run directory, got {values['resume']!r}: p2ptools train --resume RUN_DIR",
+                                     param_hint="'--resume'")
         if values["data"] is None or values["run_dir"] is None:
             raise ConfigError("train needs --data DIR and --out RUN_DIR (or --resume RUN_DIR)")
         options = build_options(cls.Options, values, PREFIX)

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import tempfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,6 +266,31 @@ def intersections(result: LabHistogram, ground_truth: LabHistogram) -> dict[str,
     return {ch: intersection(p[ch], q[ch]) for ch in CHANNELS}
 
 
+#: Curve colors of runs (matplotlib's tab10 without its grey, which is close to the dotted ground truth).
+RUN_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+
+
+def run_colors(names: Sequence[str]) -> dict[str, str]:
+    """A stable color per run name: the palette entry its CRC-32 picks, the next free one when two
+    names of ``names`` pick the same (while colors last). A run alone, as in its own report, always
+    gets its name's own color, so it looks the same there as in a table beside others.
+
+    Example:
+        >>> run_colors(["L1"]) == {"L1": RUN_PALETTE[zlib.crc32(b"L1") % len(RUN_PALETTE)]}
+        True
+    """
+    colors: dict[str, str] = {}
+    for name in names:
+        index = zlib.crc32(name.encode("utf-8")) % len(RUN_PALETTE)
+        taken = set(colors.values())
+        for step in range(len(RUN_PALETTE)):
+            if RUN_PALETTE[(index + step) % len(RUN_PALETTE)] not in taken:
+                index = (index + step) % len(RUN_PALETTE)
+                break
+        colors[name] = RUN_PALETTE[index]
+    return colors
+
+
 def plot_histograms(
     curves: Mapping[str, Mapping[str, np.ndarray]],
     ground_truth: Mapping[str, np.ndarray] | None,
@@ -272,6 +298,7 @@ def plot_histograms(
     bins: LabBins | None = None,
     *,
     prefix: str = "color",
+    colors: Mapping[str, str] | None = None,
 ) -> dict[str, Path]:
     """Log-probability plots, one PNG per channel: every curve solid, the ground truth dotted.
 
@@ -279,6 +306,7 @@ def plot_histograms(
         curves: label -> {"L", "a", "b"} normalised histograms (several runs overlaid).
         ground_truth: {"L", "a", "b"} of the real photos, or None.
         out_dir: folder for ``<prefix>_L.png``, ``<prefix>_a.png``, ``<prefix>_b.png``.
+        colors: label -> matplotlib color (default :func:`run_colors` of the labels).
 
     Returns:
         channel -> written path.
@@ -286,6 +314,7 @@ def plot_histograms(
     from matplotlib.figure import Figure
 
     bins = bins or LabBins()
+    colors = {**run_colors(list(curves)), **(colors or {})}
     out_dir = Path(out_dir)
     paths = {}
     for ch, edges in zip(CHANNELS, bins.edges(), strict=True):
@@ -293,7 +322,7 @@ def plot_histograms(
         fig = Figure(figsize=(5, 3.2), dpi=100)
         ax = fig.add_subplot(1, 1, 1)
         for label, hist in curves.items():
-            ax.plot(centers, _log(hist[ch]), linewidth=1.2, label=label)
+            ax.plot(centers, _log(hist[ch]), linewidth=1.2, label=label, color=colors[label])
         if ground_truth is not None:
             ax.plot(centers, _log(ground_truth[ch]), linestyle=":", color="black", linewidth=1.6, label="ground truth")
         ax.set_xlabel(ch)

@@ -137,14 +137,23 @@ def _write_samples(evaluation: Evaluation, folder: Path) -> list[dict[str, str |
     return written
 
 
-def _html_table(frame: pd.DataFrame) -> str:
-    return frame.to_html(float_format=lambda v: f"{v:.3f}", na_rep="-", border=0, classes="numbers")
+def html_table(frame: pd.DataFrame, *, escape: bool = True) -> str:
+    """A numbers table for the report pages: one header row (the index name heads the row labels'
+    column, instead of pandas' second, mostly empty header row), inside a container that scrolls
+    sideways when the table is wider than the page (the 20-column confusion matrix).
+    ``escape=False``: the cells, labels and names are HTML already (e.g. best values in ``<b>``)."""
+    flat = frame.rename_axis(frame.index.name or "").reset_index()
+    table = flat.to_html(float_format=lambda v: f"{v:.3f}", na_rep="-", border=0, classes="numbers", index=False, escape=escape)
+    return f"<div class='scroll'>{table}</div>"
 
 
 HTML_STYLE = """<style>
 body { font-family: sans-serif; margin: 2em; } table.numbers { border-collapse: collapse; }
 table.numbers td, table.numbers th { padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: right; }
-.samples td { text-align: center; font-size: 12px; } .samples img { max-width: 256px; }
+table.numbers td:first-child, table.numbers th:first-child { text-align: left; font-weight: bold; }
+.scroll { overflow-x: auto; max-width: 100%; }
+.samples th, .samples td { text-align: center; vertical-align: middle; font-size: 12px; padding: 2px 4px; }
+.samples img { display: block; margin: 0 auto; width: 192px; image-rendering: pixelated; }
 .plots img { width: 32%; min-width: 300px; }
 </style>"""
 
@@ -162,8 +171,12 @@ def samples_html(entries: list[dict[str, str | None]]) -> str:
     return "\n".join(rows) + "</table>"
 
 
-def write_report(evaluation: Evaluation, out_dir: str | Path, bins: LabBins | None = None) -> dict[str, Path]:
-    """Write every report file of one evaluation into ``out_dir``; returns name -> path."""
+def write_report(evaluation: Evaluation, out_dir: str | Path, bins: LabBins | None = None, *,
+                 colors: dict[str, str] | None = None) -> dict[str, Path]:
+    """Write every report file of one evaluation into ``out_dir``; returns name -> path.
+
+    ``colors`` (run name -> color) draws the run's color curves as a table beside it does
+    (default: the run name's own color, :func:`p2ptools.eval.color.run_colors`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
@@ -182,7 +195,7 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, bins: LabBins | No
         paths["confusion"] = out / "confusion.csv"
     plots: dict[str, Path] = {}
     if evaluation.color is not None:
-        plots = plot_histograms({evaluation.name: evaluation.color}, evaluation.color_truth, out, bins)
+        plots = plot_histograms({evaluation.name: evaluation.color}, evaluation.color_truth, out, bins, colors=colors)
         paths.update({f"color_{ch}": p for ch, p in plots.items()})
     samples = _write_samples(evaluation, out)
 
@@ -205,14 +218,14 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, bins: LabBins | No
     # HTML
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(evaluation.name)}</title>{HTML_STYLE}</head><body>"]
     parts.append(f"<h1>Evaluation: {html.escape(evaluation.name)}</h1><p>Results: {html.escape(str(report.get('results')))} ({report.get('n_images')} images)</p>")
-    parts.append("<h2>Scores</h2>" + _html_table(summary))
+    parts.append("<h2>Scores</h2>" + html_table(summary))
     for section in ("color", "image"):
         if section in report:
             parts.append(f"<p>{section}: {html.escape(report[section]['protocol'])}</p>")
     if per_class is not None:
-        parts.append("<h2>Per class</h2>" + _html_table(per_class))
+        parts.append("<h2>Per class</h2><p>(<a href='per_class.csv'>per_class.csv</a>)</p>" + html_table(per_class))
     if confusion is not None:
-        parts.append("<h2>Confusion matrix</h2><p>rows: ground truth, columns: prediction (<a href='confusion.csv'>confusion.csv</a>)</p>" + confusion.to_html(border=0, classes="numbers"))
+        parts.append("<h2>Confusion matrix</h2><p>rows: ground truth, columns: prediction (<a href='confusion.csv'>confusion.csv</a>)</p>" + html_table(confusion))
     if plots:
         parts.append("<h2>Color distributions (log probability, ground truth dotted)</h2><div class='plots'>")
         parts += [f"<img src='{p.name}' alt='{ch}'>" for ch, p in plots.items()]

@@ -21,10 +21,11 @@ from typing import Any
 import pandas as pd
 
 from p2ptools.errors import ConfigError
-from p2ptools.eval.color import CHANNELS, LabBins, plot_histograms
+from p2ptools.eval.color import CHANNELS, LabBins, plot_histograms, run_colors
 from p2ptools.eval.evaluate import EvalOptions, Evaluation, ScorerLike, distributed_context, evaluate_results
 from p2ptools.eval.matching import find_results
-from p2ptools.eval.report import HTML_STYLE, IMAGE_KEYS, SCORE_KEYS, markdown_table, score_block, write_report
+from p2ptools.eval.report import HTML_STYLE, IMAGE_KEYS, SCORE_KEYS, html_table, markdown_table, score_block, write_report
+from p2ptools.outputs import final_name
 from p2ptools.imageio import write_image, write_text_atomic
 from p2ptools.plugin import LoadOptions, read_run_config
 from p2ptools.registry import load_run
@@ -178,10 +179,11 @@ def evaluate_rows(
         evaluations.append(evaluate_results(find_results(row.results), row_options, scorer, name=row.label, scorer_info=scorer_info))
     if rank == 0:
         reports = {}
+        colors = run_colors([ev.name for ev in evaluations])  # one color per run, in its report as in the table
         for ev in evaluations:
-            write_report(ev, out / slug(ev.name), options.bins)
+            write_report(ev, out / slug(ev.name), options.bins, colors=colors)
             reports[ev.name] = f"{slug(ev.name)}/report.html"
-        write_tables(evaluations, out, title=title, bins=options.bins, reports=reports)
+        write_tables(evaluations, out, title=title, bins=options.bins, reports=reports, colors=colors)
     return evaluations
 
 
@@ -257,8 +259,11 @@ def _marked(frame: pd.DataFrame, best: dict[str, set[str]], bold, number, missin
     return marked
 
 
-def write_tables(evaluations: list[Evaluation], out: str | Path, *, title: str = "Run", bins: LabBins | None = None, reports: dict[str, str] | None = None) -> dict[str, Path]:
-    """Write ``table.{md,csv,tex,html}`` (and the overlaid color plots) into ``out``."""
+def write_tables(evaluations: list[Evaluation], out: str | Path, *, title: str = "Run", bins: LabBins | None = None,
+                 reports: dict[str, str] | None = None, colors: dict[str, str] | None = None) -> dict[str, Path]:
+    """Write ``table.{md,csv,tex,html}`` (and the overlaid color plots) into ``out``.
+
+    ``colors``: run name -> curve color (default :func:`p2ptools.eval.color.run_colors`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     frame = table_frame(evaluations, title)
@@ -277,15 +282,17 @@ def write_tables(evaluations: list[Evaluation], out: str | Path, *, title: str =
 
     curves = {ev.name: ev.color for ev in evaluations if ev.color is not None}
     truth = next((ev.color_truth for ev in evaluations if ev.color_truth is not None), None)
-    plots = plot_histograms(curves, truth, out, bins) if curves else {}
+    plots = plot_histograms(curves, truth, out, bins, colors=colors) if curves else {}
     paths.update({f"color_{ch}": p for ch, p in plots.items()})
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>p2ptools eval: {html.escape(title)}</title>{HTML_STYLE}</head><body>"]
+    name = final_name(out)  # the table's own name, e.g. table1 (also while it is built beside it)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(name)}: results by {html.escape(title.lower())}</title>"
+             f"{HTML_STYLE}</head><body>"]
     parts.append(f"<h1>{html.escape(caption)}</h1>")
     html_frame = _marked(frame, best, lambda t: f"<b>{t}</b>", lambda v: f"{v:.3f}", "-")
     html_frame.index = [html.escape(str(i)) for i in html_frame.index]
     html_frame.index.name = html.escape(str(frame.index.name)) if frame.index.name else None
     html_frame.columns = [html.escape(str(c)) for c in html_frame.columns]
-    parts.append(html_frame.to_html(escape=False, border=0, classes="numbers"))
+    parts.append(html_table(html_frame, escape=False))
     parts.append(f"<p>{html.escape(note)}</p>")
     if reports:
         parts.append("<h2>Reports</h2><ul>" + "".join(f"<li><a href='{html.escape(p)}'>{html.escape(k)}</a></li>" for k, p in reports.items()) + "</ul>")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from p2ptools.cpus import default_workers
+
 LOSSES = ("l1", "gan", "cgan", "l1+gan", "l1+cgan")
 NORMS = ("batch", "instance", "none", "syncbatch")
 PREPROCESS = ("resize_and_crop", "crop", "scale_width", "none")
@@ -56,7 +58,8 @@ class Pix2PixOptions:
     load_size: int = field(default=286, metadata={"help": "Resize to this before cropping."})
     crop_size: int = field(default=256, metadata={"help": "Random crop size (network input size)."})
     flip: bool = field(default=True, metadata={"help": "Random horizontal flips."})
-    workers: int = field(default=4, metadata={"help": "Data-loading worker processes (0 = in the main process)."})
+    workers: int = field(default_factory=lambda: default_workers(4),
+                         metadata={"help": "Data-loading worker processes (0 = in the main process; default: min(4, cores available))."})
     # optimisation
     epochs: int = field(default=100, metadata={"help": "Epochs at the initial learning rate."})
     epochs_decay: int = field(default=100, metadata={"help": "Epochs of linear decay to zero."})

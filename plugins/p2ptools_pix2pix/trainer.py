@@ -284,6 +284,7 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
     meter = Meter()
     with stop_on_signals() as stop, bar:
         task = bar.add_task("train pix2pix", total=total_steps, completed=step, stats="")
+        terms_text, val_text = "", ""  # the bar's status: latest averaged losses, latest val_L1
         while epoch < total_epochs and step < total_steps:
             sampler.set_epoch(epoch)
             sampler.set_start(batches_done * options.batch_size)
@@ -295,8 +296,11 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
                 if step % options.log_every == 0 and main:
                     record = {"step": step, "epoch": epoch + 1, **meter.flush(), "lr": optimizers["G"].param_groups[0]["lr"]}
                     append_log(log_path, record)
-                    bar.update(task, stats=" ".join(f"{k} {v:.3g}" for k, v in record.items() if k not in ("step", "epoch", "lr")))
-                bar.update(task, completed=step)
+                    terms_text = " ".join(f"{k.replace('images_per_s', 'images/s')} {v:.3g}" for k, v in record.items()
+                                          if k not in ("step", "epoch", "lr"))
+                    bar.update(task, completed=step, stats=" ".join(filter(None, (f"epoch {epoch + 1}/{total_epochs}", terms_text, val_text))))
+                else:
+                    bar.update(task, completed=step)
                 while step == stall_at and not stop:
                     time.sleep(0.05)
                 # ranks agree on stopping (a collective: every 10 steps under DDP, to spare a sync per step)
@@ -324,6 +328,8 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
                 record = {"step": step, "epoch": epoch + 1, "val_L1": round(val_l1, 6), "val_split": val_split or "train",
                           "lr": optimizers["G"].param_groups[0]["lr"]}
                 append_log(log_path, record)
+                val_text = f"val_L1 {val_l1:.4g}"
+                bar.update(task, stats=" ".join(filter(None, (f"epoch {epoch + 1}/{total_epochs} done", terms_text, val_text))))
             epoch, batches_done = epoch + 1, 0
             save(epoch, batches_done)
     return run_dir

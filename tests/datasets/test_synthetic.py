@@ -5,10 +5,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
-import pytest
 from p2p_testutils import build_then_sigkill
 from p2ptools_datasets.synthetic import SyntheticScenesBuilder, SyntheticScenesOptions, render_scene
 
@@ -115,13 +113,3 @@ def test_resume_after_sigkill_is_byte_identical(tmp_path):
     for rel in files:
         assert (out / rel).read_bytes() == (tmp_path / "clean" / rel).read_bytes(), rel
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no .tmp- files, no journal
-
-
-@pytest.mark.parametrize("size", [64, 128])
-def test_render_speed_report(size, capsys):
-    """Not a timed assertion: prints ms per scene for the record."""
-    start = time.perf_counter()
-    for s in range(5):
-        render_scene(np.random.default_rng(s), size)
-    with capsys.disabled():
-        print(f"\nrender_scene {size}px: {(time.perf_counter() - start) / 5 * 1000:.1f} ms/scene")
