@@ -126,7 +126,7 @@ def test_case5_a_live_run_is_locked_against_resume_and_a_second_train(data, tmp_
             assert time.monotonic() < deadline, "the trainer did not reach its first checkpoint"
             time.sleep(0.05)
         before = _tree(out / "checkpoints")
-        for args in (("train", "--resume", out), ("train", "--data", data, "--out", out, *TINY_ARGS),
+        for args in (("train", "--resume", out, "--no-progress"), ("train", "--data", data, "--out", out, *TINY_ARGS),
                      ("train", "--data", data, "--out", out, *TINY_ARGS, "--overwrite")):  # fmt: skip
             res = cli(*args)
             _one_line_error(res, str(out), "in use by another p2ptools process", f"PID {proc.pid}")
@@ -183,7 +183,7 @@ def test_case7_full_disk_during_checkpoint_is_one_line_and_keeps_the_previous_ch
 
     monkeypatch.setattr(json, "dump", json_full)
     before = _tree(out / "checkpoints")
-    res = cli("train", "--resume", out)
+    res = cli("train", "--resume", out, "--no-progress")
     _one_line_error(res, "latest_state.json: cannot write (No space left on device)")
     assert _tree(out / "checkpoints") == before and not (out / ".tmp-checkpoints").exists()
     monkeypatch.undo()
@@ -197,7 +197,7 @@ def test_case9_a_wrong_type_in_config_json_is_one_line(run, cli):
     config = json.loads((run / "config.json").read_text())
     config["options"]["ngf"] = "eight"
     (run / "config.json").write_text(json.dumps(config))
-    for args in (("train", "--resume", run), ("translate", run, "--input", run.parent / "data" / "val", "--output", run.parent / "t")):
+    for args in (("train", "--resume", run, "--no-progress"), ("translate", run, "--input", run.parent / "data" / "val", "--output", run.parent / "t")):
         _one_line_error(cli(*args), "config.json", "ngf", "eight")
 
 
