@@ -1,0 +1,38 @@
+"""Tiny pix2pixHD datasets: A|B pairs plus label_ids/ and instance_ids/ extras, in the layout the
+Cityscapes builder writes with --ids-extras."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from p2p_testutils import make_dataset  # noqa: F401  (re-exported for the RGB-input tests)
+
+from p2ptools.pairs import write_pair
+
+#: colors of the photo half per label id (the target is a function of the label map)
+PHOTO_COLORS = np.array([[20, 20, 20], [200, 40, 40], [40, 200, 40], [40, 40, 200], [220, 220, 60]], np.uint8)
+
+
+def make_label_dataset(root: Path, *, train: int = 4, val: int = 2, height: int = 32, width: int = 64, label_nc: int = 5,
+                       seed: int = 0) -> Path:
+    """``root/{train,val}/NNN.png`` pairs (A = photo, B = label colors) with label and instance maps."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train), ("val", val)):
+        for i in range(count):
+            labels = np.zeros((height, width), np.uint8)
+            inst = np.zeros((height, width), np.uint16)
+            for k in range(3):
+                y, x = int(rng.integers(0, height - 8)), int(rng.integers(0, width - 12))
+                cls = int(rng.integers(1, label_nc))
+                labels[y : y + 8, x : x + 12] = cls
+                inst[y : y + 8, x : x + 12] = cls * 1000 + k
+            photo = PHOTO_COLORS[labels % len(PHOTO_COLORS)]
+            shown = np.stack([labels * 50] * 3, axis=2).astype(np.uint8)
+            write_pair(root / split / f"{i:03d}.png", photo, shown)
+            for kind, image in (("label_ids", labels), ("instance_ids", inst)):
+                path = root / kind / split / f"{i:03d}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                assert cv2.imwrite(str(path), image)
+    return root
