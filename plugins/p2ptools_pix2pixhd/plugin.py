@@ -29,6 +29,13 @@ class Pix2PixHDPlugin(ModelPlugin):
 
         return load_run(run_dir, options)
 
+    def smoke_options(self) -> Pix2PixHDOptions:
+        """The global generator at ngf 8 (2 downsamplings), 2 discriminators of 2 layers, RGB inputs,
+        no VGG file needed; two epochs of batch 2 on the CPU."""
+        return Pix2PixHDOptions(ngf=8, ndf=8, n_downsample_global=2, n_blocks_global=1, n_layers_D=2, label_nc=0, instance=False,
+                                vgg_loss=False, preprocess="none", epochs=1, epochs_decay=1, batch_size=2, workers=0, device="cpu",
+                                log_every=1)
+
     def import_checkpoint(self, checkpoint: Path, options: Pix2PixHDOptions, run_dir: Path, overwrite: bool = False) -> Path:
         """Turn the official ``latest_net_G.pth`` into a run directory (loaded with weights_only=True)."""
         from p2ptools_pix2pixhd.official_import import import_official_checkpoint
