@@ -31,6 +31,9 @@ class Pix2PixHDOptions:
     n_blocks_local: int = field(default=3, metadata={"help": "Residual blocks of each local enhancer."})
     niter_fix_global: int = field(default=0, metadata={"help": "Epochs in which only the outermost local enhancer trains "
                                                                "(the global part fixed; --netG local)."})
+    init_from: Path | None = field(default=None, metadata={"help": "Start G from another run's generator: every tensor whose "
+                                                                   "name and shape match (the official --load_pretrain: a 1024x512 "
+                                                                   "global run into --netG local's global part).", "flag": "--init-from"})
     norm: str = field(default="instance", metadata={"help": "Normalization layers.", "choices": ("instance", "batch")})
     # discriminator
     ndf: int = field(default=64, metadata={"help": "Discriminator filters in the first layer."})

@@ -86,6 +86,19 @@ def fixed_global_parameters(net_g: nn.Module, options: Pix2PixHDOptions) -> list
     return [p for name, p in net_g.named_parameters() if not name.startswith(trained)]
 
 
+def init_generator_from(net_g: nn.Module, run_dir: Path) -> int:
+    """Copy every tensor of ``RUN_DIR``'s generator whose name and shape match ``net_g``'s; returns
+    how many. None matching is a ConfigError (the runs' architectures have nothing in common)."""
+    source = Path(run_dir) / ckpt.CHECKPOINTS / ckpt.G_FILE
+    weights = ckpt.read_weights(source)
+    own = net_g.state_dict()
+    matching = {k: v for k, v in weights.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if not matching:
+        raise ConfigError(f"--init-from {run_dir}: no tensor of {source} fits this generator (names or shapes differ everywhere)")
+    net_g.load_state_dict(matching, strict=False)
+    return len(matching)
+
+
 def check_setup(options: Pix2PixHDOptions) -> None:
     """Refuse combinations that would fail later with an obscure message (ConfigError)."""
     for name in ("batch_size", "log_every", "epochs", "ngf", "ndf", "n_layers_D", "num_D", "n_local_enhancers", "load_size", "crop_size"):
@@ -268,6 +281,10 @@ def _train(options: Pix2PixHDOptions, data_root: Path, run_dir: Path, runtime: R
     # Networks: the same initial weights on every rank (seeded; DDP broadcasts rank 0's anyway).
     torch.manual_seed(options.seed)
     net_g, net_d = build_generator(options), build_discriminator(options)
+    if options.init_from is not None:
+        copied = init_generator_from(net_g, options.init_from)
+        if main:
+            console.print(f"--init-from: {copied} of {len(net_g.state_dict())} generator tensors from {options.init_from}")
     vgg = load_vgg19(options.vgg_weights).to(device) if options.vgg_loss else None
     config = run_config(options, data_root, net_g, net_d)
     resuming = prepare_run(run_dir, config, resume=resume, overwrite=overwrite, runtime=runtime)

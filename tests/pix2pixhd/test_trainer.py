@@ -93,3 +93,22 @@ def test_setup_errors_before_anything_is_written(tmp_path):
         train(tiny(label_nc=5, direction="BtoA", instance=False, n_downsample_global=3, preprocess="scale_width", load_size=36),
               data, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_init_from_a_global_run_fills_the_local_enhancers_global_part(tmp_path):
+    data = make_label_dataset(tmp_path / "data", train=2, val=1, label_nc=5)
+    base = {"ngf": 4, "n_downsample_global": 1, "label_nc": 5, "direction": "BtoA", "epochs": 1, "epochs_decay": 0, "max_steps": 1}
+    global_run = train(tiny(**{**base, "ngf": 8}), data, tmp_path / "global", progress=False)  # the local's global part runs at 2 * 4
+    source = load_file(str(global_run / "checkpoints" / "latest_G.safetensors"))
+    options = tiny(**base, netG="local", n_blocks_local=1, init_from=global_run, lr=0.0)  # lr 0: weights stay as loaded
+    run = train(options, data, tmp_path / "local", progress=False)
+    local = load_file(str(run / "checkpoints" / "latest_G.safetensors"))
+    shared = [k for k in local if k.startswith("model.")]
+    assert shared and all(torch.equal(local[k], source[k]) for k in shared)
+    assert "model.38.weight" not in local  # the global run's output layers have no place in the enhancer
+    from safetensors.torch import save_file
+
+    (tmp_path / "other" / "checkpoints").mkdir(parents=True)
+    save_file({"encoder.weight": torch.zeros(2, 2)}, str(tmp_path / "other" / "checkpoints" / "latest_G.safetensors"))
+    with pytest.raises(ConfigError, match="--init-from .* no tensor"):
+        train(tiny(**base, init_from=tmp_path / "other"), data, tmp_path / "x", progress=False)
