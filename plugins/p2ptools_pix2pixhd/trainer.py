@@ -11,27 +11,25 @@ starts the generator's Adam afresh over all parameters, as the official code doe
 
 from __future__ import annotations
 
-import math
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import TextColumn
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from p2ptools.errors import ConfigError, InputFileError
 from p2ptools.options import check_choices, to_dict
 from p2ptools.pairs import MANIFEST_NAME, iter_split, manifest_sha256
-from p2ptools.progress import console, make_progress
+from p2ptools.progress import console
 from p2ptools.training import checkpoint as ckpt
 from p2ptools.training.data import Jitter, ResumableSampler, check_batch, check_dataset_folder, check_pair_headers, make_loader, split_files, to_network_range, to_uint8
-from p2ptools.training.loop import Meter, append_log, lr_lambda, set_requires_grad
-from p2ptools.training.runtime import Runtime, any_rank, cleanup_distributed, resolve_precision, setup_distributed, stop_on_signals
+from p2ptools.training.epochs import LoopHooks, LoopSettings, Position, run_epochs
+from p2ptools.training.loop import append_log, lr_lambda, set_requires_grad
+from p2ptools.training.runtime import Runtime, cleanup_distributed, resolve_precision, setup_distributed
 from p2ptools.training.samples import sample_grid, write_samples
 from p2ptools.training.state import prepare_run, restore_training, save_training, seed_rank
 from p2ptools_pix2pixhd import __version__
@@ -302,11 +300,11 @@ def _train(options: Pix2PixHDOptions, data_root: Path, run_dir: Path, runtime: R
     rule = lr_lambda(options.epochs, options.epochs_decay)
     schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, rule) for k, o in optimizers.items()}
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    step, epoch, batches_done = 0, 0, 0
+    position = Position()
     seed_rank(options.seed, runtime.rank)
     if resuming:
         state = restore_training(run_dir, runtime, nets_raw, optimizers, schedulers, scaler)
-        step, epoch, batches_done = state["step"], state["epoch"], state["batches_done"]
+        position = Position(state["step"], state["epoch"], state["batches_done"])
 
     ddp_args = {"device_ids": [device.index]} if device.type == "cuda" else {}
     g_train = DDP(net_g, **ddp_args) if runtime.distributed else net_g
@@ -318,64 +316,35 @@ def _train(options: Pix2PixHDOptions, data_root: Path, run_dir: Path, runtime: R
     net_g.train()
     net_d.train()
 
-    def save(epoch_: int, batches_: int) -> None:
-        save_training(run_dir, runtime, nets_raw, optimizers, schedulers, scaler, step=step, epoch=epoch_, batches_done=batches_)
+    lr = lambda: optimizers["G"].param_groups[0]["lr"]  # noqa: E731
 
-    # The loop.
-    steps_per_epoch = math.ceil(sampler.num_samples / options.batch_size)
-    total_epochs = options.epochs + options.epochs_decay
-    total_steps = steps_per_epoch * total_epochs
-    if options.max_steps:
-        total_steps = min(total_steps, options.max_steps)
-    stall_at = int(os.environ.get(STALL_ENV, "0"))
-    log_path = run_dir / "log.jsonl"
-    bar = make_progress(show_progress and main, TextColumn("{task.fields[stats]}"))
-    meter = Meter()
-    with stop_on_signals() as stop, bar:
-        task = bar.add_task("train pix2pixhd", total=total_steps, completed=step, stats="")
-        while epoch < total_epochs and step < total_steps:
-            if fixed and epoch == options.niter_fix_global and batches_done == 0:
-                optimizers["G"].state.clear()  # the official code starts a new Adam over all of G here
-                if main:
-                    console.print(f"epoch {epoch + 1}: the global generator now trains too")
-            fixed_now = fixed if epoch < options.niter_fix_global else []
-            sampler.set_epoch(epoch)
-            sampler.set_start(batches_done * options.batch_size)
-            for batch in loader:
-                x, real = to_device(check_batch(batch), device, options, channels_last)
-                terms = train_step(x, real, nets, optimizers, scaler, options, amp_dtype, fixed_now)
-                step, batches_done = step + 1, batches_done + 1
-                meter.add(terms, x.shape[0] * runtime.world_size)
-                if step % options.log_every == 0 and main:
-                    record = {"step": step, "epoch": epoch + 1, **meter.flush(), "lr": optimizers["G"].param_groups[0]["lr"]}
-                    append_log(log_path, record)
-                    bar.update(task, stats=" ".join(f"{k} {v:.3g}" for k, v in record.items() if k not in ("step", "epoch", "lr")))
-                bar.update(task, completed=step)
-                while step == stall_at and not stop:
-                    time.sleep(0.05)
-                stopping = any_rank(bool(stop), runtime) if not runtime.distributed or step % 10 == 0 else False
-                finished = step >= total_steps
-                if stopping or (finished and batches_done < steps_per_epoch) or (
-                        options.checkpoint_every and step % options.checkpoint_every == 0 and batches_done < steps_per_epoch):
-                    save(epoch, batches_done)
-                if stopping:
-                    if main:
-                        console.print(f"interrupted: checkpoint saved at step {step}; continue with "
-                                      f"`p2ptools train --resume {run_dir}`")
-                    raise KeyboardInterrupt(f"training stopped by signal {stop.signal} at step {step}")
-                if finished:
-                    break
-            if batches_done < steps_per_epoch:
-                break  # max_steps reached mid-epoch (already saved)
-            # Epoch end: next lr, validation, samples, checkpoint.
-            for sched in schedulers.values():
-                sched.step()
+    def step_fn(batch: dict) -> tuple[dict[str, torch.Tensor], int]:
+        x, real = to_device(check_batch(batch), device, options, channels_last)
+        fixed_now = fixed if position.epoch < options.niter_fix_global else []
+        return train_step(x, real, nets, optimizers, scaler, options, amp_dtype, fixed_now), x.shape[0]
+
+    def epoch_start(pos: Position) -> None:
+        if fixed and pos.epoch == options.niter_fix_global and pos.batches_done == 0:
+            optimizers["G"].state.clear()  # the official code starts a new Adam over all of G here
             if main:
-                val_l1, grid = evaluate(net_g, val_loader, device, options, amp_dtype, options.sample_images)
-                if grid is not None:
-                    write_samples(run_dir / "samples", epoch + 1, grid)
-                append_log(log_path, {"step": step, "epoch": epoch + 1, "val_L1": round(val_l1, 6), "val_split": val_split or "train",
-                                      "lr": optimizers["G"].param_groups[0]["lr"]})
-            epoch, batches_done = epoch + 1, 0
-            save(epoch, batches_done)
+                console.print(f"epoch {pos.epoch + 1}: the global generator now trains too")
+
+    def epoch_end(epoch_: int) -> None:
+        for sched in schedulers.values():
+            sched.step()
+        if main:
+            val_l1, grid = evaluate(net_g, val_loader, device, options, amp_dtype, options.sample_images)
+            if grid is not None:
+                write_samples(run_dir / "samples", epoch_ + 1, grid)
+            append_log(run_dir / "log.jsonl", {"step": position.step, "epoch": epoch_ + 1, "val_L1": round(val_l1, 6),
+                                               "val_split": val_split or "train", "lr": lr()})
+
+    def save(pos: Position) -> None:
+        save_training(run_dir, runtime, nets_raw, optimizers, schedulers, scaler, step=pos.step, epoch=pos.epoch,
+                      batches_done=pos.batches_done)
+
+    settings = LoopSettings(total_epochs=options.epochs + options.epochs_decay, batch_size=options.batch_size,
+                            max_steps=options.max_steps, log_every=options.log_every, checkpoint_every=options.checkpoint_every,
+                            title="train pix2pixhd", progress=show_progress, stall_at=int(os.environ.get(STALL_ENV, "0")))
+    run_epochs(loader, sampler, position, settings, LoopHooks(step_fn, epoch_end, save, lr, epoch_start), runtime, run_dir)
     return run_dir

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
+import torchvision
 from p2p_testutils import make_dataset  # noqa: F401  (re-exported for the RGB-input tests)
 
 from p2ptools.pairs import write_pair
@@ -36,3 +38,18 @@ def make_label_dataset(root: Path, *, train: int = 4, val: int = 2, height: int 
                 path.parent.mkdir(parents=True, exist_ok=True)
                 assert cv2.imwrite(str(path), image)
     return root
+
+
+def random_vgg19_file(path, *, drop: str | None = None, reshape: str | None = None, random: bool = True) -> None:
+    """A torchvision vgg19 state dict (its real keys and shapes, built on meta first) of random values."""
+    with torch.device("meta"):
+        layout = torchvision.models.vgg19().state_dict()
+    g = torch.Generator().manual_seed(0)
+    make = (lambda shape: torch.randn(shape, generator=g) * 0.05) if random else torch.zeros
+    state = {k: make(v.shape) for k, v in layout.items() if k.startswith("features.")}
+    state["classifier.6.bias"] = torch.zeros(1000)  # the classifier is ignored (kept small here)
+    if drop:
+        del state[drop]
+    if reshape:
+        state[reshape] = torch.zeros(2, 2)
+    torch.save(state, path)

@@ -4,6 +4,8 @@ file loader on generated torchvision-layout state dicts."""
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,9 @@ from p2ptools_pix2pixhd.losses import (VGG_WEIGHTS, VGG19Features, discriminator
                                        load_vgg19, vgg_loss)
 
 from p2ptools.errors import CheckpointError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from hd_testutils import random_vgg19_file  # noqa: E402
 
 
 def scales(seed: int, n_layers: int = 2, num_d: int = 2) -> list[list[torch.Tensor]]:
@@ -51,21 +56,6 @@ def test_feature_matching_weights_and_detach():
     assert loss.item() == pytest.approx(by_hand, rel=1e-6)
     loss.backward()
     assert fake[0][0].grad is not None and real[0][0].grad is None and fake[0][-1].grad is None
-
-
-def random_vgg19_file(path, *, drop: str | None = None, reshape: str | None = None, random: bool = True) -> None:
-    """A torchvision vgg19 state dict (its real keys and shapes, built on meta first) of random values."""
-    with torch.device("meta"):
-        layout = torchvision.models.vgg19().state_dict()
-    g = torch.Generator().manual_seed(0)
-    make = (lambda shape: torch.randn(shape, generator=g) * 0.05) if random else torch.zeros
-    state = {k: make(v.shape) for k, v in layout.items() if k.startswith("features.")}
-    state["classifier.6.bias"] = torch.zeros(1000)  # the classifier is ignored (kept small here)
-    if drop:
-        del state[drop]
-    if reshape:
-        state[reshape] = torch.zeros(2, 2)
-    torch.save(state, path)
 
 
 @pytest.fixture(scope="module")

@@ -70,7 +70,7 @@ def test_label_maps_local_enhancer_and_niter_fix_global(tmp_path):
 
 
 def test_vgg_loss_from_the_given_file(tmp_path):
-    from test_losses import random_vgg19_file
+    from hd_testutils import random_vgg19_file
 
     vgg = tmp_path / "vgg19.pth"
     random_vgg19_file(vgg)
