@@ -6,7 +6,10 @@ A plugin is a class with:
 - ``Options``: a frozen dataclass of every training/architecture option, with defaults and
   ``metadata={"help": ..., "choices": (...), "flag": "--netG"}``, from which the CLI makes options;
 - :meth:`ModelPlugin.train`, :meth:`ModelPlugin.load` returning a :class:`TrainedModel`, and
-  optionally :meth:`ModelPlugin.import_checkpoint`.
+  optionally :meth:`ModelPlugin.import_checkpoint` and :meth:`ModelPlugin.smoke_options` (tiny
+  settings for the registry's smoke test, which trains and translates every registered model).
+- A :class:`TrainedModel` that takes per-image maps besides the image (label or instance maps
+  written by a builder as extras) names them in ``input_extras``; ``translate`` then passes them.
 
 Run directories describe themselves: ``config.json`` holds ``{"plugin": name, "plugin_version":
 ..., "options": {...}}`` so that :func:`p2ptools.registry.load_run` needs nothing

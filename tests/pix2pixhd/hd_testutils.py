@@ -53,3 +53,18 @@ def random_vgg19_file(path, *, drop: str | None = None, reshape: str | None = No
     if reshape:
         state[reshape] = torch.zeros(2, 2)
     torch.save(state, path)
+
+
+def pix2pix_resume_helpers():
+    """tests/pix2pix/test_resume.py (its kill/resume helpers), loaded by path under its own name."""
+    import importlib.util
+    import sys
+
+    name = "p2p_pix2pix_resume_helpers"
+    if name not in sys.modules:
+        path = Path(__file__).parent.parent / "pix2pix" / "test_resume.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        sys.path.insert(0, str(path.parent))  # it imports its conftest by name
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]

@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parent.parent / "pix2pix"))
-from hd_testutils import make_label_dataset  # noqa: E402
+from hd_testutils import make_label_dataset, pix2pix_resume_helpers  # noqa: E402
 from p2ptools_pix2pixhd.options import Pix2PixHDOptions  # noqa: E402
 from p2ptools_pix2pixhd.trainer import STALL_ENV, train  # noqa: E402
-from test_resume import assert_same_checkpoints, checkpoint_step, logged_step, wait_for  # noqa: E402
+
+_helpers = pix2pix_resume_helpers()
+assert_same_checkpoints, checkpoint_step, logged_step, wait_for = (
+    _helpers.assert_same_checkpoints, _helpers.checkpoint_step, _helpers.logged_step, _helpers.wait_for)
 
 P2PTOOLS = [sys.executable, "-m", "p2ptools"]
 # 4 pairs / batch 2 = 2 steps per epoch; 3 epochs (the first with the global part fixed) = 6 steps

@@ -112,3 +112,17 @@ def test_init_from_a_global_run_fills_the_local_enhancers_global_part(tmp_path):
     save_file({"encoder.weight": torch.zeros(2, 2)}, str(tmp_path / "other" / "checkpoints" / "latest_G.safetensors"))
     with pytest.raises(ConfigError, match="--init-from .* no tensor"):
         train(tiny(**base, init_from=tmp_path / "other"), data, tmp_path / "x", progress=False)
+
+
+def test_step_benchmark_runs_and_both_steps_compute_the_same_update(tmp_path):
+    import importlib.util
+
+    path = Path(__file__).parents[2] / "benchmarks" / "pix2pixhd_step.py"
+    spec = importlib.util.spec_from_file_location("pix2pixhd_step_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = bench.main(["--height", "32", "--width", "64", "--ngf", "4", "--ndf", "4", "--steps", "1", "--repeats", "1",
+                         "--json", str(tmp_path / "r.json")])
+    assert report["ours_s_per_step"] > 0 and report["official_s_per_step"] > 0
+    assert report["max_update"] > 1e-3 and report["max_update_difference"] < 1e-4 * max(1.0, report["max_update"])
+    assert json.loads((tmp_path / "r.json").read_text())["ratio"] == report["ratio"]
