@@ -16,6 +16,13 @@ labels and is skipped (counted in the manifest). Names keep the frame id: ``<cit
 Pairs are written as PNG by default: JPEG (``--format jpg``, as pix2pix's published files) would
 blend the class colors of B again.
 
+``--ids-extras`` also writes, for pix2pixHD, ``label_ids/<split>/<name>.png`` (the label ids 0..33
+as in ``gtFine_labelIds``) and ``instance_ids/<split>/<name>.png`` (``gtFine_instanceIds`` as a 16-bit
+PNG: the label id for stuff, ``label id * 1000 + k`` for the k-th object), both resized
+nearest-neighbour; the manifest records them as extras of each pair. ``--aspect keep`` keeps the
+source's 2:1 aspect (``--size 1024`` gives 2048x1024 halves, pix2pixHD's full resolution) instead of
+square halves.
+
 ``--label-source color`` renders B like the pix2pix reference preparation script instead: the
 ``gtFine_color`` image resized with PIL's bicubic filter, which blends class colors at boundaries
 (for comparison only; the label PNGs still come from ``labelIds``).
@@ -42,7 +49,7 @@ MAX_LABEL_ID = 33
 BUILT_SPLITS = ("train", "val")
 
 _PHOTO_RE = re.compile(r"(?:^|/)(train|val|test)/([^/]+)/([^/]+?)_(\d{6})_(\d{6})_leftImg8bit\.png$")
-_LABEL_RE = re.compile(r"(?:^|/)(train|val|test)/([^/]+)/([^/]+?)_(\d{6})_(\d{6})_gtFine_(labelIds|color)\.png$")
+_LABEL_RE = re.compile(r"(?:^|/)(train|val|test)/([^/]+)/([^/]+?)_(\d{6})_(\d{6})_gtFine_(labelIds|color|instanceIds)\.png$")
 
 DOWNLOAD_HELP = (
     "Cityscapes needs a free account: register at https://www.cityscapes-dataset.com, download "
@@ -63,16 +70,38 @@ class CityscapesOptions:
             "choices": ("ids", "color"),
         },
     )
+    ids_extras: bool = field(
+        default=False,
+        metadata={"help": "Also write label_ids/ (label ids 0..33) and instance_ids/ (16-bit instance ids) beside the "
+                          "pairs, nearest resizing: the inputs of pix2pixHD.", "flag": "--ids-extras"},
+    )
+    aspect: str = field(
+        default="square",
+        metadata={"help": "Halves of --size x --size (square), or --size high keeping the source's aspect "
+                          "(keep: 2048x1024 at --size 1024).", "choices": ("square", "keep")},
+    )
 
 
-def resize_photo(image: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (size, size, 3): area filter when shrinking, bicubic when enlarging."""
+def output_size(width: int, height: int, size: int, aspect: str) -> tuple[int, int]:
+    """(width, height) of a half: ``size`` x ``size``, or ``size`` high with the source's aspect kept."""
+    return (size, size) if aspect == "square" else (max(1, round(size * width / height)), size)
+
+
+def resize_photo(image: np.ndarray, size: int, aspect: str = "square") -> np.ndarray:
+    """(H, W, 3) uint8 -> (size, size, 3) (or ``size`` high, aspect kept): area filter when
+    shrinking, bicubic when enlarging."""
     h, w = image.shape[:2]
-    interp = cv2.INTER_AREA if size <= min(h, w) else cv2.INTER_CUBIC
-    return cv2.resize(image, (size, size), interpolation=interp)
+    tw, th = output_size(w, h, size, aspect)
+    interp = cv2.INTER_AREA if tw * th <= w * h and tw <= w and th <= h else cv2.INTER_CUBIC
+    return cv2.resize(image, (tw, th), interpolation=interp)
 
 
-def decode_photo(data: bytes, name: str, size: int) -> np.ndarray:
+def resize_ids(ids: np.ndarray, size: int, aspect: str = "square") -> np.ndarray:
+    """An id map (uint8 or uint16) resized nearest-neighbour like :func:`resize_photo`'s output."""
+    return cv2.resize(ids, output_size(ids.shape[1], ids.shape[0], size, aspect), interpolation=cv2.INTER_NEAREST)
+
+
+def decode_photo(data: bytes, name: str, size: int, aspect: str = "square") -> np.ndarray:
     """Decode a photo and resize it with :func:`resize_photo`: (size, size, 3) uint8 RGB.
 
     The BGR -> RGB swap is done after resizing (they commute), on 64x fewer pixels at 2048x1024.
@@ -81,10 +110,10 @@ def decode_photo(data: bytes, name: str, size: int) -> np.ndarray:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if image is None:
         raise InputFileError(name, "not a readable image (corrupt or unknown format)" if data else "empty file")
-    return cv2.cvtColor(resize_photo(image, size), cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(resize_photo(image, size, aspect), cv2.COLOR_BGR2RGB)
 
 
-def render_label_ids(image: np.ndarray, size: int, name: str = "<labelIds>") -> tuple[np.ndarray, np.ndarray]:
+def render_label_ids(image: np.ndarray, size: int, name: str = "<labelIds>", aspect: str = "square") -> tuple[np.ndarray, np.ndarray]:
     """Cityscapes labelIds (H, W) uint8 -> (color (size, size, 3), train ids (size, size)).
 
     Resizing is nearest-neighbour on the ids, so the colors are exactly the table's.
@@ -98,7 +127,7 @@ def render_label_ids(image: np.ndarray, size: int, name: str = "<labelIds>") -> 
         bad = np.unique(image[image > MAX_LABEL_ID])
         shown = ", ".join(map(str, bad[:10].tolist())) + (", ..." if len(bad) > 10 else "")
         raise InputFileError(name, f"label ids outside the Cityscapes table 0..{MAX_LABEL_ID}: {shown}")
-    small = cv2.resize(image, (size, size), interpolation=cv2.INTER_NEAREST)
+    small = resize_ids(image, size, aspect)
     train_ids = CITYSCAPES.id_lut()[small]
     return CITYSCAPES.render(train_ids), train_ids
 
@@ -144,34 +173,61 @@ class CityscapesBuilder(DatasetBuilder):
             color = labels.get((split, city, stem, "color"))
             expected = f"gtFine/{split}/{city}/{stem}_gtFine_labelIds.png"
             job_sources = (photo, ids or expected) if self.options.label_source == "ids" else (photo, color or expected.replace("labelIds", "color"), ids or expected)
-            yield PairJob(split, stem, job_sources, {"photo": photo, "ids": ids, "color": color, "expected": expected})
+            inst = labels.get((split, city, stem, "instanceIds"))
+            if self.options.ids_extras:
+                job_sources += (inst or expected.replace("labelIds", "instanceIds"),)
+            yield PairJob(split, stem, job_sources, {"photo": photo, "ids": ids, "color": color, "inst": inst, "expected": expected})
 
     def make_pair(self, job: PairJob, build: BuildOptions) -> PairResult:
         p = job.payload
         if p["ids"] is None:
             raise InputFileError(self.tree.display(p["photo"]), f"photo without its label: {p['expected']} is not in the source")
-        photo = decode_photo(self.tree.read_bytes(p["photo"]), self.tree.display(p["photo"]), build.size)
+        aspect = self.options.aspect
+        photo = decode_photo(self.tree.read_bytes(p["photo"]), self.tree.display(p["photo"]), build.size, aspect)
         ids_name = self.tree.display(p["ids"])
         ids = decode_image(self.tree.read_bytes(p["ids"]), ids_name, mode="unchanged")
-        color, train_ids = render_label_ids(ids, build.size, ids_name)
+        color, train_ids = render_label_ids(ids, build.size, ids_name, aspect)
         if self.options.label_source == "color":
-            color = self._color_route(p, build.size)
-        return PairResult(photo, color, {"labels": train_ids})
+            color = self._color_route(p, color.shape[1], color.shape[0])
+        extras = {"labels": train_ids}
+        if self.options.ids_extras:
+            extras["label_ids"] = resize_ids(ids, build.size, aspect)
+            extras["instance_ids"] = self._instance_ids(p, ids.shape, build.size)
+        return PairResult(photo, color, extras)
 
-    def _color_route(self, p: dict[str, Any], size: int) -> np.ndarray:
+    def _instance_ids(self, p: dict[str, Any], shape: tuple[int, ...], size: int) -> np.ndarray:
+        """gtFine_instanceIds (16-bit, or 8-bit for frames without objects) resized nearest, as uint16."""
+        expected = p["expected"].replace("labelIds", "instanceIds")
+        if p["inst"] is None:
+            raise InputFileError(self.tree.display(p["photo"]), f"--ids-extras: {expected} is not in the source")
+        name = self.tree.display(p["inst"])
+        inst = decode_image(self.tree.read_bytes(p["inst"]), name, mode="unchanged")
+        if inst.ndim != 2 or inst.dtype not in (np.uint8, np.uint16) or inst.shape != shape[:2]:
+            raise InputFileError(name, f"expected a single-channel 8- or 16-bit instanceIds PNG of the label's size "
+                                       f"{shape[1]}x{shape[0]}, got shape {inst.shape} {inst.dtype}")
+        return resize_ids(inst.astype(np.uint16), size, self.options.aspect)
+
+    def _color_route(self, p: dict[str, Any], width: int, height: int) -> np.ndarray:
         """The reference's route: gtFine_color (RGBA) -> RGB -> PIL bicubic resize (blends colors)."""
         from PIL import Image
 
         if p["color"] is None:
             raise InputFileError(self.tree.display(p["photo"]), f"photo without its color label: {p['expected'].replace('labelIds', 'color')} is not in the source")
         rgb = decode_image(self.tree.read_bytes(p["color"]), self.tree.display(p["color"]))
-        return np.asarray(Image.fromarray(rgb).resize((size, size), Image.BICUBIC))
+        return np.asarray(Image.fromarray(rgb).resize((width, height), Image.BICUBIC))
 
     def manifest_extras(self) -> dict[str, Any]:
-        return {
+        extras = {
             "classes": CITYSCAPES.to_dict(),
             "label_source": self.options.label_source,
+            "aspect": self.options.aspect,
             "labels": "labels/<split>/<name>.png: train ids 0..18 (255 = ignore) at the output size, nearest resizing",
             "skipped_test_frames": getattr(self, "skipped_test", 0),
             "note": "the test split has no public labels and is not built",
         }
+        if self.options.ids_extras:
+            extras["label_ids"] = "label_ids/<split>/<name>.png: Cityscapes label ids 0..33 (gtFine_labelIds), nearest resizing"
+            extras["instance_ids"] = ("instance_ids/<split>/<name>.png: 16-bit gtFine_instanceIds (label id, or label id * 1000 + k "
+                                      "for object k), nearest resizing")
+            extras["label_nc"] = MAX_LABEL_ID + 2  # ids 0..33 plus the license plate's slot: pix2pixHD's --label-nc 35
+        return extras

@@ -194,15 +194,17 @@ def read_image(path: str | Path, *, mode: str = "rgb") -> np.ndarray:
 def encode_image(image: np.ndarray, fmt: str = "png", *, quality: int = 95, bgr: bool = False) -> bytes:
     """Encode an RGB (H, W, 3) or gray (H, W) uint8 image as ``jpg`` or ``png`` bytes.
 
-    ``bgr=True`` says a color image is already in OpenCV's BGR order (saves a conversion).
+    ``bgr=True`` says a color image is already in OpenCV's BGR order (saves a conversion). A gray
+    uint16 image (an id map such as Cityscapes' instance ids) is written as a 16-bit PNG.
 
     Example:
         >>> len(encode_image(np.zeros((4, 4, 3), np.uint8), "png")) > 0
         True
     """
-    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)):
-        raise ValueError(f"expected uint8 (H, W) or (H, W, 3) image, got {image.dtype} {image.shape}")
     fmt = fmt.lower().lstrip(".")
+    gray16 = image.dtype == np.uint16 and image.ndim == 2 and fmt == "png"
+    if not gray16 and (image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3))):
+        raise ValueError(f"expected uint8 (H, W) or (H, W, 3) image (or uint16 (H, W) as png), got {image.dtype} {image.shape}")
     if image.ndim == 3 and image.shape[2] == 3 and not bgr:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     if fmt in ("jpg", "jpeg"):

@@ -6,7 +6,10 @@ A plugin is a class with:
 - ``Options``: a frozen dataclass of every training/architecture option, with defaults and
   ``metadata={"help": ..., "choices": (...), "flag": "--netG"}``, from which the CLI makes options;
 - :meth:`ModelPlugin.train`, :meth:`ModelPlugin.load` returning a :class:`TrainedModel`, and
-  optionally :meth:`ModelPlugin.import_checkpoint`.
+  optionally :meth:`ModelPlugin.import_checkpoint` and :meth:`ModelPlugin.smoke_options` (tiny
+  settings for the registry's smoke test, which trains and translates every registered model).
+- A :class:`TrainedModel` that takes per-image maps besides the image (label or instance maps
+  written by a builder as extras) names them in ``input_extras``; ``translate`` then passes them.
 
 Run directories describe themselves: ``config.json`` holds ``{"plugin": name, "plugin_version":
 ..., "options": {...}}`` so that :func:`p2ptools.registry.load_run` needs nothing
@@ -64,10 +67,17 @@ class TrainedModel(ABC):
     out_channels: int = 3
     #: the height and width the network takes are multiples of this (``translate --pad`` pads to it).
     size_multiple: int = 1
+    #: kinds of per-image maps the model takes besides the image (dataset extras such as
+    #: ``"label_ids"``); a model that names any must accept ``translate(images, extras)``.
+    input_extras: tuple[str, ...] = ()
 
     @abstractmethod
     def translate(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Translate a batch of uint8 images of one size, (H, W, 3) RGB or (H, W) gray.
+
+        Models with :attr:`input_extras` take a second argument ``extras``: one dict per image
+        mapping each kind to its (H, W) map (uint8 or uint16), read from
+        ``<dataset>/<kind>/<split>/<name>.png`` by ``p2ptools translate``.
 
         Returns uint8 images of the same height and width, (H, W, 3) or (H, W) by ``out_channels``.
         Raises :class:`InputFileError`-style errors for sizes or channel counts the model cannot take.
@@ -93,6 +103,12 @@ class ModelPlugin(ABC):
     def import_checkpoint(self, checkpoint: Path, options: Any, run_dir: Path, overwrite: bool = False) -> Path:
         """Turn a foreign checkpoint into a run directory. Optional."""
         raise P2PError(f"model {self.name!r} cannot import checkpoints")
+
+    def smoke_options(self) -> Any:
+        """Options for the registry's smoke test: train a few steps on the CPU within seconds, on
+        aligned RGB pairs with 32x32 halves and no extras (tiny widths; no worker processes).
+        Plugins whose defaults are too large for that override this; the default is ``Options()``."""
+        return self.Options()
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:

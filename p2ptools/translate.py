@@ -18,6 +18,11 @@ dropped), then converted to the model's channels the way the pix2pix reference d
 luma for one-channel models). Sizes the network cannot take are an error unless ``fit`` says
 ``"resize"`` (to ``size`` x ``size``, the output at that size) or ``"pad"`` (reflection-padded to the
 network's multiple, the output cropped back to the input's size).
+
+Models that take per-image maps besides the image (``TrainedModel.input_extras``, e.g. pix2pixHD's
+``label_ids`` and ``instance_ids``) get them from beside the inputs, where builders write extras:
+``<dataset>/<kind>/<split>/<name>.png`` for ``<dataset>/<split>/<name>.<ext>``. They are resized
+nearest-neighbour with ``--resize`` and padded like the image with ``--pad``.
 """
 
 from __future__ import annotations
@@ -123,7 +128,31 @@ def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(image, widths, mode="reflect" if min(h, w) > 1 else "edge")
 
 
-def _load_input(path: Path, model: TrainedModel, aligned: bool, fit: Fit) -> tuple[np.ndarray, np.ndarray | None]:
+def extra_path(path: Path, kind: str) -> Path:
+    """Where a builder writes the ``kind`` map of the input ``<root>/<split>/<name>.<ext>``."""
+    return path.parent.parent / kind / path.parent.name / f"{path.stem}.png"
+
+
+def _load_extras(path: Path, model: TrainedModel, size: tuple[int, int], fit: Fit) -> dict[str, np.ndarray]:
+    """The maps ``model.input_extras`` names for the input ``path`` (2-D, of the input's size)."""
+    extras = {}
+    for kind in model.input_extras:
+        file = extra_path(path, kind)
+        if not file.is_file():
+            raise InputFileError(path, f"the model needs its {kind} map {file} (written beside the pairs by the dataset's builder)")
+        data = file.read_bytes()
+        image = decode_image(data, str(file), mode="unchanged") if data else None
+        if image is None or image.ndim != 2:
+            raise InputFileError(file, f"expected a single-channel {kind} map, got shape {getattr(image, 'shape', None)}")
+        if image.shape != size:
+            raise InputFileError(file, f"size {image.shape[1]}x{image.shape[0]} differs from its input's {size[1]}x{size[0]}")
+        if fit.mode == "resize":
+            image = cv2.resize(image, (fit.size, fit.size), interpolation=cv2.INTER_NEAREST)
+        extras[kind] = image
+    return extras
+
+
+def _load_input(path: Path, model: TrainedModel, aligned: bool, fit: Fit) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray]]:
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -135,18 +164,19 @@ def _load_input(path: Path, model: TrainedModel, aligned: bool, fit: Fit) -> tup
     if aligned:
         a, b = split_pair(image, str(path))
         image, tgt = (a, b) if model.direction == "AtoB" else (b, a)
+    extras = _load_extras(path, model, image.shape[:2], fit) if model.input_extras else {}
     if fit.mode == "resize":
         image = _fit_resize(image, fit.size)
         tgt = _fit_resize(tgt, fit.size) if tgt is not None else None
-    return _to_model_channels(image, model.in_channels), tgt
+    return _to_model_channels(image, model.in_channels), tgt, extras
 
 
 def _batches(files: Sequence[Path], model: TrainedModel, aligned: bool, batch_size: int, fit: Fit,
-             skipped: list[dict[str, str]] | None) -> Iterator[list[tuple[Path, np.ndarray, np.ndarray | None]]]:
-    batch: list[tuple[Path, np.ndarray, np.ndarray | None]] = []
+             skipped: list[dict[str, str]] | None) -> Iterator[list[tuple[Path, np.ndarray, np.ndarray | None, dict]]]:
+    batch: list[tuple[Path, np.ndarray, np.ndarray | None, dict]] = []
     for path in files:
         try:
-            src, tgt = _load_input(path, model, aligned, fit)
+            src, tgt, extras = _load_input(path, model, aligned, fit)
         except InputFileError as exc:
             if skipped is None:
                 raise
@@ -155,17 +185,19 @@ def _batches(files: Sequence[Path], model: TrainedModel, aligned: bool, batch_si
         if batch and (len(batch) == batch_size or batch[0][1].shape != src.shape):
             yield batch
             batch = []
-        batch.append((path, src, tgt))
+        batch.append((path, src, tgt, extras))
     if batch:
         yield batch
 
 
-def _run_model(model: TrainedModel, images: list[np.ndarray], fit: Fit) -> list[np.ndarray]:
-    if fit.mode != "pad" or model.size_multiple <= 1:
-        return model.translate(images)
-    h, w = images[0].shape[:2]
-    results = model.translate([pad_to_multiple(image, model.size_multiple) for image in images])
-    return [np.ascontiguousarray(r[:h, :w]) for r in results]
+def _run_model(model: TrainedModel, images: list[np.ndarray], extras: list[dict[str, np.ndarray]], fit: Fit) -> list[np.ndarray]:
+    pad = fit.mode == "pad" and model.size_multiple > 1
+    if pad:
+        h, w = images[0].shape[:2]
+        images = [pad_to_multiple(image, model.size_multiple) for image in images]
+        extras = [{k: pad_to_multiple(v, model.size_multiple) for k, v in e.items()} for e in extras]
+    results = model.translate(images, extras) if model.input_extras else model.translate(images)
+    return [np.ascontiguousarray(r[:h, :w]) for r in results] if pad else results
 
 
 def _is_translation_entry(name: str) -> bool:
@@ -237,15 +269,15 @@ def _translate_into(model: TrainedModel, inputs: TranslateInputs, folder: Path, 
         task = bar.add_task("translate", total=len(inputs.files))
         for batch in _batches(inputs.files, model, inputs.aligned, batch_size, fit, skipped if skip_bad else None):
             try:
-                results = _run_model(model, [src for _, src, _ in batch], fit)
+                results = _run_model(model, [src for _, src, _, _ in batch], [ex for *_, ex in batch], fit)
             except InputFileError as exc:  # the model cannot name the file; the batch shares one size
                 hint = "" if fit.mode else "; or translate with --pad (pad to fit, crop back) or --resize N"
                 if not skip_bad:
                     raise InputFileError(batch[0][0], exc.problem + hint) from None
-                skipped += [{"file": str(path), "error": exc.problem} for path, _, _ in batch]
+                skipped += [{"file": str(path), "error": exc.problem} for path, *_ in batch]
                 bar.advance(task, len(batch))
                 continue
-            for (path, src, tgt), result in zip(batch, results, strict=True):
+            for (path, src, tgt, _), result in zip(batch, results, strict=True):
                 write_image(folder / f"{path.stem}.png", result)
                 if tgt is not None:
                     write_image(folder / "input" / f"{path.stem}.png", src)

@@ -72,8 +72,8 @@ class PairJob:
 class PairResult:
     """The made pair: A and B of equal shape (H, W, 3) uint8, plus optional extra images.
 
-    ``extras`` maps a kind (``"labels"``, ``"masks"``) to a (H, W) or (H, W, 3) uint8 image, written
-    losslessly to ``<out>/<kind>/<split>/<name>.png``. ``bgr=True`` says A and B are in OpenCV's
+    ``extras`` maps a kind (``"labels"``, ``"masks"``) to a (H, W) or (H, W, 3) uint8 image (or an
+    (H, W) uint16 id map), written losslessly to ``<out>/<kind>/<split>/<name>.png``. ``bgr=True`` says A and B are in OpenCV's
     BGR order (builders that only decode and re-encode skip two color conversions per pair).
     """
 

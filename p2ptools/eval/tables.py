@@ -77,6 +77,8 @@ def run_labels(configs: list[dict | None], fallbacks: list[str]) -> tuple[str, l
         >>> run_labels([{"options": {"loss": "l1"}}, {"options": {"loss": "l1+cgan"}}], ["a", "b"])
         ('Loss', ['L1', 'L1+cGAN'])
     """
+    if all(c is not None for c in configs) and len({c.get("plugin") for c in configs}) > 1:
+        return _labels_across_models(configs, fallbacks)
     flats = [_flat(c) for c in configs]
     keys = sorted({k for f in flats for k in f} - NEUTRAL_OPTIONS)
     differing = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
@@ -94,6 +96,23 @@ def run_labels(configs: list[dict | None], fallbacks: list[str]) -> tuple[str, l
         labels = [f"{label} ({fb})" for label, fb in zip(labels, fallbacks, strict=True)]
     title = TITLES.get(differing[0], differing[0]) if len(differing) == 1 else "Configuration"
     return title, labels
+
+
+def _labels_across_models(configs: list[dict], fallbacks: list[str]) -> tuple[str, list[str]]:
+    """Rows of several model plugins: the plugin's name, then what differs among the runs of that
+    plugin (options of different models are not comparable)."""
+    labels = [""] * len(configs)
+    for plugin in sorted({c.get("plugin") for c in configs}, key=str):
+        members = [i for i, c in enumerate(configs) if c.get("plugin") == plugin]
+        if len(members) == 1:
+            labels[members[0]] = str(plugin)
+            continue
+        _, inner = run_labels([configs[i] for i in members], [fallbacks[i] for i in members])
+        for i, label in zip(members, inner, strict=True):
+            labels[i] = f"{plugin}: {label}"
+    if len(set(labels)) < len(labels):
+        labels = [f"{label} ({fb})" for label, fb in zip(labels, fallbacks, strict=True)]
+    return "Model", labels
 
 
 def slug(label: str) -> str:

@@ -3,7 +3,9 @@
 - :mod:`~p2ptools.training.runtime`: devices, torchrun/DDP process groups, precision, stop signals;
 - :mod:`~p2ptools.training.data`: aligned A|B pairs, jitter on uint8, the resumable sampler;
 - :mod:`~p2ptools.training.checkpoint`: run directories, safetensors checkpoints, exact resume;
-- :mod:`~p2ptools.training.samples`: per-epoch sample grids and their index.html.
+- :mod:`~p2ptools.training.samples`: per-epoch sample grids and their index.html;
+- :mod:`~p2ptools.training.state`: run-directory preparation across ranks, per-rank seeds, saving and
+  restoring the whole training state.
 
 Plugins import from here; nothing here imports a plugin.
 """

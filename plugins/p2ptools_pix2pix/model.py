@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from p2ptools.devices import resolve_device
 from p2ptools.errors import CheckpointError, ConfigError, InputFileError
 from p2ptools.options import from_dict
 from p2ptools.plugin import CONFIG_NAME, LoadOptions, TrainedModel, read_run_config
+from p2ptools.training.foreign import state_dict_problems
 from p2ptools_pix2pix.networks import define_G, generator_depth
 from p2ptools_pix2pix.options import Pix2PixOptions
 
@@ -38,41 +39,6 @@ PLUGIN_NAME = "pix2pix"
 
 
 # --- devices and state dicts --------------------------------------------------------------------
-
-
-def _shape(t: torch.Tensor) -> tuple[int, ...]:
-    return tuple(t.shape)
-
-
-def _listing(items: Sequence[str], limit: int = 4) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
-
-
-def _natural(key: str) -> list:
-    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in key.split(".")]
-
-
-def state_dict_problems(expected: Mapping[str, torch.Tensor], got: Mapping[str, torch.Tensor]) -> str | None:
-    """One-line description of how ``got`` differs from ``expected`` (keys and shapes), or None.
-
-    Lists the first few missing keys, unexpected keys and shape mismatches with their counts.
-    """
-    missing = [k for k in expected if k not in got]
-    unexpected = sorted((k for k in got if k not in expected), key=_natural)
-    shapes = [
-        f"{k} file {_shape(got[k])} vs network {_shape(expected[k])}"
-        for k in expected
-        if k in got and _shape(got[k]) != _shape(expected[k])
-    ]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing key(s): {_listing(missing)}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected key(s): {_listing(unexpected)}")
-    if shapes:
-        parts.append(f"{len(shapes)} shape mismatch(es): {_listing(shapes, 3)}")
-    return "; ".join(parts) or None
 
 
 def architecture_flags(options: Pix2PixOptions) -> str:

@@ -29,6 +29,11 @@ class Pix2PixPlugin(ModelPlugin):
 
         return load_pix2pix_run(run_dir, options)
 
+    def smoke_options(self) -> Pix2PixOptions:
+        """unet_32 at ngf 8 with a 16x16 PatchGAN, two epochs of batch 2 on the CPU."""
+        return Pix2PixOptions(netG="unet_32", netD="patch16", ngf=8, ndf=8, load_size=36, crop_size=32, epochs=1, epochs_decay=1,
+                              batch_size=2, workers=0, device="cpu", log_every=1)
+
     def import_checkpoint(self, checkpoint: Path, options: Pix2PixOptions, run_dir: Path, overwrite: bool = False) -> Path:
         """Turn a reference ``latest_net_G.pth`` into a run directory (loaded with weights_only=True)."""
         from p2ptools_pix2pix.reference_import import import_reference_checkpoint

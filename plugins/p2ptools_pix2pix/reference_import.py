@@ -15,10 +15,7 @@ written to a temporary sibling folder and renamed into place.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,9 +23,12 @@ from typing import Any
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-from p2ptools.errors import CheckpointError, ConfigError
+from p2ptools.errors import CheckpointError
 from p2ptools.options import check_choices, to_dict
 from p2ptools.plugin import CONFIG_NAME
+from p2ptools.training.foreign import check_import_target as _prepare_target
+from p2ptools.training.foreign import read_state_dict as read_reference_state
+from p2ptools.training.foreign import write_run as _write_run
 from p2ptools_pix2pix.model import G_WEIGHTS, PLUGIN_NAME, architecture_flags, state_dict_problems
 from p2ptools_pix2pix.networks import count_parameters, define_G
 from p2ptools_pix2pix.options import Pix2PixOptions
@@ -42,33 +42,6 @@ def plugin_version() -> str:
 
 
 # --- reading ------------------------------------------------------------------------------------
-
-
-def read_reference_state(checkpoint: Path) -> dict[str, torch.Tensor]:
-    """The state dict of a reference ``.pth`` file (``module.`` prefix removed).
-
-    Raises :class:`CheckpointError` naming the file when it is missing, not a PyTorch file, holds
-    anything but tensors (``weights_only`` refuses code), or is not a flat ``{name: tensor}`` dict.
-    """
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise CheckpointError(checkpoint, "no such file" if not checkpoint.exists() else "not a file")
-    try:
-        obj = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for foreign or broken files
-        detail = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise CheckpointError(checkpoint, f"not a readable PyTorch weights file ({type(exc).__name__}: {detail})") from None
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(checkpoint, f"holds a {type(obj).__name__}, not a state dict of tensors")
-    if not obj:
-        raise CheckpointError(checkpoint, "holds an empty state dict")
-    bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad:
-        raise CheckpointError(checkpoint, f"not a flat state dict of tensors (entries {', '.join(bad[:3])} are not tensors)")
-    state = dict(obj)
-    if all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return state
 
 
 _NORM_BUFFERS = (".running_mean", ".running_var", ".num_batches_tracked")
@@ -136,47 +109,6 @@ def guess_architecture(state: Mapping[str, torch.Tensor]) -> str | None:
 
 
 # --- writing ------------------------------------------------------------------------------------
-
-
-def _prepare_target(run_dir: Path, overwrite: bool) -> bool:
-    """Check that ``run_dir`` may be (re)written; True when an existing run is to be replaced."""
-    if not run_dir.exists():
-        return False
-    if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: exists and is not a folder; choose another --out")
-    if not any(run_dir.iterdir()):
-        return False
-    if not (run_dir / CONFIG_NAME).is_file():
-        raise ConfigError(f"{run_dir}: not empty and not a p2ptools run directory; refusing to write into it")
-    if not overwrite:
-        raise ConfigError(f"{run_dir}: already holds a run; use --overwrite to replace it")
-    return True
-
-
-def _write_run(run_dir: Path, files: Mapping[str, bytes], overwrite: bool) -> None:
-    replace = _prepare_target(run_dir, overwrite)
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tmp-", dir=run_dir.parent))
-    try:
-        for rel, data in files.items():
-            target = tmp / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        if replace:
-            trash = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.old-", dir=run_dir.parent))
-            run_dir.rename(trash / "run")
-            tmp.rename(run_dir)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            if run_dir.exists():
-                run_dir.rmdir()  # empty, checked above
-            tmp.rename(run_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def import_reference_checkpoint(checkpoint: Path, options: Pix2PixOptions, run_dir: Path, overwrite: bool = False) -> Path:

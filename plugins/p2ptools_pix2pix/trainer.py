@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from rich.progress import TextColumn
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -34,6 +33,7 @@ from p2ptools.training.data import AlignedPairs, Jitter, ResumableSampler, check
 from p2ptools.training.loop import Meter, append_log, gather_rng, lr_lambda, set_requires_grad
 from p2ptools.training.runtime import Runtime, any_rank, cleanup_distributed, resolve_precision, setup_distributed, stop_on_signals
 from p2ptools.training.samples import sample_grid, write_samples
+from p2ptools.training.state import prepare_run
 from p2ptools_pix2pix import __version__
 from p2ptools_pix2pix.losses import Objective, discriminator_loss, generator_loss, parse_objective
 from p2ptools_pix2pix.networks import count_parameters, define_D, define_G, generator_depth
@@ -215,7 +215,7 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
     torch.manual_seed(options.seed)
     net_g, net_d = build_networks(options, objective)
     config = run_config(options, data_root, net_g, net_d)
-    resuming = _prepare(run_dir, config, resume, overwrite, runtime)
+    resuming = prepare_run(run_dir, config, resume=resume, overwrite=overwrite, runtime=runtime)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.write_config(run_dir, config)
@@ -334,21 +334,3 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
             save(epoch, batches_done)
     return run_dir
 
-
-def _prepare(run_dir: Path, config: dict[str, Any], resume: bool, overwrite: bool, runtime: Runtime) -> bool:
-    """Run-directory checks on rank 0 (see checkpoint.prepare_run_dir); the answer is shared."""
-    code, error = 0, None
-    if runtime.is_main:
-        try:
-            code = 1 if ckpt.prepare_run_dir(run_dir, config, resume=resume, overwrite=overwrite) else 0
-        except Exception as exc:  # share the failure so that other ranks do not wait forever
-            code, error = 2, exc
-    if runtime.distributed:
-        t = torch.tensor([code], device=runtime.device if runtime.device.type == "cuda" else "cpu")
-        dist.broadcast(t, src=0)
-        code = int(t.item())
-    if error is not None:
-        raise error
-    if code == 2:
-        raise ConfigError(f"{run_dir}: rank 0 could not prepare the run directory")
-    return code == 1

@@ -261,3 +261,52 @@ def test_decode_photo_equals_decode_then_resize():
         decode_photo(b"", "p.png", 16)
     with pytest.raises(InputFileError, match="p.png: not a readable image"):
         decode_photo(b"not an image at all", "p.png", 16)
+
+
+def add_instance_ids(root: Path, frames=FRAMES) -> dict[str, np.ndarray]:
+    """gtFine_instanceIds 16-bit PNGs: the label id for stuff, 26000 + k for the k-th car."""
+    written = {}
+    for i, (split, city, stem) in enumerate(frames):
+        if split == "test":
+            continue
+        ids = label_ids(i % 3).astype(np.uint16)
+        inst = ids.copy()
+        inst[ids == 26] = 26000
+        inst[12:24, 8 + (i % 3) * 4 : 20 + (i % 3) * 4] = 26001  # a second car beside the first
+        path = root / "gtFine" / split / city / f"{stem}_gtFine_instanceIds.png"
+        assert cv2.imwrite(str(path), inst)
+        written[stem] = inst
+    return written
+
+
+def test_ids_extras_write_label_and_instance_ids_recorded_in_the_manifest(tmp_path):
+    tree = make_tree(tmp_path / "tree")
+    instances = add_instance_ids(tree)
+    out = tmp_path / "out"
+    options = CityscapesOptions(ids_extras=True, aspect="keep")
+    manifest = CityscapesBuilder(options).build([tree], out, BuildOptions(size=16, format="png", workers=1), progress=False)
+    for i, (split, _, stem) in enumerate(FRAMES[:4]):
+        a, b = read_pair(out / split / f"{stem}.png")
+        assert a.shape == b.shape == (16, 32, 3)  # aspect kept: 64x32 -> 32x16
+        ids = read_image(out / "label_ids" / split / f"{stem}.png", mode="unchanged")
+        rows = np.floor(np.arange(16) * H / 16).astype(int)
+        cols = np.floor(np.arange(32) * W / 32).astype(int)
+        np.testing.assert_array_equal(ids, label_ids(i % 3)[rows][:, cols])
+        inst = read_image(out / "instance_ids" / split / f"{stem}.png", mode="unchanged")
+        assert inst.dtype == np.uint16
+        np.testing.assert_array_equal(inst, instances[stem][rows][:, cols])
+        assert {26000, 26001} <= set(np.unique(inst).tolist())
+    rec = {p.name: p for p in manifest.pairs}["bochum_000000_001097"]
+    assert rec.extras["label_ids"]["file"] == "label_ids/train/bochum_000000_001097.png"
+    assert rec.extras["instance_ids"]["file"] == "instance_ids/train/bochum_000000_001097.png"
+    assert rec.sources[-1] == "gtFine/train/bochum/bochum_000000_001097_gtFine_instanceIds.png"
+    loaded = load_manifest(out)
+    assert loaded.extras["label_nc"] == 35 and "instance_ids" in loaded.extras and loaded.extras["aspect"] == "keep"
+    assert verify_dataset(out).ok
+
+
+def test_ids_extras_without_instance_file_is_an_error_naming_it(tmp_path):
+    tree = make_tree(tmp_path / "tree")
+    with pytest.raises(P2PError, match="aachen_000000_000019.*gtFine_instanceIds.png is not in the source"):
+        CityscapesBuilder(CityscapesOptions(ids_extras=True)).build([tree], tmp_path / "out", BuildOptions(size=16, format="png", workers=1), progress=False)
+    assert not (tmp_path / "out" / "train").exists() or not any((tmp_path / "out" / "train").iterdir())

@@ -1,0 +1,116 @@
+"""A loaded pix2pixHD run: the generator plus what ``translate`` needs.
+
+Inputs: with ``--label-nc 0`` the images themselves (RGB or gray uint8); with label maps, the
+model takes the ``label_ids`` (and with instances the ``instance_ids``) maps of each image as
+extras (:attr:`Pix2PixHDModel.input_extras`; ``p2ptools translate`` reads them from
+``<dataset>/<kind>/<split>/<name>.png`` beside the pairs). The generator runs in eval mode (it has
+no dropout; instance norm uses each image's statistics anyway).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from p2ptools.devices import resolve_device
+from p2ptools.errors import ConfigError, InputFileError
+from p2ptools.options import from_dict
+from p2ptools.plugin import CONFIG_NAME, LoadOptions, TrainedModel, read_run_config
+from p2ptools.training import checkpoint as ckpt
+from p2ptools_pix2pixhd.data import INSTANCE_DIR, LABEL_DIR, encode_input
+from p2ptools_pix2pixhd.options import Pix2PixHDOptions
+from p2ptools_pix2pixhd.trainer import PLUGIN_NAME, build_generator, size_multiple
+
+#: Generator weights inside a run directory.
+G_WEIGHTS = Path(ckpt.CHECKPOINTS) / ckpt.G_FILE
+
+
+class Pix2PixHDModel(TrainedModel):
+    """A pix2pixHD generator ready to translate.
+
+    Args:
+        net_g: the generator (weights loaded).
+        options: the run's options.
+        device: where to run.
+        max_batch: images per forward pass at most.
+    """
+
+    def __init__(self, net_g: nn.Module, options: Pix2PixHDOptions, device: torch.device, max_batch: int = 4) -> None:
+        self.net_g = net_g.to(device).eval()
+        self.options = options
+        self.device = device
+        self.max_batch = max(1, max_batch)
+        self.direction = options.direction
+        self.in_channels = options.input_nc if not options.label_nc else 3
+        self.out_channels = options.output_nc
+        self.size_multiple = size_multiple(options)
+        self.input_extras = tuple(([LABEL_DIR] if options.label_nc else []) + ([INSTANCE_DIR] if options.instance else []))
+
+    def _pack(self, image: np.ndarray, extras: Mapping[str, np.ndarray]) -> np.ndarray:
+        """One input -> packed (C, H, W) integers, as the training data packs it."""
+        h, w = image.shape[:2]
+        unit = self.size_multiple
+        if h % unit or w % unit:
+            raise InputFileError("<input image>", f"size {h}x{w} (HxW): pix2pixHD ({self.options.netG}) needs heights and "
+                                                  f"widths that are multiples of {unit}; resize or pad the inputs")
+        channels = []
+        if not self.options.label_nc:
+            if image.dtype != np.uint8:
+                raise InputFileError("<input image>", f"expected a uint8 image, got {image.dtype}")
+            gray = image.ndim == 2
+            if (1 if gray else image.shape[2]) != self.options.input_nc:
+                raise InputFileError("<input image>", f"image has {1 if gray else image.shape[2]} channel(s) but the model takes "
+                                                      f"{self.options.input_nc}")
+            channels.append(image[:, :, None] if gray else image)
+        for kind in self.input_extras:
+            if kind not in extras:
+                raise InputFileError("<input image>", f"the model needs its {kind} map (a {kind}/<split>/<name>.png beside the pairs)")
+            m = np.asarray(extras[kind])
+            if m.ndim != 2 or m.shape != (h, w):
+                raise InputFileError("<input image>", f"{kind} map of shape {m.shape} does not fit the {h}x{w} image")
+            if kind == LABEL_DIR and int(m.max()) >= self.options.label_nc:
+                raise InputFileError("<input image>", f"label id {int(m.max())} does not fit --label-nc {self.options.label_nc}")
+            channels.append(m.astype(np.int32)[:, :, None])
+        packed = np.concatenate([c.astype(np.int32) for c in channels], axis=2) if len(channels) > 1 or self.input_extras else channels[0]
+        return np.ascontiguousarray(packed.transpose(2, 0, 1))
+
+    def translate(self, images: Sequence[np.ndarray], extras: Sequence[Mapping[str, np.ndarray]] | None = None) -> list[np.ndarray]:
+        """Translate images (with their label/instance maps in ``extras`` when the model takes them).
+
+        Returns uint8 (H, W, 3) images, or (H, W) when ``out_channels`` is 1.
+        """
+        extras = list(extras) if extras is not None else [{} for _ in images]
+        if len(extras) != len(images):
+            raise ConfigError(f"{len(images)} images but {len(extras)} extras")
+        packed = [self._pack(im, ex) for im, ex in zip(images, extras, strict=True)]
+        results: list[np.ndarray] = []
+        start = 0
+        while start < len(packed):
+            stop = start + 1
+            while stop < len(packed) and stop - start < self.max_batch and packed[stop].shape == packed[start].shape:
+                stop += 1
+            batch = torch.from_numpy(np.stack(packed[start:stop])).to(self.device)
+            with torch.inference_mode():
+                y = self.net_g(encode_input(batch, self.options.label_nc, self.options.instance))
+            y = ((y.float() + 1.0) / 2.0 * 255.0).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            results += [o[:, :, 0].copy() if self.out_channels == 1 else o.copy() for o in y]
+            start = stop
+        return results
+
+
+def load_run(run_dir: Path, options: LoadOptions) -> Pix2PixHDModel:
+    """Load ``RUN_DIR`` (``config.json`` + ``checkpoints/latest_G.safetensors``) for translation."""
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    if config.get("plugin") != PLUGIN_NAME:
+        raise ConfigError(f"{run_dir / CONFIG_NAME}: a run of plugin {config.get('plugin')!r}, not {PLUGIN_NAME!r}")
+    if not isinstance(config.get("options"), dict):
+        raise InputFileError(run_dir / CONFIG_NAME, "no 'options' object")
+    opts = from_dict(Pix2PixHDOptions, config["options"], str(run_dir / CONFIG_NAME))
+    net_g = build_generator(opts)
+    ckpt.load_module(net_g, run_dir / G_WEIGHTS)
+    return Pix2PixHDModel(net_g, opts, resolve_device(options.device))

@@ -1,0 +1,350 @@
+"""The pix2pixHD training loop, readable top to bottom.
+
+:func:`train` sets up (processes, data, networks, optimisers, resume) through the shared machinery
+in :mod:`p2ptools.training` and runs epochs of :func:`train_step`. A step computes both losses
+with the same discriminator weights, as the official code does: D on the detached fake and the
+real (one batch), then the generator's losses with D frozen (GAN, feature matching against the real
+features, VGG); then G is updated, then D. ``--niter-fix-global`` trains only the outermost local
+enhancer for its first epochs (the global part's gradients are dropped before the step) and then
+starts the generator's Adam afresh over all parameters, as the official code does.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from p2ptools.errors import ConfigError, InputFileError
+from p2ptools.options import check_choices, to_dict
+from p2ptools.pairs import MANIFEST_NAME, iter_split, manifest_sha256
+from p2ptools.progress import console
+from p2ptools.training import checkpoint as ckpt
+from p2ptools.training.data import Jitter, ResumableSampler, check_batch, check_dataset_folder, check_pair_headers, make_loader, split_files, to_network_range, to_uint8
+from p2ptools.training.epochs import LoopHooks, LoopSettings, Position, run_epochs
+from p2ptools.training.loop import append_log, lr_lambda, set_requires_grad
+from p2ptools.training.runtime import Runtime, cleanup_distributed, resolve_precision, setup_distributed
+from p2ptools.training.samples import sample_grid, write_samples
+from p2ptools.training.state import prepare_run, restore_training, save_training, seed_rank
+from p2ptools_pix2pixhd import __version__
+from p2ptools_pix2pixhd.data import INSTANCE_DIR, LABEL_DIR, HDJitter, HDPairs, encode_input, extra_path, input_channels, input_preview
+from p2ptools_pix2pixhd.losses import VGG19Features, discriminator_loss, feature_matching_loss, gan_loss, load_vgg19, vgg_loss
+from p2ptools_pix2pixhd.networks import count_parameters, define_D, define_G
+from p2ptools_pix2pixhd.options import Pix2PixHDOptions
+
+PLUGIN_NAME = "pix2pixhd"
+#: Test hook: the trainer waits (until a signal) after finishing this step, to be killed there.
+STALL_ENV = "P2PTOOLS_PIX2PIXHD_STALL_AT_STEP"
+
+
+@dataclass
+class Nets:
+    """The networks as trained (possibly DDP-wrapped / compiled) and as stored (plain modules)."""
+
+    G: nn.Module
+    G_raw: nn.Module
+    D: nn.Module  # for the D loss (DDP-wrapped under torchrun)
+    D_raw: nn.Module
+    D_for_G: nn.Module  # the plain D for the G loss: its parameters are frozen there
+    vgg: VGG19Features | None
+
+
+# ----------------------------------------------------------------------------------------------
+# building blocks
+
+def build_generator(options: Pix2PixHDOptions) -> nn.Module:
+    """The generator the options describe (initialised N(0, 0.02))."""
+    return define_G(options.netG, input_channels(options.label_nc, options.input_nc, options.instance), options.output_nc,
+                    ngf=options.ngf, n_downsample_global=options.n_downsample_global, n_blocks_global=options.n_blocks_global,
+                    n_local_enhancers=options.n_local_enhancers, n_blocks_local=options.n_blocks_local, norm=options.norm)
+
+
+def build_discriminator(options: Pix2PixHDOptions) -> nn.Module:
+    """The multi-scale discriminator on ``cat(input, image)``."""
+    channels = input_channels(options.label_nc, options.input_nc, options.instance) + options.output_nc
+    return define_D(channels, ndf=options.ndf, n_layers=options.n_layers_D, num_D=options.num_D, norm=options.norm)
+
+
+def size_multiple(options: Pix2PixHDOptions) -> int:
+    """Heights and widths the generator takes are multiples of this."""
+    return 2 ** (options.n_downsample_global + (options.n_local_enhancers if options.netG == "local" else 0))
+
+
+def fixed_global_parameters(net_g: nn.Module, options: Pix2PixHDOptions) -> list[nn.Parameter]:
+    """Parameters left untrained during ``--niter-fix-global`` (all but the outermost enhancer's)."""
+    if options.netG != "local" or not options.niter_fix_global:
+        return []
+    trained = f"model{options.n_local_enhancers}_"
+    return [p for name, p in net_g.named_parameters() if not name.startswith(trained)]
+
+
+def init_generator_from(net_g: nn.Module, run_dir: Path) -> int:
+    """Copy every tensor of ``RUN_DIR``'s generator whose name and shape match ``net_g``'s; returns
+    how many. None matching is a ConfigError (the runs' architectures have nothing in common)."""
+    source = Path(run_dir) / ckpt.CHECKPOINTS / ckpt.G_FILE
+    weights = ckpt.read_weights(source)
+    own = net_g.state_dict()
+    matching = {k: v for k, v in weights.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if not matching:
+        raise ConfigError(f"--init-from {run_dir}: no tensor of {source} fits this generator (names or shapes differ everywhere)")
+    net_g.load_state_dict(matching, strict=False)
+    return len(matching)
+
+
+def check_setup(options: Pix2PixHDOptions) -> None:
+    """Refuse combinations that would fail later with an obscure message (ConfigError)."""
+    for name in ("batch_size", "log_every", "epochs", "ngf", "ndf", "n_layers_D", "num_D", "n_local_enhancers", "load_size", "crop_size"):
+        if getattr(options, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}")
+    for name in ("epochs_decay", "checkpoint_every", "max_steps", "val_limit", "workers", "sample_images", "label_nc",
+                 "n_downsample_global", "n_blocks_global", "n_blocks_local", "niter_fix_global"):
+        if getattr(options, name) < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {getattr(options, name)}")
+    if options.niter_fix_global and options.netG != "local":
+        raise ConfigError("--niter-fix-global needs --netG local (it trains the local enhancer alone first)")
+    if options.vgg_loss and options.vgg_weights is None:
+        raise ConfigError("the VGG loss needs torchvision's VGG19 weights file: pass --vgg-weights FILE "
+                          "(vgg19-dcbb9e9d.pth; nothing is downloaded) or train with --no-vgg-loss")
+    unit = size_multiple(options)
+    if options.preprocess in ("crop", "scale_width_and_crop") and options.crop_size % unit:
+        raise ConfigError(f"--crop-size {options.crop_size}: the generator needs sizes divisible by {unit}")
+
+
+def check_files(files: list[Path], options: Pix2PixHDOptions) -> None:
+    """Every pair's header and extras before anything is written (the first bad file raises)."""
+    check_pair_headers(files, Jitter("none"))
+    kinds = ([LABEL_DIR] if options.label_nc else []) + ([INSTANCE_DIR] if options.instance else [])
+    for path in files:
+        for kind in kinds:
+            extra = extra_path(path, kind)
+            if not extra.is_file():
+                hint = ("build Cityscapes with `p2ptools make-dataset cityscapes --ids-extras`, or train on RGB inputs "
+                        "with --label-nc 0" + (" --no-instance" if kind == INSTANCE_DIR else ""))
+                raise InputFileError(extra, f"missing {kind} map of pair {path.name} ({hint})")
+
+
+def run_config(options: Pix2PixHDOptions, data_root: Path, net_g: nn.Module, net_d: nn.Module) -> dict[str, Any]:
+    """What ``config.json`` holds: plugin, version, options, data, manifest hash, sizes."""
+    has_manifest = (data_root / MANIFEST_NAME).is_file()
+    return {
+        "plugin": PLUGIN_NAME,
+        "plugin_version": __version__,
+        "options": to_dict(options),
+        "data": str(data_root),
+        "data_manifest_sha256": manifest_sha256(data_root) if has_manifest else None,
+        "generator_params": count_parameters(net_g),
+        "discriminator_params": count_parameters(net_d),
+    }
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device, options: Pix2PixHDOptions,
+              channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A packed batch -> (generator input, target in [-1, 1]) on ``device``."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = encode_input(batch["A"].to(device, non_blocking=True), options.label_nc, options.instance).contiguous(memory_format=fmt)
+    real = to_network_range(batch["B"].to(device, non_blocking=True)).contiguous(memory_format=fmt)
+    return x, real
+
+
+def train_step(x: torch.Tensor, real: torch.Tensor, nets: Nets, optimizers: dict[str, torch.optim.Optimizer],
+               scaler: torch.amp.GradScaler, options: Pix2PixHDOptions, amp_dtype: torch.dtype | None,
+               fixed: list[nn.Parameter]) -> dict[str, torch.Tensor]:
+    """One optimisation step; returns the detached loss terms."""
+    autocast = torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
+    n = x.shape[0]
+    with autocast:
+        fake = nets.G(x)
+        # D on the detached fake and on the real in one batch (equal to two passes with instance norm)
+        pred = nets.D(torch.cat([torch.cat([x, fake.detach()], 1), torch.cat([x, real], 1)], 0))
+    pred_fake_pool = [[f[:n] for f in scale] for scale in pred]
+    pred_real = [[f[n:] for f in scale] for scale in pred]
+    loss_d, terms = discriminator_loss(pred_fake_pool, pred_real, options.gan_mode)
+    optimizers["D"].zero_grad(set_to_none=True)
+    scaler.scale(loss_d).backward()  # D's gradients now; its step comes after G's, as in the official order
+
+    # G's losses with D frozen (the same D weights as above).
+    set_requires_grad(nets.D_raw, False)
+    with autocast:
+        pred_fake = nets.D_for_G(torch.cat([x, fake], 1))
+        loss_g = g_gan = gan_loss(pred_fake, True, options.gan_mode)
+        terms["G_GAN"] = g_gan.detach()
+        if options.ganfeat_loss:
+            g_feat = feature_matching_loss(pred_fake, pred_real, options.lambda_feat)
+            loss_g = loss_g + g_feat
+            terms["G_GAN_Feat"] = g_feat.detach()
+        if nets.vgg is not None:
+            g_vgg = vgg_loss(nets.vgg, fake, real, options.lambda_feat)
+            loss_g = loss_g + g_vgg
+            terms["G_VGG"] = g_vgg.detach()
+    set_requires_grad(nets.D_raw, True)
+    optimizers["G"].zero_grad(set_to_none=True)
+    scaler.scale(loss_g).backward()
+    for p in fixed:  # --niter-fix-global: the global part keeps its weights (Adam skips grad-less parameters)
+        p.grad = None
+    scaler.step(optimizers["G"])
+    scaler.step(optimizers["D"])
+    scaler.update()
+    return terms
+
+
+@torch.no_grad()
+def evaluate(net_g: nn.Module, loader, device: torch.device, options: Pix2PixHDOptions, amp_dtype: torch.dtype | None,
+             keep: int) -> tuple[float, np.ndarray | None]:
+    """Mean L1 (in [-1, 1] units) of G in eval mode over ``loader``, and a grid of the first ``keep``."""
+    was_training = net_g.training
+    net_g.eval()
+    total, count = 0.0, 0
+    rows: tuple[list, list, list] = ([], [], [])
+    try:
+        for batch in loader:
+            x, real = to_device(check_batch(batch), device, options, False)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                fake = net_g(x)
+            total += (fake.float() - real).abs().mean(dim=(1, 2, 3)).sum().item()
+            count += x.shape[0]
+            for i in range(x.shape[0]):
+                if len(rows[0]) < keep:
+                    rows[0].append(input_preview(batch["A"][i], options.label_nc, options.instance))
+                    rows[1].append(to_uint8(fake[i]).cpu().permute(1, 2, 0).squeeze(2).numpy())
+                    rows[2].append(batch["B"][i].permute(1, 2, 0).squeeze(2).numpy())
+    finally:
+        net_g.train(was_training)
+    return total / max(count, 1), (sample_grid(*rows) if rows[0] else None)
+
+
+# ----------------------------------------------------------------------------------------------
+# the run
+
+def train(options: Pix2PixHDOptions, data: Path | None, run_dir: Path, *, resume: bool = False, overwrite: bool = False,
+          progress: bool = True) -> Path:
+    """Train pix2pixHD on ``data`` into ``run_dir``; returns ``run_dir``.
+
+    Runs in one process, or in each process started by ``torchrun`` (DDP). SIGINT/SIGTERM save a
+    checkpoint at the next step boundary and raise KeyboardInterrupt; ``resume=True`` continues from
+    the latest checkpoint exactly.
+    """
+    check_choices(options)
+    check_setup(options)
+    if data is None:
+        raise ConfigError("pix2pixhd training needs a dataset (--data DIR)")
+    runtime = setup_distributed(options.device)
+    finished = False
+    try:
+        done = _train(options, Path(data).resolve(), Path(run_dir), runtime, resume, overwrite, progress)
+        finished = True
+        return done
+    finally:
+        cleanup_distributed(runtime, finished=finished)
+
+
+def _train(options: Pix2PixHDOptions, data_root: Path, run_dir: Path, runtime: Runtime, resume: bool, overwrite: bool,
+           show_progress: bool) -> Path:
+    device, main = runtime.device, runtime.is_main
+    amp_dtype = resolve_precision(options.precision, device)
+    channels_last = options.channels_last and device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    # Data: every pair and its maps checked before an --overwrite replaces anything.
+    check_dataset_folder(data_root)
+    train_files = split_files(data_root, "train")
+    val_split = next((s for s in ("val", "test") if (data_root / s).is_dir() and any(iter_split(data_root, s))), None)
+    val_files = split_files(data_root, val_split) if val_split else train_files[: max(1, options.sample_images)]
+    if options.val_limit:
+        val_files = val_files[: options.val_limit]
+    check_files(train_files, options)
+    check_files(val_files, options)
+    jitter = HDJitter(options.preprocess, options.load_size, options.crop_size, options.flip, train=True)
+    val_jitter = HDJitter(options.preprocess, options.load_size, options.crop_size, options.flip, train=False)
+    common = {"label_nc": options.label_nc, "instance": options.instance, "direction": options.direction,
+              "input_nc": options.input_nc, "output_nc": options.output_nc, "seed": options.seed}
+    train_set = HDPairs(train_files, jitter, **common)
+    first = check_batch(train_set[0])
+    unit = size_multiple(options)
+    if first["B"].shape[1] % unit or first["B"].shape[2] % unit:
+        raise InputFileError(train_files[0], f"size {first['B'].shape[2]}x{first['B'].shape[1]} after --preprocess "
+                                             f"{options.preprocess}: the generator needs multiples of {unit}")
+    sampler = ResumableSampler(train_set, num_replicas=runtime.world_size, rank=runtime.rank, seed=options.seed)
+    pin = device.type == "cuda"
+    loader = make_loader(train_set, batch_size=options.batch_size, workers=options.workers, sampler=sampler, pin_memory=pin, seed=options.seed)
+    val_loader = make_loader(HDPairs(val_files, val_jitter, **common), batch_size=options.batch_size,
+                             workers=min(options.workers, 2), sampler=None, pin_memory=pin) if main else None
+
+    # Networks: the same initial weights on every rank (seeded; DDP broadcasts rank 0's anyway).
+    torch.manual_seed(options.seed)
+    net_g, net_d = build_generator(options), build_discriminator(options)
+    if options.init_from is not None:
+        copied = init_generator_from(net_g, options.init_from)
+        if main:
+            console.print(f"--init-from: {copied} of {len(net_g.state_dict())} generator tensors from {options.init_from}")
+    vgg = load_vgg19(options.vgg_weights).to(device) if options.vgg_loss else None
+    config = run_config(options, data_root, net_g, net_d)
+    resuming = prepare_run(run_dir, config, resume=resume, overwrite=overwrite, runtime=runtime)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.write_config(run_dir, config)
+    nets_raw = {"G": net_g, "D": net_d}
+    for net in nets_raw.values():
+        net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    fixed = fixed_global_parameters(net_g, options)
+
+    fused = {"fused": True} if device.type == "cuda" else {}
+    optimizers = {k: torch.optim.Adam(n.parameters(), lr=options.lr, betas=(options.beta1, options.beta2), **fused)
+                  for k, n in nets_raw.items()}
+    rule = lr_lambda(options.epochs, options.epochs_decay)
+    schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, rule) for k, o in optimizers.items()}
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    position = Position()
+    seed_rank(options.seed, runtime.rank)
+    if resuming:
+        state = restore_training(run_dir, runtime, nets_raw, optimizers, schedulers, scaler)
+        position = Position(state["step"], state["epoch"], state["batches_done"])
+
+    ddp_args = {"device_ids": [device.index]} if device.type == "cuda" else {}
+    g_train = DDP(net_g, **ddp_args) if runtime.distributed else net_g
+    d_train = DDP(net_d, **ddp_args) if runtime.distributed else net_d
+    d_for_g = net_d
+    if options.compile:
+        g_train, d_train, d_for_g = torch.compile(g_train), torch.compile(d_train), torch.compile(net_d)
+    nets = Nets(g_train, net_g, d_train, net_d, d_for_g, vgg)
+    net_g.train()
+    net_d.train()
+
+    lr = lambda: optimizers["G"].param_groups[0]["lr"]  # noqa: E731
+
+    def step_fn(batch: dict) -> tuple[dict[str, torch.Tensor], int]:
+        x, real = to_device(check_batch(batch), device, options, channels_last)
+        fixed_now = fixed if position.epoch < options.niter_fix_global else []
+        return train_step(x, real, nets, optimizers, scaler, options, amp_dtype, fixed_now), x.shape[0]
+
+    def epoch_start(pos: Position) -> None:
+        if fixed and pos.epoch == options.niter_fix_global and pos.batches_done == 0:
+            optimizers["G"].state.clear()  # the official code starts a new Adam over all of G here
+            if main:
+                console.print(f"epoch {pos.epoch + 1}: the global generator now trains too")
+
+    def epoch_end(epoch_: int) -> None:
+        for sched in schedulers.values():
+            sched.step()
+        if main:
+            val_l1, grid = evaluate(net_g, val_loader, device, options, amp_dtype, options.sample_images)
+            if grid is not None:
+                write_samples(run_dir / "samples", epoch_ + 1, grid)
+            append_log(run_dir / "log.jsonl", {"step": position.step, "epoch": epoch_ + 1, "val_L1": round(val_l1, 6),
+                                               "val_split": val_split or "train", "lr": lr()})
+
+    def save(pos: Position) -> None:
+        save_training(run_dir, runtime, nets_raw, optimizers, schedulers, scaler, step=pos.step, epoch=pos.epoch,
+                      batches_done=pos.batches_done)
+
+    settings = LoopSettings(total_epochs=options.epochs + options.epochs_decay, batch_size=options.batch_size,
+                            max_steps=options.max_steps, log_every=options.log_every, checkpoint_every=options.checkpoint_every,
+                            title="train pix2pixhd", progress=show_progress, stall_at=int(os.environ.get(STALL_ENV, "0")))
+    run_epochs(loader, sampler, position, settings, LoopHooks(step_fn, epoch_end, save, lr, epoch_start), runtime, run_dir)
+    return run_dir
