@@ -16,7 +16,7 @@ def randomize(net: nn.Module, seed: int) -> nn.Module:
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in net.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
+            if isinstance(module, nn.Conv2d):  # linear layers keep torch's init (only Inception's unused fc has one that matters)
                 fan_in = module.weight[0].numel()
                 module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
                 if module.bias is not None:
@@ -44,11 +44,14 @@ def make_torchvision_file(path: Path, name: str, seed: int = 0) -> Path:
     only, the 500 MB of classifier are never read)."""
     import torchvision
 
-    net = randomize(getattr(torchvision.models, name)(weights=None), seed)
-    state = net.state_dict()
-    if name == "vgg16":
-        state = {k: v for k, v in state.items() if k.startswith("features.")}
-    torch.save(state, path)
+    if name == "vgg16":  # the features only: building the classifier costs seconds and is never read
+        from torchvision.models.vgg import cfgs, make_layers
+
+        net = nn.Module()
+        net.features = make_layers(cfgs["D"])
+    else:
+        net = getattr(torchvision.models, name)(weights=None)
+    torch.save(randomize(net, seed).state_dict(), path)
     return path
 
 
