@@ -48,6 +48,7 @@ app.command("train", context_settings=PASSTHROUGH, add_help_option=False)(train.
 app.command("translate")(translate.translate)
 app.command("import-checkpoint", context_settings=PASSTHROUGH, add_help_option=False)(import_checkpoint.import_checkpoint)
 app.command("eval")(eval_cli.eval_command)
+app.command("eval-merge", hidden=True)(eval_cli.merge_command)  # reached as "p2ptools eval merge", see main()
 app.add_typer(fcn.app, name="fcn")
 app.add_typer(hed.app, name="hed")
 app.command("demo")(demo.demo)
@@ -56,8 +57,11 @@ app.command("demo")(demo.demo)
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     debug = os.environ.get("P2PTOOLS_DEBUG", "") not in ("", "0")
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:2] == ["eval", "merge"]:  # "eval" is one command with positional paths, so its "merge" is routed here
+        args = ["eval-merge", *args[2:]]
     try:
-        app(args=argv, prog_name="p2ptools")
+        app(args=args, prog_name="p2ptools")
     except P2PError as exc:
         if debug:
             raise

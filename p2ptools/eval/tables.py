@@ -24,7 +24,7 @@ from p2ptools.errors import ConfigError
 from p2ptools.eval.color import CHANNELS, LabBins, plot_histograms
 from p2ptools.eval.evaluate import EvalOptions, Evaluation, ScorerLike, distributed_context, evaluate_results
 from p2ptools.eval.matching import find_results
-from p2ptools.eval.report import HTML_STYLE, IMAGE_KEYS, SCORE_KEYS, markdown_table, score_block, write_report
+from p2ptools.eval.report import HTML_STYLE, IMAGE_KEYS, LOWER_IS_BETTER, SCORE_KEYS, display_frame, fidelity_columns, has_fidelity, markdown_table, score_block, write_report
 from p2ptools.imageio import write_image, write_text_atomic
 from p2ptools.plugin import LoadOptions, read_run_config
 from p2ptools.registry import load_run
@@ -161,9 +161,11 @@ def evaluate_rows(
     device: str = "cpu",
     batch_size: int = 1,
     scorer_info: dict[str, Any] | None = None,
+    fidelity: Any = None,
 ) -> list[Evaluation]:
     """Translate the runs (rank 0), evaluate every row, write each row's report to
-    ``out/<label>/`` and the tables to ``out``. The ground-truth row is scored with the first row."""
+    ``out/<label>/`` and the tables to ``out``. The ground-truth row is scored with the first row;
+    ``fidelity`` (:class:`p2ptools.eval.fidelity.FidelityModels`) adds FID/KID/LPIPS columns."""
     rank, world = distributed_context()
     evaluations = []
     for i, row in enumerate(rows):
@@ -172,7 +174,9 @@ def evaluate_rows(
                 translate_run(row.run_dir, row.results, split=options.split, device=device, batch_size=batch_size, progress=options.progress)
             _barrier(world)
         row_options = replace(options, ground_truth_row=options.ground_truth_row and i == 0)
-        evaluations.append(evaluate_results(find_results(row.results), row_options, scorer, name=row.label, scorer_info=scorer_info))
+        evaluations.append(
+            evaluate_results(find_results(row.results), row_options, scorer, name=row.label, scorer_info=scorer_info, fidelity=fidelity, feature_dir=out / slug(row.label) / "features")
+        )
     if rank == 0:
         reports = {}
         for ev in evaluations:
@@ -202,6 +206,7 @@ def table_frame(evaluations: list[Evaluation], title: str = "Run") -> pd.DataFra
                 row[f"Color {ch}"] = ev.report["color"][ch]
         if "image" in ev.report:
             row.update({label: ev.report["image"][key] for key, label in IMAGE_KEYS})
+        row.update(fidelity_columns(ev.report))
         rows[ev.name] = row
     truth = next((ev.report["ground_truth"]["fcn"] for ev in evaluations if "ground_truth" in ev.report), None)
     if truth:
@@ -218,9 +223,12 @@ def write_tables(evaluations: list[Evaluation], out: str | Path, *, title: str =
     frame = table_frame(evaluations, title)
     paths = {"csv": out / "table.csv", "md": out / "table.md", "tex": out / "table.tex", "html": out / "table.html"}
     write_text_atomic(paths["csv"], frame.to_csv(float_format="%.6f"))
-    write_text_atomic(paths["md"], markdown_table(frame, title))
+    shown = display_frame(frame)
+    legend = f"\n{LOWER_IS_BETTER}\n" if has_fidelity(frame) else ""
+    write_text_atomic(paths["md"], markdown_table(shown, title) + legend)
     caption = f"FCN scores and color/image metrics by {title.lower()} (p2ptools eval)"
-    tex = frame.to_latex(float_format="%.3f", na_rep="--", escape=True, caption=caption, label="tab:p2ptools-eval")
+    tex = shown.to_latex(float_format="%.3f", na_rep="--", escape=True, caption=caption, label="tab:p2ptools-eval")
+    tex = tex.replace("↓", "$\\downarrow$").replace("±", "$\\pm$")  # lower is better; KID mean $\pm$ std
     write_text_atomic(paths["tex"], tex)
 
     curves = {ev.name: ev.color for ev in evaluations if ev.color is not None}
@@ -229,7 +237,9 @@ def write_tables(evaluations: list[Evaluation], out: str | Path, *, title: str =
     paths.update({f"color_{ch}": p for ch, p in plots.items()})
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>p2ptools eval: {html.escape(title)}</title>{HTML_STYLE}</head><body>"]
     parts.append(f"<h1>{html.escape(caption)}</h1>")
-    parts.append(frame.to_html(float_format=lambda v: f"{v:.3f}", na_rep="-", border=0, classes="numbers"))
+    parts.append(shown.to_html(float_format=lambda v: f"{v:.3f}", na_rep="-", border=0, classes="numbers"))
+    if legend:
+        parts.append(f"<p>{html.escape(LOWER_IS_BETTER)}</p>")
     if reports:
         parts.append("<h2>Reports</h2><ul>" + "".join(f"<li><a href='{html.escape(p)}'>{html.escape(k)}</a></li>" for k, p in reports.items()) + "</ul>")
     if plots:

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from p2ptools.metrics.fid import FEATURE_DIM
 from p2ptools.metrics.resize import check_protocol, legacy_resize, to_unit_batch
 from p2ptools.metrics.weights import INCEPTION, load_into, load_state_dict, require_file, weight_info
 
-FEATURE_DIM = 2048
 
 
 def fid_inception_v3() -> nn.Module:
@@ -78,6 +78,8 @@ class FeatureExtractor:
         protocol: ``clean`` or ``legacy`` (see :mod:`p2ptools.metrics.resize`).
         device: torch device.
     """
+
+    dim = FEATURE_DIM
 
     def __init__(self, inception: nn.Module, protocol: str = "clean", device: str = "cpu") -> None:
         self.protocol = check_protocol(protocol)

@@ -16,10 +16,14 @@ import io
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
-import torch
-from torch import nn
+
+if TYPE_CHECKING:  # torch is imported where it is used (the evaluator imports this module's state without it)
+    import torch
+    from torch import nn
 
 from p2ptools.metrics.resize import as_rgb
 from p2ptools.metrics.state import StreamingMetric
@@ -76,6 +80,8 @@ def _sha(path: Path) -> str:
 
 def to_lpips_input(image: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [-1, 1] (``lpips.im2tensor``)."""
+    import torch
+
     x = torch.from_numpy(np.ascontiguousarray(as_rgb(image).transpose(2, 0, 1))).float()
     return (x / 127.5 - 1)[None]
 
@@ -93,11 +99,14 @@ class LPIPSScorer:
     """Per-pair LPIPS distances of uint8 images, batched by size."""
 
     def __init__(self, model: nn.Module, device: str = "cpu") -> None:
+        import torch
+
         self.model, self.device = model, torch.device(device)
 
-    @torch.inference_mode()
     def __call__(self, outputs: list[np.ndarray], truths: list[np.ndarray]) -> tuple[np.ndarray, int]:
         """(distances, number of outputs resized to their ground truth's size)."""
+        import torch
+
         if len(outputs) != len(truths):
             raise ValueError(f"{len(outputs)} outputs but {len(truths)} ground-truth images")
         values = np.zeros(len(outputs), np.float64)
@@ -112,7 +121,8 @@ class LPIPSScorer:
         for idx in groups.values():
             a = torch.cat([to_lpips_input(pairs[i][0]) for i in idx]).to(self.device)
             b = torch.cat([to_lpips_input(pairs[i][1]) for i in idx]).to(self.device)
-            values[idx] = self.model(a, b).reshape(-1).double().cpu().numpy()
+            with torch.inference_mode():
+                values[idx] = self.model(a, b).reshape(-1).double().cpu().numpy()
         return values, resized
 
 

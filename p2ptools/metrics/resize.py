@@ -13,9 +13,12 @@ Gray images are repeated to three channels first, as ``PIL.Image.convert("RGB")`
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:  # torch is imported where it is used: the protocol names are needed without it
+    import torch
 
 PROTOCOLS = ("clean", "legacy")
 INCEPTION_SIZE = 299
@@ -69,6 +72,8 @@ def to_unit_batch(images: list[np.ndarray], protocol: str) -> torch.Tensor | lis
     ``clean``: one (N, 3, 299, 299) float32 tensor, resized here. ``legacy``: a list of (1, 3, H, W)
     tensors at their own sizes (the network resizes them, see :func:`legacy_resize`).
     """
+    import torch
+
     check_protocol(protocol)
     if protocol == "clean":
         batch = np.stack([clean_resize(image) for image in images]).transpose(0, 3, 1, 2)
@@ -78,4 +83,6 @@ def to_unit_batch(images: list[np.ndarray], protocol: str) -> torch.Tensor | lis
 
 def legacy_resize(batch: torch.Tensor) -> torch.Tensor:
     """pytorch-fid's in-network resize: bilinear, ``align_corners=False``, to 299x299."""
+    import torch.nn.functional as F
+
     return F.interpolate(batch, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False)

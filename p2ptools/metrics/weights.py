@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported where it is used
+    import torch
+    from torch import nn
 
 from p2ptools.errors import CheckpointError, ConfigError, InputFileError
 from p2ptools.imageio import sha256_file
@@ -52,6 +54,8 @@ def require_file(path: str | Path | None, published: WeightFile, what: str) -> P
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A plain ``{name: tensor}`` state dict, loaded with ``weights_only=True`` (no pickled code)."""
+    import torch
+
     path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -1,73 +1,10 @@
-"""Fixtures of the metric tests: weight files with the exact layouts of the published files
-(random values, made once per session) and tiny image sets."""
+"""Fixtures of the metric tests: tiny image sets (the weight files are session fixtures of
+tests/conftest.py, made by tests/metric_weights.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-import torch
-from torch import nn
-
-
-def randomize(net: nn.Module, seed: int) -> nn.Module:
-    """He-scaled convolutions and non-trivial BatchNorm statistics, so features stay in range."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, nn.Conv2d):  # linear layers keep torch's init (only Inception's unused fc has one that matters)
-                fan_in = module.weight[0].numel()
-                module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
-                if module.bias is not None:
-                    module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.05)
-            elif isinstance(module, nn.BatchNorm2d):
-                c = module.num_features
-                module.weight.copy_(0.8 + 0.4 * torch.rand(c, generator=gen))
-                module.bias.copy_(0.05 * torch.randn(c, generator=gen))
-                module.running_mean.copy_(0.05 * torch.randn(c, generator=gen))
-                module.running_var.copy_(0.8 + 0.4 * torch.rand(c, generator=gen))
-    return net
-
-
-def make_inception_file(path: Path, seed: int = 0) -> Path:
-    """A state dict with the layout of pt_inception-2015-12-05-6726825d.pth: pytorch-fid's
-    architecture (``fid_inception_v3`` without its download), random values."""
-    from p2ptools.metrics.inception import fid_inception_v3
-
-    torch.save(randomize(fid_inception_v3(), seed).state_dict(), path)
-    return path
-
-
-def make_torchvision_file(path: Path, name: str, seed: int = 0) -> Path:
-    """torchvision's alexnet / vgg16 state dict layout with random values (vgg16: ``features.*``
-    only, the 500 MB of classifier are never read)."""
-    import torchvision
-
-    if name == "vgg16":  # the features only: building the classifier costs seconds and is never read
-        from torchvision.models.vgg import cfgs, make_layers
-
-        net = nn.Module()
-        net.features = make_layers(cfgs["D"])
-    else:
-        net = getattr(torchvision.models, name)(weights=None)
-    torch.save(randomize(net, seed).state_dict(), path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def inception_file(tmp_path_factory) -> Path:
-    return make_inception_file(tmp_path_factory.mktemp("inception") / "pt_inception-2015-12-05-6726825d.pth")
-
-
-@pytest.fixture(scope="session")
-def alexnet_file(tmp_path_factory) -> Path:
-    return make_torchvision_file(tmp_path_factory.mktemp("alexnet") / "alexnet-owt-7be5be79.pth", "alexnet")
-
-
-@pytest.fixture(scope="session")
-def vgg_file(tmp_path_factory) -> Path:
-    return make_torchvision_file(tmp_path_factory.mktemp("vgg") / "vgg16-397923af.pth", "vgg16")
 
 
 def smooth_images(n: int, size: tuple[int, int] = (40, 48), seed: int = 0) -> list[np.ndarray]:
