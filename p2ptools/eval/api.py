@@ -84,6 +84,7 @@ def _evaluate(request: EvalRequest, device: str) -> EvalOutcome:
 
     rank, _ = distributed_context()
     options = request.options
+    single = find_results(request.results[0]) if not request.runs and len(request.results) == 1 else None  # bad input before loading networks
     scorer, scorer_info = None, None
     if options.fcn or options.ground_truth_row:
         from p2ptools.eval.scorer import load_scorer
@@ -98,8 +99,8 @@ def _evaluate(request: EvalRequest, device: str) -> EvalOutcome:
     out = Path(request.out)
     existed = out.exists()
     try:
-        if not request.runs and len(request.results) == 1:
-            evaluation = evaluate_results(find_results(request.results[0]), options, scorer, scorer_info=scorer_info, fidelity=fidelity, feature_dir=out / "features", shard=request.shard)
+        if single is not None:
+            evaluation = evaluate_results(single, options, scorer, scorer_info=scorer_info, fidelity=fidelity, feature_dir=out / "features", shard=request.shard)
             if rank != 0:
                 return EvalOutcome(None, None)
             if request.shard is not None:

@@ -64,7 +64,7 @@ def load_inception(path: str | Path | None) -> tuple[nn.Module, dict[str, object
         ConfigError: no path given (the message names the file and its public address).
         InputFileError / CheckpointError: a missing, unreadable or differently shaped file.
     """
-    path = require_file(path, INCEPTION, "FID and KID")
+    path = require_file(path, INCEPTION, "--fid and --kid need")
     net = fid_inception_v3()
     load_into(net, load_state_dict(path), path, "pytorch-fid Inception weights (pt_inception-2015-12-05)")
     return net, weight_info(path, INCEPTION)

@@ -57,7 +57,7 @@ def load_lpips(net: str, backbone_weights: str | Path | None, device: str = "cpu
 
     if net not in NETS:
         raise ConfigError(f"--lpips-net: invalid value {net!r}; choose from {', '.join(NETS)}")
-    path = require_file(backbone_weights, NETS[net], "LPIPS")
+    path = require_file(backbone_weights, NETS[net], "--lpips needs")
     with contextlib.redirect_stdout(io.StringIO()):  # lpips prints what it loads
         import warnings
 

@@ -42,10 +42,11 @@ VGG16 = WeightFile("vgg16-397923af.pth", "--lpips-backbone-weights", "https://do
 
 
 def require_file(path: str | Path | None, published: WeightFile, what: str) -> Path:
-    """``path`` as a Path, or a :class:`ConfigError` saying which file to pass and where it lives."""
+    """``path`` as a Path, or a :class:`ConfigError` saying which file to pass and where it lives
+    (``what``: who needs it, with the verb, e.g. "--lpips needs")."""
     hint = f"pass {published.option} {published.name} (the public copy: {published.url}; nothing is downloaded)"
     if path is None:
-        raise ConfigError(f"{what} needs local weights: {hint}")
+        raise ConfigError(f"{what} local weights: {hint}")
     path = Path(path)
     if not path.is_file():
         raise InputFileError(path, f"no such weights file; {hint}")

@@ -70,7 +70,7 @@ def test_state_mean_merge_and_worst():
 
 
 def test_bad_weights(tmp_path, alexnet_file, vgg_file):
-    with pytest.raises(ConfigError, match="--lpips-backbone-weights alexnet-owt-7be5be79.pth"):
+    with pytest.raises(ConfigError, match="--lpips needs local weights: pass --lpips-backbone-weights alexnet-owt-7be5be79.pth"):
         load_lpips("alex", None)
     with pytest.raises(ConfigError, match="choose from alex, vgg"):
         load_lpips("squeeze", alexnet_file)
