@@ -40,9 +40,17 @@ class TinyExtractor:
         return np.asarray(rows, np.float32)
 
 
+def mean_difference(outputs, truths):
+    """A cheap stand-in for LPIPS (same interface): |mean(output) - mean(truth)| / 255 per pair."""
+    return np.array([abs(float(o.mean()) - float(t.mean())) / 255 for o, t in zip(outputs, truths, strict=True)]), 0
+
+
 def tiny_models(options: FidelityOptions, lpips_file: Path | None = None) -> FidelityModels:
-    models = FidelityModels(replace(options, fid=False, kid=False, lpips_backbone_weights=lpips_file))  # LPIPS (if asked) is real
+    """Models with the 16-d Inception stand-in; LPIPS real with ``lpips_file``, else :func:`mean_difference`."""
+    models = FidelityModels(replace(options, fid=False, kid=False, lpips=options.lpips and lpips_file is not None, lpips_backbone_weights=lpips_file))
     models.options = options
+    if options.lpips and lpips_file is None:
+        models.lpips, models.lpips_info = mean_difference, {"net": "stand-in"}
     if options.inception:
         models.extractor, models.feature_dim = TinyExtractor(), DIM
         models.inception_info = {"path": "tiny", "sha256": "0" * 64, "published_name": "pt_inception-2015-12-05-6726825d.pth", "matches_published": False}
@@ -115,12 +123,12 @@ def test_ground_truth_statistics_are_cached_by_content(tmp_path, monkeypatch):
     assert models.extractor.calls == 42
 
 
-def test_shards_merge_to_the_unsharded_report(tmp_path, alexnet_file):
+def test_shards_merge_to_the_unsharded_report(tmp_path):
     from p2ptools.eval.partial import build_evaluation, merge_partials, read_partial, write_partial
 
     res = make_set(tmp_path / "res", n=7)
     fopts = replace(ALL, cache=False)
-    models = tiny_models(fopts, alexnet_file)
+    models = tiny_models(fopts)
     whole = run(res, fopts, models, tmp_path / "whole")
     parts = []
     for i in range(3):
@@ -172,3 +180,57 @@ def test_bad_input(tmp_path, alexnet_file):
         run(one, fid, tiny_models(fid), tmp_path / "h")
     with pytest.raises(ConfigError, match="--fid-protocol"):
         FidelityOptions(fid=True, protocol="bilinear").check()
+
+
+RANK_SCRIPT = """
+import json, sys
+from pathlib import Path
+import importlib.util
+spec = importlib.util.spec_from_file_location("helpers", sys.argv[2])
+helpers = importlib.util.module_from_spec(spec); spec.loader.exec_module(helpers)
+from p2ptools.eval.evaluate import distributed_context, distributed_session
+root = Path(sys.argv[1])
+with distributed_session("cpu"):
+    rank, world = distributed_context()
+    models = helpers.tiny_models(helpers.ALL)
+    ev = helpers.run(root / "res", helpers.ALL, models, root / "rep" / "features")
+print(json.dumps({"rank": rank, "report": {k: ev.report.get(k) for k in ("fid", "kid", "lpips", "n_images")}, "gallery": [g["name"] for g in ev.gallery], "per_image": ev.per_image}))
+"""
+
+
+def test_torchrun_ranks_take_strided_shares_and_sum(tmp_path, monkeypatch):
+    """2 CPU processes (gloo): FID sums and LPIPS sums all-reduced, KID read from both ranks' files."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("P2PTOOLS_CACHE", str(tmp_path / "cache"))
+    res = make_set(tmp_path / "res", n=5)
+    single = run(res, ALL, tiny_models(ALL), tmp_path / "single")
+    (tmp_path / "rank.py").write_text(RANK_SCRIPT)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, str(tmp_path / "rank.py"), str(tmp_path), __file__]
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=180)
+        assert p.returncode == 0, stderr
+        outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    assert sorted(p.name for p in (tmp_path / "rep" / "features").iterdir()) == [
+        "results.rank0-of-2.npy", "results.rank1-of-2.npy", "truth.rank0-of-2.npy", "truth.rank1-of-2.npy",
+    ]  # fmt: skip
+    for out in outs:
+        rep = out["report"]
+        assert rep["n_images"] == 5 and rep["fid"]["n_images"] == 5 and rep["lpips"]["n_images"] == 5
+        assert rep["fid"]["value"] == pytest.approx(single.report["fid"]["value"], rel=1e-6)
+        assert rep["kid"]["mean"] == pytest.approx(single.report["kid"]["mean"], rel=1e-9)
+        assert rep["lpips"]["mean"] == pytest.approx(single.report["lpips"]["mean"], rel=1e-6)
+        assert out["per_image"] == pytest.approx(single.per_image, rel=1e-6)
+    by_rank = sorted(outs, key=lambda o: o["rank"])
+    assert by_rank[0]["gallery"] == [g["name"] for g in single.gallery] and by_rank[1]["gallery"] == []
