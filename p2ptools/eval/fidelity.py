@@ -29,8 +29,21 @@ import numpy as np
 from p2ptools.cache import cache_root
 from p2ptools.errors import ConfigError
 from p2ptools.imageio import sha256_file
-from p2ptools.metrics.fid import FEATURE_DIM, FID_MIN_IMAGES, GaussianStats, fid_from_stats
-from p2ptools.metrics.kid import KID_SEED, KID_SUBSET_SIZE, KID_SUBSETS, FeatureFile, FeaturePart, FeatureSet, kid
+from p2ptools.metrics.fid import (
+    FEATURE_DIM,
+    FID_MIN_IMAGES,
+    GaussianStats,
+    fid_from_stats,
+)
+from p2ptools.metrics.kid import (
+    KID_SEED,
+    KID_SUBSET_SIZE,
+    KID_SUBSETS,
+    FeatureFile,
+    FeaturePart,
+    FeatureSet,
+    kid,
+)
 from p2ptools.metrics.lpips import PROTOCOL as LPIPS_PROTOCOL
 from p2ptools.metrics.lpips import LPIPSState
 from p2ptools.metrics.resize import PROTOCOL_TEXT, PROTOCOLS

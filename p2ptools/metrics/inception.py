@@ -18,14 +18,24 @@ from torch import nn
 
 from p2ptools.metrics.fid import FEATURE_DIM
 from p2ptools.metrics.resize import check_protocol, legacy_resize, to_unit_batch
-from p2ptools.metrics.weights import INCEPTION, load_into, load_state_dict, require_file, weight_info
-
+from p2ptools.metrics.weights import (
+    INCEPTION,
+    load_into,
+    load_state_dict,
+    require_file,
+    weight_info,
+)
 
 
 def fid_inception_v3() -> nn.Module:
     """pytorch-fid's FID Inception v3 with random weights (no download)."""
     import torchvision
-    from pytorch_fid.inception import FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2
+    from pytorch_fid.inception import (
+        FIDInceptionA,
+        FIDInceptionC,
+        FIDInceptionE_1,
+        FIDInceptionE_2,
+    )
 
     net = torchvision.models.inception_v3(num_classes=1008, aux_logits=False, weights=None, init_weights=False)
     net.Mixed_5b = FIDInceptionA(192, pool_features=32)
@@ -84,7 +94,8 @@ class FeatureExtractor:
     def __init__(self, inception: nn.Module, protocol: str = "clean", device: str = "cpu") -> None:
         self.protocol = check_protocol(protocol)
         self.device = torch.device(device)
-        self.net = InceptionPool3(inception).to(self.device).eval()
+        # channels_last: oneDNN's (and cuDNN's) fast layout, about 1.4x on CPU; features within 1e-5 of NCHW
+        self.net = InceptionPool3(inception).to(self.device).eval().to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def __call__(self, images: list[np.ndarray]) -> np.ndarray:
@@ -95,4 +106,4 @@ class FeatureExtractor:
             batch = torch.cat([legacy_resize(u.to(self.device)) for u in unit])
         else:
             batch = unit.to(self.device)
-        return self.net(batch).float().cpu().numpy()
+        return self.net(batch.contiguous(memory_format=torch.channels_last)).float().cpu().numpy()

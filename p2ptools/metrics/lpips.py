@@ -14,9 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -27,7 +25,15 @@ if TYPE_CHECKING:  # torch is imported where it is used (the evaluator imports t
 
 from p2ptools.metrics.resize import as_rgb
 from p2ptools.metrics.state import StreamingMetric
-from p2ptools.metrics.weights import ALEXNET, VGG16, WeightFile, load_into, load_state_dict, require_file, weight_info
+from p2ptools.metrics.weights import (
+    ALEXNET,
+    VGG16,
+    WeightFile,
+    load_into,
+    load_state_dict,
+    require_file,
+    weight_info,
+)
 
 NETS: dict[str, WeightFile] = {"alex": ALEXNET, "vgg": VGG16}
 PROTOCOL = "lpips v0.1 linear layers (lpips package) on a local torchvision backbone; uint8 RGB / 127.5 - 1; spatial mean; outputs resized to their ground truth's size when they differ"

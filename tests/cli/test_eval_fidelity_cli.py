@@ -27,7 +27,7 @@ def _cache(tmp_path, monkeypatch):
 @pytest.fixture
 def tiny_inception(monkeypatch, tmp_path):
     """The Inception network replaced by the 16-d stand-in (weights file still required and hashed)."""
-    import p2ptools.metrics.inception as inception
+    from p2ptools.metrics import inception
 
     info = {"path": "w", "sha256": "1" * 64, "published_name": "pt_inception-2015-12-05-6726825d.pth", "matches_published": False}
     monkeypatch.setattr(inception, "load_inception", lambda path: (None, {**info, "path": str(path)}))

@@ -124,7 +124,12 @@ def test_ground_truth_statistics_are_cached_by_content(tmp_path, monkeypatch):
 
 
 def test_shards_merge_to_the_unsharded_report(tmp_path):
-    from p2ptools.eval.partial import build_evaluation, merge_partials, read_partial, write_partial
+    from p2ptools.eval.partial import (
+        build_evaluation,
+        merge_partials,
+        read_partial,
+        write_partial,
+    )
 
     res = make_set(tmp_path / "res", n=7)
     fopts = replace(ALL, cache=False)

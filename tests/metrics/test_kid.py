@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from p2ptools.metrics.kid import FeatureFile, FeaturePart, FeatureSet, kid, mmd2_unbiased
+from p2ptools.metrics.kid import (
+    FeatureFile,
+    FeaturePart,
+    FeatureSet,
+    kid,
+    mmd2_unbiased,
+)
 
 
 def features(n, dim=64, seed=0, shift=0.0):
@@ -51,7 +57,7 @@ def test_unbiased_on_two_halves_of_one_set():
 
 def test_mmd2_against_a_loop():
     x, y = features(6, dim=4, seed=4).astype(np.float64), features(6, dim=4, seed=5).astype(np.float64)
-    k = lambda u, v: (u @ v / 4 + 1) ** 3  # noqa: E731
+    k = lambda u, v: (u @ v / 4 + 1) ** 3
     m = 6
     xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
     yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))

@@ -13,10 +13,10 @@ from p2ptools.metrics.lpips import LPIPSScorer, LPIPSState, load_lpips
 
 def reference_lpips(net, weights, monkeypatch):
     """lpips.LPIPS with a pretrained backbone, torchvision's download replaced by our file."""
+    import warnings
+
     import lpips
     import torchvision.models._api as api
-
-    import warnings
 
     monkeypatch.setattr(api, "load_state_dict_from_url", lambda *a, **k: torch.load(weights, weights_only=True))
     with warnings.catch_warnings():
