@@ -296,7 +296,7 @@ def bench_fid(count: int, batch: int) -> dict:
     from metric_weights import make_inception_file
 
     from p2ptools.imageio import read_image
-    from p2ptools.metrics.inception import FeatureExtractor, load_inception
+    from p2ptools.metrics.inception import FeatureExtractor, features_of_files, load_inception
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -315,15 +315,7 @@ def bench_fid(count: int, batch: int) -> dict:
             return get_activations([str(f) for f in files], reference, batch_size=batch, dims=2048, device="cpu", num_workers=0)
 
         def ours_pass(protocol):
-            from concurrent.futures import ThreadPoolExecutor
-
-            out = []
-            with ThreadPoolExecutor(2) as pool:  # decode the next batch while the network runs
-                chunks = [files[i : i + batch] for i in range(0, len(files), batch)]
-                pending = pool.map(lambda chunk: [read_image(f) for f in chunk], chunks)
-                for images in pending:
-                    out.append(ours[protocol](images))
-            return np.concatenate(out)
+            return features_of_files(files, ours[protocol], batch_size=batch, threads=2)
 
         with torch.inference_mode():
             ours["legacy"]([read_image(files[0])])  # warm-up (oneDNN primitives)

@@ -13,8 +13,8 @@ from p2ptools.eval.evaluate import EvalOptions
 from p2ptools.locks import maybe_output_lock
 from p2ptools.outputs import refuse_foreign, refuse_overlap
 
-#: Files that mark a folder as an evaluation p2ptools wrote (a report, or an ablation table).
-REPORT_MARKERS = ("report.json", "table.csv")
+#: Files that mark a folder as an evaluation p2ptools wrote (a report, an ablation table, an --shard state).
+REPORT_MARKERS = ("report.json", "table.csv", "partial.json")
 
 
 @dataclass(frozen=True)

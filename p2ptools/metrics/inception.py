@@ -107,3 +107,17 @@ class FeatureExtractor:
         else:
             batch = unit.to(self.device)
         return self.net(batch.contiguous(memory_format=torch.channels_last)).float().cpu().numpy()
+
+
+def features_of_files(paths: list[Path], extractor: FeatureExtractor, batch_size: int = 50, threads: int = 2) -> np.ndarray:
+    """(N, 2048) features of image files, decoding the next batch in threads while the network runs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from p2ptools.imageio import read_image
+
+    chunks = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
+    out = []
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        for images in pool.map(lambda chunk: [read_image(p) for p in chunk], chunks):
+            out.append(extractor(images))
+    return np.concatenate(out) if out else np.zeros((0, FEATURE_DIM), np.float32)

@@ -78,6 +78,8 @@ def test_ablation_table_columns(cli, tmp_path, tiny_inception, alexnet_file):
         assert table.loc[row, "FID ↓"] == pytest.approx(rep["fid"]["value"], rel=1e-5)
         assert table.loc[row, "KID std"] == pytest.approx(rep["kid"]["std"], rel=1e-5, abs=1e-9)
     assert table.loc["l1cgan", "LPIPS ↓"] > table.loc["l1", "LPIPS ↓"]
+    second = json.loads((tmp_path / "table" / "l1cgan" / "report.json").read_text())
+    assert second["fid"]["ground_truth_cached_shares"] == 1  # one test split: its statistics computed once
     assert "±" in (tmp_path / "table" / "table.md").read_text() and "lower is better" in (tmp_path / "table" / "table.html").read_text()
     assert "$\\downarrow$" in (tmp_path / "table" / "table.tex").read_text()
     assert (tmp_path / "table" / "l1" / "features" / "results.rank0-of-1.npy").is_file()
@@ -91,6 +93,7 @@ def test_shards_and_merge_write_the_single_run_report(cli, tmp_path, tiny_incept
         r = cli("eval", "--results", res, *args, "--shard", f"{i}/2", "--out", tmp_path / f"part{i}")
         assert r.code == 0, r.stderr
         assert "partial state" in r.stdout and not (tmp_path / f"part{i}" / "report.json").exists()
+    assert cli("eval", "--results", res, *args, "--shard", "1/2", "--out", tmp_path / "part1").code == 0  # a shard can be rerun
     r = cli("eval", "merge", tmp_path / "part1", tmp_path / "part0", "--out", tmp_path / "merged")
     assert r.code == 0, r.stderr
     single = json.loads((tmp_path / "single" / "report.json").read_text())

@@ -32,10 +32,16 @@ def inception(inception_file):
     return load_inception(inception_file)
 
 
-def test_legacy_features_equal_pytorch_fid(inception, reference, images):
+def test_legacy_features_equal_pytorch_fid(inception, reference, images, tmp_path):
+    from p2ptools.imageio import write_image
+    from p2ptools.metrics.inception import features_of_files
+
     net, info = inception
     batch = images(2)
-    ours = FeatureExtractor(net, "legacy")(batch)
+    paths = [tmp_path / f"{i}.png" for i in range(2)]
+    for path, image in zip(paths, batch, strict=True):
+        write_image(path, image)
+    ours = features_of_files(paths, FeatureExtractor(net, "legacy"), batch_size=1)  # decoded in threads, two batches
     with torch.no_grad():  # pytorch-fid's pipeline: ToTensor, then the network resizes
         x = torch.stack([torch.from_numpy(im).permute(2, 0, 1).float().div(255) for im in batch])
         theirs = reference[0](x)[0].squeeze(3).squeeze(2).numpy()
