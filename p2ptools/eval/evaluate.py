@@ -362,7 +362,7 @@ def evaluate_results(
                     real = [_resize(t, GROUND_TRUTH_SIZE, cv2.INTER_AREA) for t in truths]
                     _score_batch(scorer, gt_hist, real, gts, c)
                 if fpass is not None:
-                    fpass.update([p.stem for p in batch], outputs, truths)
+                    fpass.update(batch, outputs, truths)
                 for path, out, truth in zip(batch, outputs, truths, strict=True):
                     if hist_out is not None:
                         hist_out.update(out)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from p2ptools.cache import cache_root
-from p2ptools.errors import ConfigError
+from p2ptools.errors import ConfigError, InputFileError
 from p2ptools.imageio import sha256_file
 from p2ptools.metrics.fid import (
     FEATURE_DIM,
@@ -89,7 +89,7 @@ class FidelityModels:
 
     def __init__(self, options: FidelityOptions, device: str = "cpu") -> None:
         from p2ptools.metrics.inception import FeatureExtractor, load_inception
-        from p2ptools.metrics.lpips import LPIPSScorer, load_lpips
+        from p2ptools.metrics.lpips import MIN_SIZE, LPIPSScorer, load_lpips
 
         options.check()
         self.options = options
@@ -102,7 +102,7 @@ class FidelityModels:
             self.feature_dim = self.extractor.dim
         if options.lpips:
             model, self.lpips_info = load_lpips(options.lpips_net, options.lpips_backbone_weights, device)
-            self.lpips = LPIPSScorer(model, device)
+            self.lpips = LPIPSScorer(model, device, MIN_SIZE[options.lpips_net])
 
 
 def truth_key(origins: list[tuple[str, str]], protocol: str, weights_sha: str) -> str:
@@ -192,9 +192,14 @@ class FidelityPass:
         except OSError:  # another process won the race, or the cache is read-only: the cache is optional
             shutil.rmtree(staging, ignore_errors=True)
 
-    def update(self, names: list[str], outputs: list[np.ndarray], truths: list[np.ndarray]) -> None:
-        """Add one batch of results and their ground-truth photos."""
+    def update(self, paths: list[Path], outputs: list[np.ndarray], truths: list[np.ndarray]) -> None:
+        """Add one batch of results (their files and images) and their ground-truth photos.
+
+        Raises:
+            InputFileError: a pair LPIPS cannot score (smaller than its backbone's pooling allows).
+        """
         opts = self.models.options
+        names = [p.stem for p in paths]
         self.sizes["results"].update(_size(o) for o in outputs)
         self.sizes["truth"].update(_size(t) for t in truths)
         if opts.inception:
@@ -206,7 +211,11 @@ class FidelityPass:
                 self.fid_gt.update(gt)
                 self.gt_file.append(gt)
         if opts.lpips:
-            values, resized = self.models.lpips(outputs, truths)
+            try:
+                values, resized = self.models.lpips(outputs, truths)
+            except ValueError as exc:
+                bad = next((p for p, t in zip(paths, truths, strict=True) if min(t.shape[:2]) < getattr(self.models.lpips, "min_size", 1)), paths[0])
+                raise InputFileError(bad, str(exc).split(", the ground truth")[0]) from None
             self.lpips.update(names, values, resized)
 
     def close(self) -> None:

@@ -36,6 +36,8 @@ from p2ptools.metrics.weights import (
 )
 
 NETS: dict[str, WeightFile] = {"alex": ALEXNET, "vgg": VGG16}
+#: The smallest side each backbone's pooling survives (AlexNet: 11x11 stride-4 conv and two 3x3 pools; VGG16: four 2x2 pools).
+MIN_SIZE = {"alex": 31, "vgg": 16}
 PROTOCOL = "lpips v0.1 linear layers (lpips package) on a local torchvision backbone; uint8 RGB / 127.5 - 1; spatial mean; outputs resized to their ground truth's size when they differ"
 
 
@@ -104,10 +106,10 @@ def match_size(output: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, bool]
 class LPIPSScorer:
     """Per-pair LPIPS distances of uint8 images, batched by size."""
 
-    def __init__(self, model: nn.Module, device: str = "cpu") -> None:
+    def __init__(self, model: nn.Module, device: str = "cpu", min_size: int = 1) -> None:
         import torch
 
-        self.model, self.device = model, torch.device(device)
+        self.model, self.device, self.min_size = model, torch.device(device), min_size
 
     def __call__(self, outputs: list[np.ndarray], truths: list[np.ndarray]) -> tuple[np.ndarray, int]:
         """(distances, number of outputs resized to their ground truth's size)."""
@@ -120,6 +122,8 @@ class LPIPSScorer:
         groups: dict[tuple[int, int], list[int]] = {}
         pairs = []
         for i, (out, truth) in enumerate(zip(outputs, truths, strict=True)):
+            if min(truth.shape[:2]) < self.min_size:
+                raise ValueError(f"LPIPS needs images of at least {self.min_size}x{self.min_size}, the ground truth of pair {i} is {truth.shape[1]}x{truth.shape[0]}")
             out, was = match_size(as_rgb(out), as_rgb(truth))
             resized += was
             pairs.append((out, as_rgb(truth)))

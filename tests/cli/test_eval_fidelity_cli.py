@@ -17,6 +17,9 @@ _spec = importlib.util.spec_from_file_location("_p2p_fidelity_helpers", Path(__f
 _helpers = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_helpers)
 TinyExtractor, make_set = _helpers.TinyExtractor, _helpers.make_set
+_spec_eval = importlib.util.spec_from_file_location("_p2p_eval_helpers_fid", Path(__file__).resolve().parents[1] / "eval" / "conftest.py")
+_helpers_eval = importlib.util.module_from_spec(_spec_eval)
+_spec_eval.loader.exec_module(_helpers_eval)
 
 
 @pytest.fixture(autouse=True)
@@ -159,3 +162,43 @@ def test_bad_input_is_one_line_and_no_report(cli, tmp_path, case, message, alexn
 
     assert re.search(message, r.stderr), r.stderr
     assert not (tmp_path / "rep").exists()
+
+
+def test_runs_table_with_fcn_and_all_fidelity_columns(cli, tmp_path, monkeypatch, tiny_inception, alexnet_file):
+    """The issue's command: eval --runs A B --fid --kid --lpips --fcn -> one table with every column."""
+    from p2ptools_pix2pix._template import ColorMapOptions, ColorMapPlugin
+
+    import p2ptools.eval.scorer as scorer_mod
+    from p2ptools import registry
+    from p2ptools.labels import CITYSCAPES
+    from p2ptools.pairs import FORMAT_ID, Manifest, PairRecord, write_pair
+    from p2ptools.plugin import TrainRequest
+
+    monkeypatch.setattr(scorer_mod, "load_scorer", lambda *a, **k: _helpers_eval.FakeScorer())
+    real_load = registry.load
+    monkeypatch.setattr(registry, "load", lambda kind, name: ColorMapPlugin if name == ColorMapPlugin.name else real_load(kind, name))
+    rng = np.random.default_rng(1)
+    data, records = tmp_path / "data", []
+    for split, count in (("train", 2), ("test", 3)):
+        for i in range(count):
+            ids = _helpers_eval.random_train_ids(rng, (32, 32), ignore_frac=0.0)
+            a = CITYSCAPES.render(ids)
+            b = np.clip(a.astype(int) // 2 + 40 + rng.integers(0, 30, a.shape), 0, 255).astype(np.uint8)
+            write_pair(data / split / f"{split}{i}.png", a, b)
+            write_image(data / "labels" / split / f"{split}{i}.png", ids)
+            records.append(PairRecord(split, f"{split}{i}", f"{split}/{split}{i}.png", [f"{split}{i}"], "x", {"labels": {"file": f"labels/{split}/{split}{i}.png", "sha256": "x"}}))
+    Manifest({"name": "t", "version": "1"}, {}, [], [32, 32], "png", records, format=FORMAT_ID).write(data)
+    runs = [ColorMapPlugin().train(ColorMapOptions(max_images=k), TrainRequest(data=data, run_dir=tmp_path / f"run{k}")) for k in (1, 2)]
+    (tmp_path / "w.safetensors").write_bytes(b"x")
+    r = cli("eval", "--runs", *runs, "--fcn", "--fcn-weights", tmp_path / "w.safetensors", *fidelity_args(tiny_inception, alexnet_file), "--out", tmp_path / "t1")
+    assert r.code == 0, r.stderr
+    header = (tmp_path / "t1" / "table.csv").read_text().splitlines()[0].split(",")
+    assert header == ["max_images", "Per-pixel acc.", "Per-class acc.", "Class IOU", "L1 (0-255)", "PSNR (dB)", "SSIM", "FID ↓", "KID ↓", "KID std", "LPIPS ↓"]
+    assert "±" in (tmp_path / "t1" / "table.md").read_text()
+
+
+def test_lpips_on_images_too_small_for_alexnet(cli, tmp_path, alexnet_file):
+    res = make_set(tmp_path / "res", n=2, size=(16, 16))
+    r = cli("eval", "--results", res, "--lpips", "--lpips-backbone-weights", alexnet_file, "--no-progress", "--out", tmp_path / "rep")
+    assert r.code == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert "img0.png: LPIPS needs images of at least 31x31" in r.stderr and not (tmp_path / "rep").exists()
