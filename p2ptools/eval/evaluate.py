@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 
 from p2ptools.errors import ConfigError, InputFileError
-from p2ptools.eval.color import LabBins, LabHistogram, intersections, save_color_tables
-from p2ptools.eval.confusion import accumulate, new_hist, scores
+from p2ptools.eval.color import LabBins, LabHistogram, save_color_tables
+from p2ptools.eval.confusion import accumulate, new_hist
 from p2ptools.eval.matching import (
     CityscapesLabels,
     DatasetPhotos,
@@ -38,7 +38,7 @@ from p2ptools.eval.metrics import MetricsAccumulator
 from p2ptools.imageio import read_image
 from p2ptools.labels import CITYSCAPES, ClassTable
 from p2ptools.pairs import MANIFEST_NAME, Manifest, load_manifest
-from p2ptools.progress import console, make_progress
+from p2ptools.progress import make_progress
 
 if TYPE_CHECKING:
     from p2ptools.eval.fidelity import FidelityModels
