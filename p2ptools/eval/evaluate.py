@@ -33,6 +33,7 @@ from p2ptools.eval.matching import (
     PhotoSource,
     ResultSet,
 )
+from p2ptools.eval.evaluation import GROUND_TRUTH_SIZE, Evaluation  # noqa: F401  (Evaluation: re-exported, where it always lived)
 from p2ptools.eval.fidelity import FidelityOptions
 from p2ptools.eval.metrics import MetricsAccumulator
 from p2ptools.imageio import read_image
@@ -43,8 +44,6 @@ from p2ptools.progress import make_progress
 if TYPE_CHECKING:
     from p2ptools.eval.fidelity import FidelityModels
 
-#: Real photos are resized to this before scoring them as the ground-truth row (GUIDE.md section 4).
-GROUND_TRUTH_SIZE = (256, 256)
 SAMPLE_SIZE = 256
 
 
@@ -89,23 +88,6 @@ class EvalOptions:
     progress: bool = True
     bins: LabBins = field(default_factory=LabBins)
     fidelity: FidelityOptions = field(default_factory=FidelityOptions)
-
-
-@dataclass
-class Evaluation:
-    """Everything a report needs: the numbers (``report``, JSON-able) and the raw material."""
-
-    name: str
-    report: dict[str, Any]
-    classes: ClassTable | None = None
-    confusion: np.ndarray | None = None
-    gt_confusion: np.ndarray | None = None
-    color: dict[str, np.ndarray] | None = None  # result L/a/b probabilities
-    color_truth: dict[str, np.ndarray] | None = None  # ground truth's
-    samples: list[dict[str, Any]] = field(default_factory=list)  # {"name", "input", "output", "truth"}
-    gallery: list[dict[str, Any]] = field(default_factory=list)  # the worst LPIPS: {"name", "value", "input", "output", "truth"}
-    per_image: dict[str, float] = field(default_factory=dict)  # LPIPS of every image
-    partial: Any = None  # the summable state of a --shard (p2ptools.eval.partial.Partial)
 
 
 # ---------------------------------------------------------------------------------------------

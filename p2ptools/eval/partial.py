@@ -23,7 +23,7 @@ import numpy as np
 from p2ptools.errors import ConfigError, InputFileError
 from p2ptools.eval.color import LabBins, LabHistogram, intersections
 from p2ptools.eval.confusion import scores
-from p2ptools.eval.evaluate import GROUND_TRUTH_SIZE, Evaluation
+from p2ptools.eval.evaluation import GROUND_TRUTH_SIZE, Evaluation
 from p2ptools.imageio import read_image, read_json, write_image, write_text_atomic
 from p2ptools.labels import ClassTable
 from p2ptools.progress import console
