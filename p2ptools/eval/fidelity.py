@@ -155,10 +155,15 @@ class FidelityPass:
             if not self.cache_hit:
                 self.gt_file = self._features("truth", n)
 
-    def _features(self, what: str, rows: int) -> FeatureFile:
-        path = self.feature_dir / f"{what}.{self.tag}.npy"
+    def _staged(self, what: str) -> Path:
+        """Where a feature file is written until :meth:`close` renames it (a failed pass leaves the
+        files of an earlier report in the folder untouched)."""
+        path = self.feature_dir / f"{what}.{self.tag}.npy.partial"
         self.written.append(path)
-        return FeatureFile(path, rows, self.dim)
+        return path
+
+    def _features(self, what: str, rows: int) -> FeatureFile:
+        return FeatureFile(self._staged(what), rows, self.dim)
 
     @property
     def _cache_dir(self) -> Path:
@@ -171,9 +176,8 @@ class FidelityPass:
                 state = {k: data[k] for k in data.files}
             if int(state["count"][0]) != len(self.positions):
                 return False
-            target = self.feature_dir / f"truth.{self.tag}.npy"
-            self.written.append(target)
-            shutil.copyfile(folder / "features.npy", target)
+            self.feature_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(folder / "features.npy", self._staged("truth"))
         except (OSError, KeyError, ValueError):
             return False
         self.fid_gt.load_state(state)
@@ -187,7 +191,7 @@ class FidelityPass:
         staging = Path(tempfile.mkdtemp(prefix=f".{self.key}.", dir=folder.parent))
         try:
             np.savez(staging / "stats.npz", **self.fid_gt.state())
-            shutil.copyfile(self.feature_dir / f"truth.{self.tag}.npy", staging / "features.npy")
+            shutil.copyfile(self.feature_dir / f"truth.{self.tag}.npy.partial", staging / "features.npy")
             os.replace(staging, folder)
         except OSError:  # another process won the race, or the cache is read-only: the cache is optional
             shutil.rmtree(staging, ignore_errors=True)
@@ -219,13 +223,16 @@ class FidelityPass:
             self.lpips.update(names, values, resized)
 
     def close(self) -> None:
-        """Flush the feature files (and fill the ground-truth cache)."""
+        """Flush the feature files (and fill the ground-truth cache), then give them their names."""
         if self.out_file is not None:
             self.out_file.close()
         if self.gt_file is not None:
             self.gt_file.close()
             if self.key is not None:
                 self._save_cache()
+        for staged in self.written:
+            os.replace(staged, staged.with_suffix(""))  # drop ".partial"
+        self.written = []
 
     def discard(self) -> None:
         """Remove the files this pass wrote (after an error: no partial report)."""

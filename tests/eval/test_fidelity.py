@@ -239,3 +239,17 @@ def test_torchrun_ranks_take_strided_shares_and_sum(tmp_path, monkeypatch):
         assert out["per_image"] == pytest.approx(single.per_image, rel=1e-6)
     by_rank = sorted(outs, key=lambda o: o["rank"])
     assert by_rank[0]["gallery"] == [g["name"] for g in single.gallery] and by_rank[1]["gallery"] == []
+
+
+def test_a_failed_pass_leaves_the_earlier_features_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("P2PTOOLS_CACHE", str(tmp_path / "cache"))
+    fopts = FidelityOptions(kid=True, kid_subsets=2, kid_subset_size=3)
+    res = make_set(tmp_path / "res")
+    run(res, fopts, tiny_models(fopts), tmp_path / "features")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "features").iterdir()}
+    assert sorted(before) == ["results.rank0-of-1.npy", "truth.rank0-of-1.npy"]
+    write_image(res / "img0.png", np.zeros((32, 32, 3), np.uint8))
+    (res / "img3.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")  # fails in the second batch
+    with pytest.raises(InputFileError, match="img3.png"):
+        run(res, fopts, tiny_models(fopts), tmp_path / "features")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "features").iterdir()} == before
