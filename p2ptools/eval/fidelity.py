@@ -207,11 +207,11 @@ class FidelityPass:
         self.sizes["results"].update(_size(o) for o in outputs)
         self.sizes["truth"].update(_size(t) for t in truths)
         if opts.inception:
-            feats = self.models.extractor(outputs)
+            both = self.models.extractor(outputs if self.cache_hit else outputs + truths)  # one batch through the network
+            feats, gt = both[: len(outputs)], both[len(outputs) :]
             self.fid_out.update(feats)
             self.out_file.append(feats)
             if not self.cache_hit:
-                gt = self.models.extractor(truths)
                 self.fid_gt.update(gt)
                 self.gt_file.append(gt)
         if opts.lpips:
