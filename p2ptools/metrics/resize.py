@@ -24,8 +24,8 @@ PROTOCOLS = ("clean", "legacy")
 INCEPTION_SIZE = 299
 
 PROTOCOL_TEXT = {
-    "clean": "clean: PIL bicubic with antialiasing on float32 channels to 299x299, clipped to [0, 255], not quantised (clean-fid); pytorch-fid's Inception on 2x/255-1",
-    "legacy": "legacy: uint8/255 resized in the network by F.interpolate bilinear, align_corners=False, to 299x299 (pytorch-fid); pytorch-fid's Inception on 2x-1",
+    "clean": "clean: PIL bicubic with antialiasing on float32 channels to 299x299, clipped to [0, 255], not quantised (clean-fid); then pytorch-fid's Inception on 2*x/255 - 1",
+    "legacy": "legacy: uint8/255 resized in the network by F.interpolate bilinear, align_corners=False, to 299x299 (pytorch-fid); then pytorch-fid's Inception on 2*x - 1",
 }
 
 
