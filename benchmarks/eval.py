@@ -10,6 +10,9 @@
    pipeline (256x256 uint8 in, bilinear resize, fp32 TF32 off), against the GPU's measured fp32
    convolution throughput; plus the opt-in TF32 and bf16 modes and their argmax agreement with fp32.
    Skipped cleanly without a GPU.
+4. FID feature pass: images/s of pytorch-fid's own ``get_activations`` loop (its dataset, loader and
+   InceptionV3, in-network bilinear resize) against ours on the same PNGs (legacy protocol, same
+   features to 1e-5; and the clean protocol for its cost), CPU, random weights in the published layout.
 
 Usage: ``python benchmarks/eval.py [--json PATH] [--quick]``.
 """
@@ -28,9 +31,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from p2ptools.eval import color as color_mod  # noqa: E402
-from p2ptools.eval.color import CHANNELS, LabBins, LabHistogram  # noqa: E402
-from p2ptools.eval.confusion import accumulate, new_hist  # noqa: E402
+from p2ptools.eval import color as color_mod
+from p2ptools.eval.color import CHANNELS, LabBins, LabHistogram
+from p2ptools.eval.confusion import accumulate, new_hist
 
 C = 19
 
@@ -193,7 +196,12 @@ def bench_fcn(device: str, label_size: tuple[int, int], images: int, batch: int,
     """Scorer throughput (fp32 TF32 off, TF32, bf16) against the device's fp32 conv throughput."""
     import torch
 
-    from p2ptools.eval.scorer import CITYSCAPES_MEAN_BGR, Scorer, ScorerConfig, fp32_mode
+    from p2ptools.eval.scorer import (
+        CITYSCAPES_MEAN_BGR,
+        Scorer,
+        ScorerConfig,
+        fp32_mode,
+    )
     from p2ptools.labels import CITYSCAPES
     from p2ptools.nets.fcn8s import FCN8s
 
@@ -258,6 +266,75 @@ def bench_fcn(device: str, label_size: tuple[int, int], images: int, batch: int,
         results[mode] = entry
     return results
 
+# ---------------------------------------------------------------------------------- FID features
+
+
+def fid_images(folder: Path, count: int, size: int = 256) -> list[Path]:
+    """``count`` smooth random RGB PNGs of size x size (different sizes would not batch in pytorch-fid)."""
+    import cv2
+
+    from p2ptools.imageio import write_image
+
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(count):
+        image = cv2.GaussianBlur(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), (0, 0), 2.0)
+        files.append(folder / f"{i:05d}.png")
+        write_image(files[-1], image)
+    return files
+
+
+def bench_fid(count: int, batch: int) -> dict:
+    """Inception pool features of the same PNGs: pytorch-fid's own get_activations (its dataset,
+    DataLoader and InceptionV3, legacy resize) against ours (decode, legacy resize, channels_last
+    batches). Random weights in the published file's layout (tests/metric_weights.py): nothing downloads."""
+    import pytorch_fid.inception as pfi
+    import torch
+    from pytorch_fid.fid_score import get_activations
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from metric_weights import make_inception_file
+
+    from p2ptools.imageio import read_image
+    from p2ptools.metrics.inception import FeatureExtractor, features_of_files, load_inception
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        weights = make_inception_file(tmp / "pt_inception-2015-12-05-6726825d.pth")
+        files = fid_images(tmp / "images", count)
+        original = pfi.load_state_dict_from_url
+        pfi.load_state_dict_from_url = lambda *a, **k: torch.load(weights, weights_only=True)
+        try:
+            reference = pfi.InceptionV3([3]).eval()
+        finally:
+            pfi.load_state_dict_from_url = original
+        net, _ = load_inception(weights)
+        ours = {p: FeatureExtractor(net, p) for p in ("legacy", "clean")}
+
+        def baseline():
+            return get_activations([str(f) for f in files], reference, batch_size=batch, dims=2048, device="cpu", num_workers=0)
+
+        def ours_pass(protocol):
+            return features_of_files(files, ours[protocol], batch_size=batch, threads=2)
+
+        with torch.inference_mode():
+            ours["legacy"]([read_image(files[0])])  # warm-up (oneDNN primitives)
+            reference(torch.zeros(1, 3, 64, 64))
+        t = time.perf_counter()
+        theirs = baseline()
+        t_base = time.perf_counter() - t
+        t = time.perf_counter()
+        mine = ours_pass("legacy")
+        t_ours = time.perf_counter() - t
+        t = time.perf_counter()
+        ours_pass("clean")
+        t_clean = time.perf_counter() - t
+    return {
+        "images": count, "batch": batch, "threads": torch.get_num_threads(),
+        "pytorch_fid_images_s": count / t_base, "ours_legacy_images_s": count / t_ours, "ours_clean_images_s": count / t_clean,
+        "ratio_legacy": t_base / t_ours, "max_abs_feature_difference": float(np.abs(mine - theirs).max()),
+    }  # fmt: skip
+
 
 # ---------------------------------------------------------------------------------- main
 
@@ -268,12 +345,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="Smaller inputs (a smoke run).")
     parser.add_argument("--gpu-images", type=int, default=48, help="Images per GPU measurement.")
     parser.add_argument("--gpu-batch", type=int, default=4, help="FCN batch size on the GPU.")
+    parser.add_argument("--fid-images", type=int, default=100, help="Images of the FID feature pass (about 1 s each on 2 CPU cores).")
+    parser.add_argument("--fid-batch", type=int, default=50, help="Batch size of both FID feature passes (pytorch-fid's default: 50).")
     args = parser.parse_args(argv)
     frames, (h, w), lab_images = (2, (256, 512), 8) if args.quick else (6, (1024, 2048), 48)
     out = {
         "confusion": bench_confusion(frames, h, w, repeat=3),
         "lab": bench_lab(lab_images, 256),
         "gpu": bench_gpu(args.gpu_images, args.gpu_batch),
+        "fid": bench_fid(8 if args.quick else args.fid_images, args.fid_batch),
     }
     c, lab = out["confusion"], out["lab"]
     rows = [
@@ -294,6 +374,12 @@ def main(argv: list[str] | None = None) -> dict:
             e = gpu[mode]
             extra = f"{e['fraction_of_conv_fp32']:.0%} of conv fp32" if mode == "fp32" else f"argmax agreement {e['argmax_agreement_with_fp32']:.4f}"
             rows.append((f"FCN-8s 1024x2048 {mode}", f"{e['images_s']:.1f} img/s ({e['seconds_for_500']:.0f} s / 500)", extra))
+    f = out["fid"]
+    rows += [
+        ("FID features: pytorch-fid get_activations", f"{f['pytorch_fid_images_s']:.2f} img/s", ""),
+        ("FID features: ours, legacy protocol", f"{f['ours_legacy_images_s']:.2f} img/s", f"ours {f['ratio_legacy']:.2f}x, max abs diff {f['max_abs_feature_difference']:.1e}"),
+        ("FID features: ours, clean protocol", f"{f['ours_clean_images_s']:.2f} img/s", ""),
+    ]
     width = max(len(r[0]) for r in rows)
     print(f"{'benchmark':<{width}}  {'throughput':<28}  ratio")
     for name, value, ratio in rows:

@@ -41,3 +41,28 @@ def cli(capsys, monkeypatch):
 def tiny_data(tmp_path_factory) -> Path:
     """8 train + 4 val pairs of 32x32 halves (read-only: tests must not modify it)."""
     return make_dataset(tmp_path_factory.mktemp("pix2pix-data"))
+
+
+# ------------------------------------------------------------------ FID / LPIPS weight files
+# random values in the exact layouts of the published files (tests/metric_weights.py), once per session
+
+
+@pytest.fixture(scope="session")
+def inception_file(tmp_path_factory) -> Path:
+    from metric_weights import make_inception_file
+
+    return make_inception_file(tmp_path_factory.mktemp("inception") / "pt_inception-2015-12-05-6726825d.pth")
+
+
+@pytest.fixture(scope="session")
+def alexnet_file(tmp_path_factory) -> Path:
+    from metric_weights import make_torchvision_file
+
+    return make_torchvision_file(tmp_path_factory.mktemp("alexnet") / "alexnet-owt-7be5be79.pth", "alexnet")
+
+
+@pytest.fixture(scope="session")
+def vgg_file(tmp_path_factory) -> Path:
+    from metric_weights import make_torchvision_file
+
+    return make_torchvision_file(tmp_path_factory.mktemp("vgg") / "vgg16-397923af.pth", "vgg16")

@@ -48,6 +48,7 @@ app.command("train", context_settings=PASSTHROUGH, add_help_option=False)(train.
 app.command("translate")(translate.translate)
 app.command("import-checkpoint", context_settings=PASSTHROUGH, add_help_option=False)(import_checkpoint.import_checkpoint)
 app.command("eval")(eval_cli.eval_command)
+app.command("eval-merge", hidden=True)(eval_cli.merge_command)  # reached as "p2ptools eval merge", see main()
 app.add_typer(fcn.app, name="fcn")
 app.add_typer(hed.app, name="hed")
 app.command("demo")(demo.demo)
@@ -61,14 +62,17 @@ def _one_line(message: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     debug = os.environ.get("P2PTOOLS_DEBUG", "") not in ("", "0")
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:2] == ["eval", "merge"]:  # "eval" is one command with positional paths, so its "merge" is routed here
+        args = ["eval-merge", *args[2:]]
     code = 0
     try:
-        code = tidy_help(typer.main.get_command(app)).main(args=argv, prog_name="p2ptools", standalone_mode=False)
+        code = tidy_help(typer.main.get_command(app)).main(args=args, prog_name="p2ptools", standalone_mode=False)
     except typer.TyperException as exc:  # click's usage errors, as typer ships them: one line, no box
         if debug:
             raise
         if type(exc).__name__ != "NoArgsIsHelpError":  # the help is already printed
-            print(usage_error_line(exc, sys.argv[1:] if argv is None else argv), file=sys.stderr)
+            print(usage_error_line(exc, args), file=sys.stderr)
         sys.exit(exc.exit_code)
     except typer.Abort:
         print("aborted", file=sys.stderr)

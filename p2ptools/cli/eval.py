@@ -35,11 +35,28 @@ def eval_command(
     tf32: Annotated[bool, typer.Option("--tf32", help="Allow TF32 matmuls in the scorer (faster on GPU, not reference-grade).")] = False,
     precision: Annotated[str, typer.Option("--precision", help="Scorer precision: fp32 (reference) or bf16 (fast).")] = "fp32",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an evaluation already in --out (swapped in when the new one is complete).")] = False,
+    fid: Annotated[bool, typer.Option("--fid", help="FID of the results against the ground-truth photos (pytorch-fid's Inception, local weights).")] = False,
+    kid: Annotated[bool, typer.Option("--kid", help="KID (unbiased, cubic kernel, mean ± std over subsets): the FID for small test sets.")] = False,
+    lpips: Annotated[bool, typer.Option("--lpips", help="LPIPS of each result against its ground truth, with a worst-first gallery.")] = False,
+    fid_protocol: Annotated[str, typer.Option("--fid-protocol", help="Resize to 299: clean (clean-fid's PIL bicubic, antialiased) or legacy (pytorch-fid's bilinear).")] = "clean",
+    inception_weights: Annotated[Optional[Path], typer.Option("--inception-weights", help="pt_inception-2015-12-05-6726825d.pth (pytorch-fid's release), for --fid/--kid.", show_default=False)] = None,  # noqa: UP007
+    lpips_net: Annotated[str, typer.Option("--lpips-net", help="LPIPS backbone: alex or vgg.")] = "alex",
+    lpips_backbone_weights: Annotated[Optional[Path], typer.Option("--lpips-backbone-weights", help="torchvision alexnet-owt-7be5be79.pth or vgg16-397923af.pth, for --lpips.", show_default=False)] = None,  # noqa: UP007
+    kid_subsets: Annotated[int, typer.Option("--kid-subsets", min=1, help="KID: number of random subsets.")] = 100,
+    kid_subset_size: Annotated[int, typer.Option("--kid-subset-size", min=2, help="KID: images per subset (capped by the set size).")] = 1000,
+    kid_seed: Annotated[int, typer.Option("--kid-seed", help="KID: seed of the subsets (torch-fidelity's default).")] = 2020,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: evaluate every N-th result from the I-th and write a partial state to --out; combine with 'p2ptools eval merge PARTS... --out REPORT'.", show_default=False)] = None,  # noqa: UP007
     no_progress: NoProgress = False,
 ) -> None:
-    """Evaluate results (or runs) the way the paper did and write a report or an ablation table."""
+    """Evaluate results (or runs) the way the paper did and write a report or an ablation table.
+
+    Shards of one results folder: 'p2ptools eval --shard I/N ... --out PART_I', then
+    'p2ptools eval merge PART_0 ... PART_N-1 --out REPORT' writes the report of the whole folder.
+    """
     from p2ptools.eval.api import EvalRequest, run_evaluation
     from p2ptools.eval.evaluate import EvalOptions
+    from p2ptools.eval.fidelity import FidelityOptions
+    from p2ptools.eval.partial import parse_shard
 
     run_dirs = list(runs or [])
     result_dirs = list(results or [])
@@ -48,12 +65,30 @@ def eval_command(
     options = EvalOptions(
         fcn=fcn, seg=seg, color=color, cityscapes=cityscapes, labels=labels, real=real, data=data, split=split, direction=direction,
         ground_truth_row=ground_truth_row, batch_size=batch_size, samples=samples, progress=not no_progress,
+        fidelity=FidelityOptions(
+            fid=fid, kid=kid, lpips=lpips, protocol=fid_protocol, inception_weights=inception_weights, lpips_net=lpips_net,
+            lpips_backbone_weights=lpips_backbone_weights, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, kid_seed=kid_seed,
+        ),
     )  # fmt: skip
     request = EvalRequest(
         out=out_dir, options=options, runs=run_dirs, results=result_dirs, fcn_weights=fcn_weights, device=device,
-        tf32=tf32, precision=precision, overwrite=overwrite,
+        tf32=tf32, precision=precision, overwrite=overwrite, shard=parse_shard(shard) if shard is not None else None,
     )  # fmt: skip
     outcome = run_evaluation(request)
+    if outcome.summary is None and outcome.index is not None:
+        out.print(f"partial state -> {outcome.index} (combine the shards with: p2ptools eval merge PARTS... --out REPORT)")
     if outcome.summary is not None:
         out.print(outcome.summary.to_string(float_format=lambda v: f"{v:.3f}"))
         out.print(f"{'report' if outcome.index.name == 'report.html' else 'table'} -> {outcome.index}")
+
+
+def merge_command(
+    parts: Annotated[list[Path], typer.Argument(help="Folders written by 'p2ptools eval --shard I/N', one per shard.", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("--out", help="Report folder (the report a single run writes).", show_default=False)],
+) -> None:
+    """Combine the partial states of 'p2ptools eval --shard I/N' into one report."""
+    from p2ptools.eval.api import MergeRequest, run_merge
+
+    outcome = run_merge(MergeRequest(parts=list(parts), out=out_dir))
+    out.print(outcome.summary.to_string(float_format=lambda v: f"{v:.3f}"))
+    out.print(f"report -> {outcome.index}")

@@ -2,7 +2,8 @@
 
 What computes scores: ``scorer`` (FCN-8s weights and preprocessing), ``confusion`` (the streaming
 confusion matrix and its numbers), ``color`` (Lab histograms), ``metrics`` (L1, PSNR, SSIM),
-``matching`` (results to ground truth), ``evaluate`` (one streaming pass over a results folder) and
-``fcn_train`` (training a scorer). What writes reports: ``report`` (one report folder) and
-``tables`` (ablation tables over runs). ``api`` is the one entry point that ties them together.
+``matching`` (results to ground truth), ``fidelity`` (FID, KID and LPIPS in the pass, with
+:mod:`p2ptools.metrics`), ``evaluate`` (one streaming pass over a results folder), ``partial``
+(the summable state, ``--shard`` and ``merge``) and ``fcn_train`` (training a scorer). What writes
+reports: ``report`` (one report folder) and ``tables`` (ablation tables over runs). ``api`` is the one entry point that ties them together.
 """

@@ -14,8 +14,8 @@ from p2ptools.eval.evaluate import EvalOptions
 from p2ptools.locks import maybe_output_lock
 from p2ptools.outputs import carry_over, discard, refuse_foreign, refuse_overlap, staging_path, swap_in
 
-#: Files that mark a folder as an evaluation p2ptools wrote (a report, or an ablation table).
-REPORT_MARKERS = ("report.json", "table.csv")
+#: Files that mark a folder as an evaluation p2ptools wrote (a report, an ablation table, an --shard state).
+REPORT_MARKERS = ("report.json", "table.csv", "partial.json")
 
 
 @dataclass(frozen=True)
@@ -32,14 +32,18 @@ class EvalRequest:
     tf32: bool = False
     precision: str = "fp32"
     overwrite: bool = False
+    shard: tuple[int, int] | None = None
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for an incomplete or contradictory request."""
         opts = self.options
         if not self.runs and not self.results:
             raise ConfigError("nothing to evaluate: give --results DIR or --runs RUN_DIR")
-        if not (opts.fcn or opts.seg or opts.color or opts.real or opts.data):
-            raise ConfigError("choose what to measure: --fcn, --seg and/or --color (image metrics need --real or --data)")
+        if not (opts.fcn or opts.seg or opts.color or opts.real or opts.data or opts.fidelity.any):
+            raise ConfigError("choose what to measure: --fcn, --seg, --color, --fid, --kid and/or --lpips (image metrics need --real or --data)")
+        opts.fidelity.check()
+        if self.shard is not None and (self.runs or len(self.results) != 1):
+            raise ConfigError("--shard evaluates one --results folder (translate runs first, then shard their results)")
         if opts.direction not in (None, "AtoB", "BtoA"):
             raise ConfigError(f"--direction: invalid value {opts.direction!r}; choose from AtoB, BtoA")
         if self.precision not in ("fp32", "bf16"):
@@ -70,7 +74,8 @@ def run_evaluation(request: EvalRequest) -> EvalOutcome:
     out, opts = Path(request.out), request.options
     refuse_overlap(out, [*request.runs, *request.results, opts.data, opts.real, opts.labels, opts.cityscapes], "--out")
     state = refuse_foreign(out, REPORT_MARKERS, "--out", "evaluation")
-    if state == "ours" and not request.overwrite:
+    rerun_shard = request.shard is not None and not any((out / m).is_file() for m in ("report.json", "table.csv"))
+    if state == "ours" and not request.overwrite and not rerun_shard:  # a job array's retried shard just runs again
         raise ConfigError(f"--out {out}: holds an evaluation already ({' / '.join(REPORT_MARKERS)}); use --overwrite to replace it "
                           "(the old one stays until the new one is complete) or another --out")
     with maybe_output_lock(out), distributed_session(request.device) as device:
@@ -100,21 +105,77 @@ def _evaluate(request: EvalRequest, device: str) -> EvalOutcome:
 
     rank, _ = distributed_context()
     options = request.options
+    single = find_results(request.results[0]) if not request.runs and len(request.results) == 1 else None  # bad input before loading networks
     scorer, scorer_info = None, None
     if options.fcn or options.ground_truth_row:
         from p2ptools.eval.scorer import load_scorer
 
         scorer = load_scorer(request.fcn_weights, device=device, precision=request.precision, tf32=request.tf32, batch_size=options.batch_size)
         scorer_info = {"weights": str(request.fcn_weights), "device": device, "precision": request.precision, "tf32": request.tf32}
+    fidelity = None
+    if options.fidelity.any:
+        from p2ptools.eval.fidelity import FidelityModels
+
+        fidelity = FidelityModels(options.fidelity, device)
     out = Path(request.out)
-    if not request.runs and len(request.results) == 1:
-        evaluation = evaluate_results(find_results(request.results[0]), options, scorer, scorer_info=scorer_info)
-        if rank != 0:
-            return EvalOutcome(None, None)
-        write_report(evaluation, out, options.bins)
-        return EvalOutcome(summary_frame(evaluation), out / "report.html")
-    title, rows = plan_rows(list(request.runs), list(request.results), out)
-    evaluations = evaluate_rows(rows, options, scorer, out, title=title, device=device, batch_size=options.batch_size, scorer_info=scorer_info)
+    existed = out.exists()
+    try:
+        if single is not None:
+            evaluation = evaluate_results(single, options, scorer, scorer_info=scorer_info, fidelity=fidelity, feature_dir=out / "features", shard=request.shard)
+            if rank != 0:
+                return EvalOutcome(None, None)
+            if request.shard is not None:
+                from p2ptools.eval.partial import write_partial
+
+                write_partial(evaluation.partial, out)
+                return EvalOutcome(None, out / "partial.json")
+            write_report(evaluation, out, options.bins)
+            return EvalOutcome(summary_frame(evaluation), out / "report.html")
+        title, rows = plan_rows(list(request.runs), list(request.results), out)
+        evaluations = evaluate_rows(rows, options, scorer, out, title=title, device=device, batch_size=options.batch_size, scorer_info=scorer_info, fidelity=fidelity)
+    except BaseException:
+        if not existed and rank == 0:  # no partial report: what this call created goes again
+            _remove_created(out)
+        raise
     if rank != 0:
         return EvalOutcome(None, None)
     return EvalOutcome(table_frame(evaluations, title), out / "table.html")
+
+
+def _remove_created(out: Path) -> None:
+    """Remove the report folder this evaluation created (KID features, translated rows)."""
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class MergeRequest:
+    """``p2ptools eval merge PARTS... --out REPORT``: shard folders into one report."""
+
+    parts: list[Path]
+    out: Path
+
+
+def run_merge(request: MergeRequest) -> EvalOutcome:
+    """Sum the ``--shard`` folders into the report a single run writes."""
+    from p2ptools.eval.partial import build_evaluation, merge_partials
+    from p2ptools.eval.report import summary_frame, write_report
+
+    out = Path(request.out)
+    refuse_overlap(out, list(request.parts), "--out")
+    refuse_foreign(out, REPORT_MARKERS, "--out", "evaluation")
+    existed = out.exists()
+    with maybe_output_lock(out):
+        try:
+            partial, feature_dir = merge_partials(list(request.parts), out)
+            evaluation = build_evaluation(partial, feature_dir)
+            from p2ptools.eval.color import LabBins
+
+            bins = partial.context["bins"]
+            write_report(evaluation, out, LabBins(float(bins["width"]), tuple(bins["L"]), tuple(bins["a"])))
+        except BaseException:
+            if not existed:
+                _remove_created(out)
+            raise
+    return EvalOutcome(summary_frame(evaluation), out / "report.html")

@@ -14,14 +14,14 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
 
 from p2ptools.errors import ConfigError, InputFileError
-from p2ptools.eval.color import LabBins, LabHistogram, intersections, save_color_tables
-from p2ptools.eval.confusion import accumulate, new_hist, scores
+from p2ptools.eval.color import LabBins, LabHistogram, save_color_tables
+from p2ptools.eval.confusion import accumulate, new_hist
 from p2ptools.eval.matching import (
     CityscapesLabels,
     DatasetPhotos,
@@ -33,16 +33,17 @@ from p2ptools.eval.matching import (
     PhotoSource,
     ResultSet,
 )
+from p2ptools.eval.evaluation import GROUND_TRUTH_SIZE, Evaluation  # noqa: F401  (Evaluation: re-exported, where it always lived)
+from p2ptools.eval.fidelity import FidelityOptions
 from p2ptools.eval.metrics import MetricsAccumulator
 from p2ptools.imageio import read_image
 from p2ptools.labels import CITYSCAPES, ClassTable
 from p2ptools.pairs import MANIFEST_NAME, Manifest, load_manifest
-from p2ptools.progress import console, make_progress
+from p2ptools.progress import make_progress
 
-#: The paper's result size: real photos are resized to the size of the results they are compared with
-#: before scoring them as the ground-truth row ("resize them to 256x256 first, like the results",
-#: GUIDE.md section 4), so that both rows reach the scorer at one resolution.
-GROUND_TRUTH_SIZE = (256, 256)
+if TYPE_CHECKING:
+    from p2ptools.eval.fidelity import FidelityModels
+
 SAMPLE_SIZE = 256
 
 
@@ -69,6 +70,7 @@ class EvalOptions:
         split, direction: of ``data`` (direction None = the results' translate.json, else AtoB).
         ground_truth_row: also score the real photos, each resized to its result's size (256x256 in
             the paper's protocol), with the FCN.
+        fidelity: FID / KID / LPIPS against the ground-truth photos, and their weights.
     """
 
     fcn: bool = False
@@ -86,20 +88,7 @@ class EvalOptions:
     samples: int = 8
     progress: bool = True
     bins: LabBins = field(default_factory=LabBins)
-
-
-@dataclass
-class Evaluation:
-    """Everything a report needs: the numbers (``report``, JSON-able) and the raw material."""
-
-    name: str
-    report: dict[str, Any]
-    classes: ClassTable | None = None
-    confusion: np.ndarray | None = None
-    gt_confusion: np.ndarray | None = None
-    color: dict[str, np.ndarray] | None = None  # result L/a/b probabilities
-    color_truth: dict[str, np.ndarray] | None = None  # ground truth's
-    samples: list[dict[str, Any]] = field(default_factory=list)  # {"name", "input", "output", "truth"}
+    fidelity: FidelityOptions = field(default_factory=FidelityOptions)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,17 +259,29 @@ def evaluate_results(
     name: str | None = None,
     scorer_info: dict[str, Any] | None = None,
     on_image: Callable[[Path], None] | None = None,
+    fidelity: FidelityModels | None = None,
+    feature_dir: Path | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> Evaluation:
     """Evaluate one results folder in a single streaming pass.
+
+    ``fidelity`` (the loaded FID/KID/LPIPS networks) adds those metrics; KID features go to
+    ``feature_dir``. ``shard = (i, n)`` evaluates only every n-th result from the i-th and returns
+    an :class:`Evaluation` whose ``partial`` is the summable state (see :mod:`p2ptools.eval.partial`).
 
     Raises:
         ConfigError: a measure was asked for without its ground truth or scorer.
         InputFileError: a result without ground truth, an unreadable file, a size mismatch.
     """
+    from p2ptools.eval.partial import Partial, build_evaluation
+
     if options.fcn and options.seg:
         raise ConfigError("--fcn scores photos and --seg scores label maps: choose one")
     if (options.fcn or options.ground_truth_row) and scorer is None:
         raise ConfigError("FCN scoring needs a scorer: give --fcn-weights PATH")
+    fid_opts = options.fidelity
+    if fid_opts.any and fidelity is None:
+        raise ConfigError("FID, KID and LPIPS need their networks (FidelityModels)")
     _, manifest = dataset_manifest(results, options)
     classes = class_table(manifest, scorer)
     scoring = options.fcn or options.seg
@@ -290,6 +291,12 @@ def evaluate_results(
         raise ConfigError("--color needs ground-truth photos: give --real DIR or --data DIR (or results of p2ptools translate with target/)")
     if options.ground_truth_row and photos is None:
         raise ConfigError("--ground-truth-row needs the real photos: give --real DIR or --data DIR (or results with target/)")
+    if fid_opts.any and photos is None:
+        raise ConfigError("--fid, --kid and --lpips need ground-truth photos: give --real DIR or --data DIR (or results of p2ptools translate with target/)")
+    if fid_opts.inception and len(results.files) < 2:
+        raise InputFileError(results.folder, f"FID and KID need at least 2 images, the results have {len(results.files)}")
+    if fid_opts.lpips and isinstance(photos, PhotoFolder) and photos.count() != len(results.files):
+        raise InputFileError(photos.files.folder, f"{photos.count()} ground-truth photos for {len(results.files)} results: paired LPIPS needs one per result")
     want_metrics = options.image_metrics if options.image_metrics is not None else (photos is not None and not options.seg)
     if want_metrics and photos is None:
         raise ConfigError("image metrics need ground-truth photos: give --real DIR or --data DIR")
@@ -301,45 +308,69 @@ def evaluate_results(
     hist_gt = LabHistogram(options.bins) if options.color else None
     metrics = MetricsAccumulator() if want_metrics else None
     rank, world = distributed_context()
-    files = results.files[rank::world]
+    if shard is not None and world > 1:
+        raise ConfigError("--shard splits the work without a process group: do not combine it with torchrun")
+    index, count = shard if shard is not None else (rank, world)
+    files = results.files[index::count]
+    first = index == 0  # the share that shows samples
     samples: list[dict[str, Any]] = []
-    need_photo = bool(options.color or want_metrics or options.ground_truth_row)
+    need_photo = bool(options.color or want_metrics or options.ground_truth_row or fid_opts.any)
     real_sizes: set[str] = set()  # the results' sizes, to which the real photos are resized
+    fpass = None
+    if fid_opts.any:
+        from p2ptools.eval.fidelity import FidelityPass
 
-    with make_progress(options.progress and rank == 0) as bar:
-        task = bar.add_task(f"eval {name or results.folder.name}", total=len(files))
-        for batch in _batches(files, max(1, options.batch_size)):
-            outputs = [read_image(path) for path in batch]
-            read_truth = photos is not None and (need_photo or (rank == 0 and len(samples) < options.samples))
-            truths = [photos.photo(path) if read_truth else None for path in batch]
-            gts = [labels.labels(path) for path in batch] if labels is not None else None
-            if options.fcn:
-                _score_batch(scorer, hist, outputs, gts, c)
-            if options.seg:
-                for path, out, gt in zip(batch, outputs, gts, strict=True):
-                    pred = _resize(classes.decode_colors(out), gt.shape, cv2.INTER_NEAREST)
-                    accumulate(hist, gt, pred, c)
-            if options.ground_truth_row:
-                real = [_resize(t, out.shape[:2], cv2.INTER_AREA) for t, out in zip(truths, outputs, strict=True)]
-                real_sizes.update(f"{out.shape[1]}x{out.shape[0]}" for out in outputs)
-                _score_batch(scorer, gt_hist, real, gts, c)
-            for path, out, truth in zip(batch, outputs, truths, strict=True):
-                if hist_out is not None:
-                    hist_out.update(out)
-                    hist_gt.update(truth)
-                if metrics is not None:
-                    if out.shape != truth.shape:
-                        raise InputFileError(path, f"result is {out.shape[1]}x{out.shape[0]} but its ground-truth photo is {truth.shape[1]}x{truth.shape[0]}")
-                    try:
-                        metrics.update(out, truth)
-                    except ValueError as exc:
-                        raise InputFileError(path, str(exc)) from None
-                if len(samples) < options.samples and rank == 0:
-                    shown = truth if truth is not None else (classes.render(gts[batch.index(path)]) if gts is not None else None)
-                    samples.append({"name": path.stem, "input": _thumb(_input_image(results, photos, path)), "output": _thumb(out), "truth": _thumb(shown)})
-                if on_image is not None:
-                    on_image(path)
-            bar.advance(task, len(batch))
+        origins = [(p.stem, photos.origin(p)) for p in files] if hasattr(photos, "origin") else None
+        tag = f"shard{index}-of-{count}" if shard is not None else f"rank{index}-of-{count}"
+        if feature_dir is None:  # a library call without a report folder: features in a temporary folder
+            import tempfile
+
+            feature_dir = Path(tempfile.mkdtemp(prefix="p2ptools-features-"))
+        fpass = FidelityPass(fidelity, np.arange(index, len(results.files), count), Path(feature_dir), tag, origins)
+
+    try:
+        with make_progress(options.progress and rank == 0) as bar:
+            task = bar.add_task(f"eval {name or results.folder.name}", total=len(files))
+            for batch in _batches(files, max(1, options.batch_size)):
+                outputs = [read_image(path) for path in batch]
+                read_truth = photos is not None and (need_photo or (first and len(samples) < options.samples))
+                truths = [photos.photo(path) if read_truth else None for path in batch]
+                gts = [labels.labels(path) for path in batch] if labels is not None else None
+                if options.fcn:
+                    _score_batch(scorer, hist, outputs, gts, c)
+                if options.seg:
+                    for path, out, gt in zip(batch, outputs, gts, strict=True):
+                        pred = _resize(classes.decode_colors(out), gt.shape, cv2.INTER_NEAREST)
+                        accumulate(hist, gt, pred, c)
+                if options.ground_truth_row:
+                    real = [_resize(t, out.shape[:2], cv2.INTER_AREA) for t, out in zip(truths, outputs, strict=True)]
+                    real_sizes.update(f"{out.shape[1]}x{out.shape[0]}" for out in outputs)
+                    _score_batch(scorer, gt_hist, real, gts, c)
+                if fpass is not None:
+                    fpass.update(batch, outputs, truths)
+                for path, out, truth in zip(batch, outputs, truths, strict=True):
+                    if hist_out is not None:
+                        hist_out.update(out)
+                        hist_gt.update(truth)
+                    if metrics is not None:
+                        if out.shape != truth.shape:
+                            raise InputFileError(path, f"result is {out.shape[1]}x{out.shape[0]} but its ground-truth photo is {truth.shape[1]}x{truth.shape[0]}")
+                        try:
+                            metrics.update(out, truth)
+                        except ValueError as exc:
+                            raise InputFileError(path, str(exc)) from None
+                    if len(samples) < options.samples and first:
+                        shown = truth if truth is not None else (classes.render(gts[batch.index(path)]) if gts is not None else None)
+                        samples.append({"name": path.stem, "input": _thumb(_input_image(results, photos, path)), "output": _thumb(out), "truth": _thumb(shown)})
+                    if on_image is not None:
+                        on_image(path)
+                bar.advance(task, len(batch))
+        if fpass is not None:
+            fpass.close()
+    except BaseException:
+        if fpass is not None:
+            fpass.discard()
+        raise
     if hist_out is not None and rank == 0:
         save_color_tables()  # colors seen in this run stay converted for the next
 
@@ -354,38 +385,47 @@ def evaluate_results(
             arrays[f"out_{ch}"], arrays[f"gt_{ch}"] = hist_out.counts[ch], hist_gt.counts[ch]
     if metrics is not None:
         arrays["metrics"] = metrics.as_array()
+    objects: dict[str, Any] = {}
+    if fpass is not None:
+        from p2ptools.eval.fidelity import fidelity_context, merge_objects
+
+        arrays.update(fpass.state())
+        objects = merge_objects(gather_objects(fpass.objects()))
     arrays = dict(zip(arrays, sum_across_ranks(list(arrays.values())), strict=True))
 
-    n_images = int(arrays["n"][0])
-    report: dict[str, Any] = {"name": name or results.folder.name, "results": str(results.folder), "n_images": n_images}
-    evaluation = Evaluation(report["name"], report, classes=classes)
-    if hist is not None:
-        block = scores(arrays["hist"], classes.names)
-        block.update({"n_images": n_images, "classes": classes.name, "num_classes": c, "labels": labels.describe()})
-        if options.fcn and scorer_info:
-            block["scorer"] = dict(scorer_info)
-        report["seg" if options.seg else "fcn"] = block
-        evaluation.confusion = arrays["hist"]
-        if "warning" in block and rank == 0:
-            console.print(f"warning: {report['name']}: {block['warning']}", highlight=False, soft_wrap=True)
-    if gt_hist is not None:
-        block = scores(arrays["gt_hist"], classes.names)
-        block.update({"n_images": n_images, "classes": classes.name, "num_classes": c, "labels": labels.describe(), "photos": photos.describe(),
-                      "resized_to": "the size of each result (" + ", ".join(sorted(real_sizes)) + ")"})
-        report["ground_truth"] = {"fcn": block}
-        evaluation.gt_confusion = arrays["gt_hist"]
-    if hist_out is not None:
-        for ch in hist_out.counts:
-            hist_out.counts[ch], hist_gt.counts[ch] = arrays[f"out_{ch}"], arrays[f"gt_{ch}"]
-        report["color"] = {
-            **intersections(hist_out, hist_gt),
-            "bins": options.bins.to_dict(),
-            "ground_truth": photos.describe(),
-            "protocol": "skimage rgb2lab (D65), all pixels pooled, unit bins L [0,100] a,b [-128,128), clipped, normalised, intersection sum(min(p,q))",
-        }
-        evaluation.color, evaluation.color_truth = hist_out.probabilities(), hist_gt.probabilities()
-    if metrics is not None:
-        metrics.load_array(arrays["metrics"])
-        report["image"] = {**metrics.result(), "ground_truth": photos.describe()}
-    evaluation.samples = samples
-    return evaluation
+    context = {
+        "name": name or results.folder.name, "results": str(results.folder), "classes": classes.to_dict(),
+        "fcn": options.fcn, "seg": options.seg, "ground_truth_row": options.ground_truth_row, "color": options.color,
+        "metrics": bool(metrics is not None), "labels": labels.describe() if labels is not None else None,
+        "photos": photos.describe() if photos is not None else None, "scorer_info": scorer_info, "bins": options.bins.to_dict(),
+        "fidelity": fidelity_context(fidelity) if fpass is not None else None, "real_sizes": sorted(real_sizes),
+    }  # fmt: skip
+    gallery = []
+    if fpass is not None and fid_opts.lpips and (rank == 0 or shard is not None):
+        by_stem = {p.stem: p for p in results.files}
+        for stem, value in worst_lpips(objects["per_image"], fid_opts.gallery):
+            path = by_stem[stem]
+            gallery.append({"name": stem, "value": value, "input": _thumb(_input_image(results, photos, path)), "output": _thumb(read_image(path)), "truth": _thumb(photos.photo(path))})
+    partial = Partial(context, arrays, objects, samples, gallery, shard or (0, 1))
+    if shard is not None:
+        return Evaluation(context["name"], {"name": context["name"], "results": context["results"], "n_images": int(arrays["n"][0])}, partial=partial)
+    return build_evaluation(partial, fpass.feature_dir if fpass is not None else None, verbose=rank == 0)
+
+
+def worst_lpips(per_image: dict[str, float], k: int) -> list[tuple[str, float]]:
+    """The ``k`` highest per-image LPIPS values, worst first."""
+    from p2ptools.eval.fidelity import worst_images
+
+    return worst_images(per_image, k)
+
+
+def gather_objects(item: Any) -> list[Any]:
+    """``item`` of every rank (``all_gather_object``); ``[item]`` with one process."""
+    _, world = distributed_context()
+    if world == 1:
+        return [item]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * world
+    dist.all_gather_object(out, item)
+    return out

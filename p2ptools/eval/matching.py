@@ -247,6 +247,14 @@ class PhotoFolder(PhotoSource):
     def photo(self, result: Path) -> np.ndarray:
         return read_image(self.path(result))
 
+    def origin(self, result: Path) -> str:
+        """The file the ground truth of ``result`` is read from (for content-hash cache keys)."""
+        return str(self.path(result))
+
+    def count(self) -> int:
+        """How many photos the folder holds."""
+        return len(self.files.by_stem)
+
     def has(self, result: Path) -> bool:
         try:
             self.path(result)
@@ -278,6 +286,10 @@ class DatasetPhotos(PhotoSource):
 
     def input(self, result: Path) -> np.ndarray:
         return self._pair(result)[0]
+
+    def origin(self, result: Path) -> str:
+        """The pair file and the half taken from it (``file#B`` for AtoB)."""
+        return f"{self.files.find(result)}#{'B' if self.direction == 'AtoB' else 'A'}"
 
     def describe(self) -> str:
         return f"target halves ({self.direction}) of {self.files.folder}"

@@ -29,6 +29,9 @@ from p2ptools.imageio import write_image, write_text_atomic
 
 SCORE_KEYS = (("per_pixel_acc", "Per-pixel acc."), ("per_class_acc", "Per-class acc."), ("class_iou", "Class IOU"))
 IMAGE_KEYS = (("l1", "L1 (0-255)"), ("psnr", "PSNR (dB)"), ("ssim", "SSIM"))
+#: Column labels of the distribution / perceptual metrics; the arrow marks "lower is better".
+FID_LABEL, KID_LABEL, KID_STD_LABEL, LPIPS_LABEL = "FID ↓", "KID ↓", "KID std", "LPIPS ↓"
+LOWER_IS_BETTER = "↓: lower is better. KID as mean ± std over random subsets."
 NO_CLASS = "no class"
 
 
@@ -118,19 +121,61 @@ def _summary_row(report: dict) -> dict[str, Any]:
     image = report.get("image") or {}
     for key, label in IMAGE_KEYS:
         row[label] = image.get(key)
+    row.update(fidelity_columns(report))
     return row
 
 
+def fidelity_columns(report: dict) -> dict[str, Any]:
+    """FID / KID (mean and std) / LPIPS columns of a report that has them."""
+    row: dict[str, Any] = {}
+    if "fid" in report:
+        row[FID_LABEL] = report["fid"]["value"]
+    if "kid" in report:
+        row[KID_LABEL], row[KID_STD_LABEL] = report["kid"]["mean"], report["kid"]["std"]
+    if "lpips" in report:
+        row[LPIPS_LABEL] = report["lpips"]["mean"]
+    return row
+
+
+def has_fidelity(frame: pd.DataFrame) -> bool:
+    """True when the frame has FID, KID or LPIPS columns (then the tables explain the arrows)."""
+    return any(c in frame.columns for c in (FID_LABEL, KID_LABEL, LPIPS_LABEL))
+
+
+def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame as shown in Markdown/HTML/LaTeX: KID as "mean ± std" (4 decimals), its std column folded in."""
+    if KID_LABEL not in frame.columns:
+        return frame
+    shown = frame.copy().astype(object)
+    std = frame[KID_STD_LABEL] if KID_STD_LABEL in frame.columns else None
+    for idx in frame.index:
+        mean = frame.at[idx, KID_LABEL]
+        if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+            shown.at[idx, KID_LABEL] = "-"
+        else:
+            s = std[idx] if std is not None else float("nan")
+            shown.at[idx, KID_LABEL] = f"{mean:.4f} ± {s:.4f}"
+    for col in frame.columns:  # the other numbers keep the tables' 3 decimals
+        if col != KID_LABEL:
+            shown[col] = [fmt(v) if not isinstance(v, str) else v for v in frame[col]]
+    return shown.drop(columns=[KID_STD_LABEL], errors="ignore")
+
+
 def _write_samples(evaluation: Evaluation, folder: Path) -> list[dict[str, str | None]]:
+    return _write_samples_as(evaluation.samples, folder, "samples")
+
+
+def _write_samples_as(entries: list[dict[str, Any]], folder: Path, sub: str) -> list[dict[str, str | None]]:
     written = []
-    for i, sample in enumerate(evaluation.samples):
-        entry: dict[str, str | None] = {"name": sample["name"]}
+    for i, sample in enumerate(entries):
+        label = sample["name"] if "value" not in sample else f"{sample['name']} (LPIPS {sample['value']:.4f})"
+        entry: dict[str, str | None] = {"name": label}
         for role in ("input", "output", "truth"):
             image = sample.get(role)
             if image is None:
                 entry[role] = None
                 continue
-            rel = f"samples/{i:03d}_{role}.png"
+            rel = f"{sub}/{i:03d}_{role}.png"
             write_image(folder / rel, image)
             entry[role] = rel
         written.append(entry)
@@ -156,6 +201,24 @@ table.numbers td:first-child, table.numbers th:first-child { text-align: left; f
 .samples img { display: block; margin: 0 auto; width: 192px; image-rendering: pixelated; }
 .plots img { width: 32%; min-width: 300px; }
 </style>"""
+
+
+def fidelity_notes(report: dict) -> list[str]:
+    """One line per FID/KID/LPIPS block: protocol, images, weights (sha256) and warnings."""
+    lines = []
+    for key, title in (("fid", "FID"), ("kid", "KID")):
+        block = report.get(key)
+        if block:
+            w = block["weights"]
+            extra = f"; {block['subsets']} subsets of {block['subset_size']} (seed {block['seed']})" if key == "kid" else ""
+            lines.append(f"{title}: {block['n_images']} images against {block['ground_truth']}; protocol {block['protocol_text']}; Inception {w['path']} sha256 {w['sha256']}{'' if w['matches_published'] else ' (not the published file)'}{extra}.")
+            if block.get("warning"):
+                lines.append(f"Warning: {block['warning']}.")
+    block = report.get("lpips")
+    if block:
+        w = block["weights"]
+        lines.append(f"LPIPS ({w['net']}, v{w['version']}): {block['n_images']} pairs ({block['resized_outputs']} outputs resized to their ground truth's size); backbone {w['backbone']['path']} sha256 {w['backbone']['sha256']}; linear layers sha256 {w['linear_layers']['sha256']}.")
+    return lines
 
 
 def samples_html(entries: list[dict[str, str | None]]) -> str:
@@ -200,7 +263,10 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, bins: LabBins | No
     samples = _write_samples(evaluation, out)
 
     # Markdown
-    md = [f"# Evaluation: {evaluation.name}\n", f"Results: `{report.get('results')}` ({report.get('n_images')} images)\n", "## Scores\n", markdown_table(summary)]
+    shown = display_frame(summary)
+    md = [f"# Evaluation: {evaluation.name}\n", f"Results: `{report.get('results')}` ({report.get('n_images')} images)\n", "## Scores\n", markdown_table(shown)]
+    if has_fidelity(summary):
+        md.append(f"\n{LOWER_IS_BETTER}\n")
     key, block = score_block(report)
     if block is not None:
         md.append(f"\nScores from {'the FCN-8s scorer' if key == 'fcn' else 'decoded label colors'} against {block.get('labels')}; classes: {block.get('classes')} ({block.get('num_classes')}).\n")
@@ -208,6 +274,7 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, bins: LabBins | No
         md.append(f"\nColor: {report['color']['protocol']}; ground truth: {report['color']['ground_truth']}.\n")
     if "image" in report:
         md.append(f"\nImage metrics: {report['image']['protocol']}; ground truth: {report['image']['ground_truth']}.\n")
+    md += [f"\n{line}\n" for line in fidelity_notes(report)]
     if per_class is not None:
         md += ["\n## Per class\n", markdown_table(per_class)]
     if plots:
@@ -218,10 +285,13 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, bins: LabBins | No
     # HTML
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(evaluation.name)}</title>{HTML_STYLE}</head><body>"]
     parts.append(f"<h1>Evaluation: {html.escape(evaluation.name)}</h1><p>Results: {html.escape(str(report.get('results')))} ({report.get('n_images')} images)</p>")
-    parts.append("<h2>Scores</h2>" + html_table(summary))
+    parts.append("<h2>Scores</h2>" + html_table(shown))
+    if has_fidelity(summary):
+        parts.append(f"<p>{html.escape(LOWER_IS_BETTER)}</p>")
     for section in ("color", "image"):
         if section in report:
             parts.append(f"<p>{section}: {html.escape(report[section]['protocol'])}</p>")
+    parts += [f"<p>{html.escape(line)}</p>" for line in fidelity_notes(report)]
     if per_class is not None:
         parts.append("<h2>Per class</h2><p>(<a href='per_class.csv'>per_class.csv</a>)</p>" + html_table(per_class))
     if confusion is not None:
@@ -231,6 +301,14 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, bins: LabBins | No
         parts += [f"<img src='{p.name}' alt='{ch}'>" for ch, p in plots.items()]
         parts.append("</div>")
     parts.append("<h2 id='samples'>Samples</h2>" + samples_html(samples))
+    if evaluation.per_image:
+        from p2ptools.eval.fidelity import write_per_image
+
+        write_per_image(evaluation.per_image, out / "lpips_per_image.csv")
+        paths["lpips_per_image"] = out / "lpips_per_image.csv"
+    if evaluation.gallery:
+        gallery = _write_samples_as(evaluation.gallery, out, "worst")
+        parts.append(f"<h2 id='worst'>Worst {len(gallery)} by LPIPS</h2><p>All values: <a href='lpips_per_image.csv'>lpips_per_image.csv</a></p>" + samples_html(gallery))
     parts.append("</body></html>\n")
     write_text_atomic(out / "report.html", "\n".join(parts))
     paths["html"] = out / "report.html"

@@ -24,16 +24,16 @@ from p2ptools.errors import ConfigError
 from p2ptools.eval.color import CHANNELS, LabBins, plot_histograms, run_colors
 from p2ptools.eval.evaluate import EvalOptions, Evaluation, ScorerLike, distributed_context, evaluate_results
 from p2ptools.eval.matching import find_results
-from p2ptools.eval.report import HTML_STYLE, IMAGE_KEYS, SCORE_KEYS, html_table, markdown_table, score_block, write_report
+from p2ptools.eval.report import (FID_LABEL, HTML_STYLE, IMAGE_KEYS, KID_LABEL, KID_STD_LABEL, LOWER_IS_BETTER, LPIPS_LABEL, SCORE_KEYS,
+                                  fidelity_columns, has_fidelity, html_table, markdown_table, score_block, write_report)  # fmt: skip
 from p2ptools.outputs import final_name
 from p2ptools.imageio import write_image, write_text_atomic
 from p2ptools.plugin import LoadOptions, read_run_config
 from p2ptools.registry import load_run
 
 GROUND_TRUTH = "Ground truth"
-#: Columns where a smaller value is better (the others: larger is better). Metric columns add
-#: themselves here when they join the table.
-LOWER_IS_BETTER = {"L1 (0-255)"}
+#: Columns where a smaller value is better (the others: larger is better).
+LOWER_BETTER_COLUMNS = {"L1 (0-255)", FID_LABEL, KID_LABEL, KID_STD_LABEL, LPIPS_LABEL}
 #: Options that do not change what a run computes (left out of row labels).
 NEUTRAL_OPTIONS = frozenset({"workers", "device", "compile", "channels_last"})
 TITLES = {"loss": "Loss", "netG": "Generator", "netD": "Discriminator", "data": "Dataset"}
@@ -184,9 +184,11 @@ def evaluate_rows(
     device: str = "cpu",
     batch_size: int = 1,
     scorer_info: dict[str, Any] | None = None,
+    fidelity: Any = None,
 ) -> list[Evaluation]:
     """Translate the runs (rank 0), evaluate every row, write each row's report to
-    ``out/<label>/`` and the tables to ``out``. The ground-truth row is scored with the first row."""
+    ``out/<label>/`` and the tables to ``out``. The ground-truth row is scored with the first row;
+    ``fidelity`` (:class:`p2ptools.eval.fidelity.FidelityModels`) adds FID/KID/LPIPS columns."""
     rank, world = distributed_context()
     evaluations = []
     for i, row in enumerate(rows):
@@ -195,7 +197,9 @@ def evaluate_rows(
                 translate_run(row.run_dir, row.results, split=options.split, device=device, batch_size=batch_size, progress=options.progress)
             _barrier(world)
         row_options = replace(options, ground_truth_row=options.ground_truth_row and i == 0)
-        evaluations.append(evaluate_results(find_results(row.results), row_options, scorer, name=row.label, scorer_info=scorer_info))
+        evaluations.append(
+            evaluate_results(find_results(row.results), row_options, scorer, name=row.label, scorer_info=scorer_info, fidelity=fidelity, feature_dir=out / slug(row.label) / "features")
+        )
     if rank == 0:
         reports = {}
         colors = run_colors([ev.name for ev in evaluations])  # one color per run, in its report as in the table
@@ -226,6 +230,7 @@ def table_frame(evaluations: list[Evaluation], title: str = "Run") -> pd.DataFra
                 row[f"Color {ch}"] = ev.report["color"][ch]
         if "image" in ev.report:
             row.update({label: ev.report["image"][key] for key, label in IMAGE_KEYS})
+        row.update(fidelity_columns(ev.report))
         rows[ev.name] = row
     truth = next((ev.report["ground_truth"]["fcn"] for ev in evaluations if "ground_truth" in ev.report), None)
     if truth:
@@ -246,7 +251,7 @@ def _tex_escape(text: str) -> str:
 
 def best_rows(frame: pd.DataFrame) -> dict[str, set[str]]:
     """For each numeric column, the generated rows (not the ground truth) holding its best value
-    (ties all count; a column with a single generated row has no best). See :data:`LOWER_IS_BETTER`."""
+    (ties all count; a column with a single generated row has no best). See :data:`LOWER_BETTER_COLUMNS`."""
     generated = frame.drop(index=[GROUND_TRUTH], errors="ignore")
     best: dict[str, set[str]] = {}
     if len(generated) < 2:
@@ -255,7 +260,7 @@ def best_rows(frame: pd.DataFrame) -> dict[str, set[str]]:
         values = pd.to_numeric(generated[column], errors="coerce").dropna()
         if values.empty:
             continue
-        target = values.min() if column in LOWER_IS_BETTER else values.max()
+        target = values.min() if column in LOWER_BETTER_COLUMNS else values.max()
         best[str(column)] = {str(i) for i, v in values.items() if abs(v - target) <= 1e-12 * max(1.0, abs(target))}
     return best
 
@@ -267,12 +272,26 @@ def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _marked(frame: pd.DataFrame, best: dict[str, set[str]], bold, number, missing: str) -> pd.DataFrame:
-    """The frame as strings: numbers through ``number``, the best generated values through ``bold``."""
+def _marked(frame: pd.DataFrame, best: dict[str, set[str]], bold, missing: str) -> pd.DataFrame:
+    """The frame as shown in Markdown/HTML/LaTeX: numbers with 3 decimals, KID as "mean ± std" (4
+    decimals, its std column folded in), the best generated values through ``bold``."""
+    std = frame[KID_STD_LABEL] if KID_STD_LABEL in frame.columns else None
     cells = {}
     for column in frame.columns:
-        cells[column] = [missing if pd.isna(v) else (bold(number(v)) if str(idx) in best.get(str(column), ()) else number(v))
-                         for idx, v in frame[column].items()]  # fmt: skip
+        if column == KID_STD_LABEL:
+            continue
+        texts = []
+        for idx, v in frame[column].items():
+            if pd.isna(v):
+                texts.append(missing)
+                continue
+            if column == KID_LABEL:
+                s = std.get(idx) if std is not None else None
+                text = f"{v:.4f} ± {s:.4f}" if s is not None and not pd.isna(s) else f"{v:.4f}"
+            else:
+                text = f"{v:.3f}" if isinstance(v, int | float) else str(v)
+            texts.append(bold(text) if str(idx) in best.get(str(column), ()) else text)
+        cells[column] = texts
     marked = pd.DataFrame(cells, index=frame.index)
     marked.index.name = frame.index.name
     return marked
@@ -289,14 +308,17 @@ def write_tables(evaluations: list[Evaluation], out: str | Path, *, title: str =
     paths = {"csv": out / "table.csv", "md": out / "table.md", "tex": out / "table.tex", "html": out / "table.html"}
     write_text_atomic(paths["csv"], frame.to_csv(float_format="%.6f"))
     best = best_rows(frame)
-    note = "Best generated value of each column in bold" + (" (lower is better: " + ", ".join(sorted(c for c in frame.columns if c in LOWER_IS_BETTER)) + ")" if any(c in LOWER_IS_BETTER for c in frame.columns) else "") + "."
-    write_text_atomic(paths["md"], markdown_table(_marked(frame, best, lambda t: f"**{t}**", lambda v: f"{v:.3f}", "-"), title) + f"\n{note}\n")
-    caption = f"FCN scores and color/image metrics by {title.lower()} (p2ptools eval). {note}"
-    tex_frame = _marked(frame, best, lambda t: f"\\textbf{{{t}}}", lambda v: f"{v:.3f}", "--")
+    lower = ", ".join(c for c in frame.columns if c in LOWER_BETTER_COLUMNS and c != KID_STD_LABEL)
+    note = "Best generated value of each column in bold" + (f" (lower is better: {lower})" if lower else "") + "."
+    legend = f" {LOWER_IS_BETTER}" if has_fidelity(frame) else ""
+    write_text_atomic(paths["md"], markdown_table(_marked(frame, best, lambda t: f"**{t}**", "-"), title) + f"\n{note}{legend}\n")
+    caption = f"FCN scores and color/image metrics by {title.lower()} (p2ptools eval). {note}{legend}"
+    tex_frame = _marked(frame, best, lambda t: f"\\textbf{{{t}}}", "--")
     tex_frame.index = [_tex_escape(str(i)) for i in tex_frame.index]
     tex_frame.index.name = _tex_escape(str(frame.index.name)) if frame.index.name else None
     tex_frame.columns = [_tex_escape(str(c)) for c in tex_frame.columns]
     tex = tex_frame.to_latex(escape=False, caption=_tex_escape(caption), label="tab:p2ptools-eval", column_format="l" + "r" * len(tex_frame.columns))
+    tex = tex.replace("↓", "$\\downarrow$").replace("±", "$\\pm$")  # lower is better; KID mean $\pm$ std
     write_text_atomic(paths["tex"], tex)
 
     curves = {ev.name: ev.color for ev in evaluations if ev.color is not None}
@@ -307,12 +329,12 @@ def write_tables(evaluations: list[Evaluation], out: str | Path, *, title: str =
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(name)}: results by {html.escape(title.lower())}</title>"
              f"{HTML_STYLE}</head><body>"]
     parts.append(f"<h1>{html.escape(caption)}</h1>")
-    html_frame = _marked(frame, best, lambda t: f"<b>{t}</b>", lambda v: f"{v:.3f}", "-")
+    html_frame = _marked(frame, best, lambda t: f"<b>{html.escape(t)}</b>", "-")
     html_frame.index = [html.escape(str(i)) for i in html_frame.index]
     html_frame.index.name = html.escape(str(frame.index.name)) if frame.index.name else None
     html_frame.columns = [html.escape(str(c)) for c in html_frame.columns]
     parts.append(html_table(html_frame, escape=False))
-    parts.append(f"<p>{html.escape(note)}</p>")
+    parts.append(f"<p>{html.escape(note + legend)}</p>")
     if reports:
         parts.append("<h2>Reports</h2><ul>" + "".join(f"<li><a href='{html.escape(p)}'>{html.escape(k)}</a></li>" for k, p in reports.items()) + "</ul>")
     if plots:

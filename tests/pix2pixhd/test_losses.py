@@ -74,7 +74,7 @@ def test_vgg19_features_match_torchvision_and_the_weighted_l1(vgg_file):
     g = torch.Generator().manual_seed(5)
     x, y = torch.rand(1, 3, 32, 32, generator=g) * 2 - 1, torch.rand(1, 3, 32, 32, generator=g) * 2 - 1
     ends = (1, 6, 11, 20, 29)  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 in torchvision's indices
-    fx, fy, h, k = [], [], [x, y], 0
+    fx, fy, h = [], [], [x, y]
     with torch.no_grad():
         for i, layer in enumerate(tv[:30]):
             h = [layer(t) for t in h]
