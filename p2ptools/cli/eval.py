@@ -85,10 +85,11 @@ def eval_command(
 def merge_command(
     parts: Annotated[list[Path], typer.Argument(help="Folders written by 'p2ptools eval --shard I/N', one per shard.", show_default=False)],
     out_dir: Annotated[Path, typer.Option("--out", help="Report folder (the report a single run writes).", show_default=False)],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a report already in --out (swapped in when the new one is complete).")] = False,
 ) -> None:
     """Combine the partial states of 'p2ptools eval --shard I/N' into one report."""
     from p2ptools.eval.api import MergeRequest, run_merge
 
-    outcome = run_merge(MergeRequest(parts=list(parts), out=out_dir))
+    outcome = run_merge(MergeRequest(parts=list(parts), out=out_dir, overwrite=overwrite))
     out.print(outcome.summary.to_string(float_format=lambda v: f"{v:.3f}"))
     out.print(f"report -> {outcome.index}")

@@ -155,6 +155,7 @@ class MergeRequest:
 
     parts: list[Path]
     out: Path
+    overwrite: bool = False
 
 
 def run_merge(request: MergeRequest) -> EvalOutcome:
@@ -164,18 +165,23 @@ def run_merge(request: MergeRequest) -> EvalOutcome:
 
     out = Path(request.out)
     refuse_overlap(out, list(request.parts), "--out")
-    refuse_foreign(out, REPORT_MARKERS, "--out", "evaluation")
-    existed = out.exists()
+    state = refuse_foreign(out, REPORT_MARKERS, "--out", "evaluation")
+    if state == "ours" and not request.overwrite:
+        raise ConfigError(f"--out {out}: holds an evaluation already ({' / '.join(REPORT_MARKERS)}); use --overwrite to replace it "
+                          "(the old one stays until the new one is complete) or another --out")
     with maybe_output_lock(out):
+        staging = staging_path(out)  # built beside, swapped in when complete (as run_evaluation)
+        discard(staging)
         try:
-            partial, feature_dir = merge_partials(list(request.parts), out)
+            partial, feature_dir = merge_partials(list(request.parts), staging)
             evaluation = build_evaluation(partial, feature_dir)
             from p2ptools.eval.color import LabBins
 
             bins = partial.context["bins"]
-            write_report(evaluation, out, LabBins(float(bins["width"]), tuple(bins["L"]), tuple(bins["a"])))
+            write_report(evaluation, staging, LabBins(float(bins["width"]), tuple(bins["L"]), tuple(bins["a"])))
         except BaseException:
-            if not existed:
-                _remove_created(out)
+            discard(staging)
             raise
+        carry_over(out, staging)
+        swap_in(staging, out)
     return EvalOutcome(summary_frame(evaluation), out / "report.html")

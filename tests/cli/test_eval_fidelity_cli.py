@@ -111,6 +111,12 @@ def test_shards_and_merge_write_the_single_run_report(cli, tmp_path, tiny_incept
     assert (tmp_path / "merged" / "lpips_per_image.csv").read_text() == (tmp_path / "single" / "lpips_per_image.csv").read_text()
     r = cli("eval", "merge", tmp_path / "part0", "--out", tmp_path / "half")
     assert r.code == 1 and "shards 0..1 of 2" in r.stderr and not (tmp_path / "half").exists()
+    assert not [p for p in (tmp_path / "merged").rglob("*") if p.is_file() and b".p2ptools-new" in p.read_bytes()]  # built beside, no trace
+    r = cli("eval", "merge", tmp_path / "part1", tmp_path / "part0", "--out", tmp_path / "merged")
+    assert r.code == 1 and "holds an evaluation already" in r.stderr  # replaced only with --overwrite
+    assert cli("eval", "merge", tmp_path / "part1", tmp_path / "part0", "--out", tmp_path / "merged", "--overwrite").code == 0
+    assert json.loads((tmp_path / "merged" / "report.json").read_text()) == merged
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_real_inception_end_to_end(cli, tmp_path, inception_file):
