@@ -310,3 +310,19 @@ def png_claiming(width: int, height: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    """Every file below ``root`` (relative path -> bytes): compare a folder before and after."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+
+def assert_one_line_error(res: CliResult, *needles: str) -> str:
+    """``res`` failed with exit code 1 and exactly one ``error: ...`` line on stderr holding every
+    needle; returns that line."""
+    assert res.code == 1, res
+    line = res.stderr.strip()
+    assert res.stderr.startswith("error: ") and "\n" not in line, res.stderr
+    for needle in needles:
+        assert needle in line, line
+    return line

@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
+from p2p_testutils import tree_bytes
+
 from p2ptools import registry
 from p2ptools.eval.confusion import accumulate, new_hist, scores
 from p2ptools.imageio import write_image
@@ -231,9 +233,6 @@ def test_seg_with_color_label_folder(cli, tmp_path):
 # -- issue 9: an evaluation is replaced only with --overwrite, only once complete ---------------------
 
 
-def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
 
 def test_rerun_needs_overwrite_replaces_when_complete_and_keeps_a_users_files(cli, scene, fake_load):
     root, _, _ = scene
@@ -241,19 +240,19 @@ def test_rerun_needs_overwrite_replaces_when_complete_and_keeps_a_users_files(cl
     args = ("eval", "--fcn", "--results", root / "res", "--cityscapes", root / "cs", "--fcn-weights", root / "w.safetensors",
             "--out", root / "rep", "--no-progress")  # fmt: skip
     assert cli(*args).code == 0
-    before = _tree(root / "rep")
+    before = tree_bytes(root / "rep")
     assert not [name for name, data in before.items() if b".p2ptools-new" in data]  # no staging path leaks into the report
     _one_error_line(cli(*args), f"--out {root / 'rep'}", "holds an evaluation already", "--overwrite")
-    assert _tree(root / "rep") == before
+    assert tree_bytes(root / "rep") == before
     (root / "rep" / "my-notes.txt").write_text("the user's")
     (root / "res" / f"{FRAMES[1]}_leftImg8bit.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # the new evaluation fails
     _one_error_line(cli(*args, "--overwrite"), f"{FRAMES[1]}_leftImg8bit.png", "truncated")
-    assert _tree(root / "rep") == {**before, "my-notes.txt": b"the user's"}
+    assert tree_bytes(root / "rep") == {**before, "my-notes.txt": b"the user's"}
     assert not [p for p in root.iterdir() if p.name.startswith(".")]
     make_results(root / "res", {n: np.zeros((32, 48), np.uint8) for n in FRAMES[1:2]})
     assert cli(*args, "--overwrite").code == 0
     assert (root / "rep" / "my-notes.txt").read_text() == "the user's"  # carried into the new report, not deleted
-    assert _tree(root / "rep")["report.json"] != before["report.json"]
+    assert tree_bytes(root / "rep")["report.json"] != before["report.json"]
     user = root / "user"
     user.mkdir()
     (user / "thesis.tex").write_text("x")
@@ -271,7 +270,7 @@ def test_full_disk_during_eval_is_one_line_and_leaves_the_old_report(cli, scene,
     args = ("eval", "--fcn", "--results", root / "res", "--cityscapes", root / "cs", "--fcn-weights", root / "w.safetensors",
             "--no-progress")  # fmt: skip
     assert cli(*args, "--out", root / "rep").code == 0
-    before = _tree(root / "rep")
+    before = tree_bytes(root / "rep")
 
     def full(fd, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -280,7 +279,7 @@ def test_full_disk_during_eval_is_one_line_and_leaves_the_old_report(cli, scene,
     for out, extra in ((root / "new", ()), (root / "rep", ("--overwrite",))):
         line = _one_error_line(cli(*args, "--out", out, *extra), "cannot write (No space left on device)")
         assert ".p2ptools-new" in line or str(out) in line
-    assert not (root / "new").exists() and _tree(root / "rep") == before
+    assert not (root / "new").exists() and tree_bytes(root / "rep") == before
     assert not [p for p in root.iterdir() if p.name.startswith(".")]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from p2p_testutils import HttpServer, jpeg_bytes, png_claiming, tar_gz
+from p2p_testutils import HttpServer, assert_one_line_error, jpeg_bytes, png_claiming, tar_gz, tree_bytes
 
 from p2ptools.pairs import load_manifest
 
@@ -36,9 +36,6 @@ def _combine(cli, a: Path, b: Path, out: Path, *extra, env: dict[str, str] | Non
                env=env)  # fmt: skip
 
 
-def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
 
 def _user_folder(path: Path) -> dict[str, bytes]:
     """A folder a user owns: a thesis, photos, and train/ val/ folders of their own."""
@@ -46,14 +43,8 @@ def _user_folder(path: Path) -> dict[str, bytes]:
                       ("train/mine.png", b"not ours"), ("val/notes.txt", b"keep me")):  # fmt: skip
         (path / rel).parent.mkdir(parents=True, exist_ok=True)
         (path / rel).write_bytes(data)
-    return _tree(path)
+    return tree_bytes(path)
 
-
-def _one_line_error(res, *needles: str) -> None:
-    assert res.code == 1, res
-    assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1, res.stderr
-    for needle in needles:
-        assert needle in res.stderr, res.stderr
 
 
 # -- case 1: make-dataset maps --prebuilt --overwrite --out USERDIR -------------------------------
@@ -76,8 +67,8 @@ def test_case1_prebuilt_overwrite_never_deletes_a_users_folder(maps_server, tmp_
     env = {"P2PTOOLS_DOWNLOAD_BASE_URL": maps_server.url}
     for dl in (bad_dl, tmp_path / "dl"):  # a bad archive, then a good one: both refused before any deletion
         res = cli("make-dataset", "maps", "--prebuilt", "--overwrite", "--download-dir", dl, "--out", user, env=env)
-        _one_line_error(res, f"--out {user}", "holds no p2ptools dataset", "even with --overwrite")
-        assert _tree(user) == before
+        assert_one_line_error(res, f"--out {user}", "holds no p2ptools dataset", "even with --overwrite")
+        assert tree_bytes(user) == before
     assert maps_server.ranges == []  # refused before downloading anything
 
 
@@ -85,17 +76,17 @@ def test_case1_prebuilt_overwrite_keeps_the_old_dataset_until_the_new_one_is_com
     env = {"P2PTOOLS_DOWNLOAD_BASE_URL": maps_server.url}
     out = tmp_path / "maps"
     assert cli("make-dataset", "maps", "--prebuilt", "--download-dir", tmp_path / "dl", "--out", out, env=env).code == 0
-    before = _tree(out)
+    before = tree_bytes(out)
     bad_dl = tmp_path / "bad-dl"
     bad_dl.mkdir()
     (bad_dl / "maps.tar.gz").write_bytes(b"\x1f\x8b truncated gzip")
     res = cli("make-dataset", "maps", "--prebuilt", "--overwrite", "--download-dir", bad_dl, "--out", out, env=env)
-    _one_line_error(res, str(bad_dl / "maps.tar.gz"), "cannot read archive")
-    assert _tree(out) == before  # the old dataset is untouched
+    assert_one_line_error(res, str(bad_dl / "maps.tar.gz"), "cannot read archive")
+    assert tree_bytes(out) == before  # the old dataset is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad-dl", "dl", "maps"]  # no staging folder or lock left
     (out / "train" / "mine.txt").write_text("a user's file dropped into our dataset")
     res = cli("make-dataset", "maps", "--prebuilt", "--overwrite", "--download-dir", tmp_path / "dl", "--out", out, env=env)
-    _one_line_error(res, "also holds files p2ptools did not write (train/mine.txt)")
+    assert_one_line_error(res, "also holds files p2ptools did not write (train/mine.txt)")
     assert (out / "train" / "mine.txt").read_text().startswith("a user's")
 
 
@@ -106,46 +97,46 @@ def test_case2_combine_overwrite_refuses_a_foreign_folder_before_touching_it(ab,
     user = tmp_path / "user"
     before = _user_folder(user)
     res = _combine(cli, ab / "A", ab / "B", user, "--overwrite")
-    _one_line_error(res, f"--out {user}", "holds no p2ptools dataset")
-    assert _tree(user) == before
+    assert_one_line_error(res, f"--out {user}", "holds no p2ptools dataset")
+    assert tree_bytes(user) == before
 
 
 @pytest.mark.parametrize("where", ["equal", "inside", "containing"])
 def test_case2_combine_out_overlapping_a_source_is_refused(ab, cli, where):
-    sources = _tree(ab / "A")
+    sources = tree_bytes(ab / "A")
     out = {"equal": ab / "A", "inside": ab / "A" / "train" / "out", "containing": ab}[where]
     res = _combine(cli, ab / "A", ab / "B", out, "--overwrite")
     word = {"equal": "is the input", "inside": "is inside the input", "containing": "contains the input"}[where]
-    _one_line_error(res, f"--out {out}", word, str(ab / "A"))
-    assert _tree(ab / "A") == sources
+    assert_one_line_error(res, f"--out {out}", word, str(ab / "A"))
+    assert tree_bytes(ab / "A") == sources
 
 
 def test_case2_mistyped_source_keeps_the_good_dataset(ab, tmp_path, cli):
     out = tmp_path / "ds"
     assert _combine(cli, ab / "A", ab / "B", out).code == 0
-    before = _tree(out)
+    before = tree_bytes(out)
     res = _combine(cli, ab / "A", ab / "Bee", out, "--overwrite")
-    _one_line_error(res, str(ab / "Bee"), "no such folder")
-    assert _tree(out) == before
+    assert_one_line_error(res, str(ab / "Bee"), "no such folder")
+    assert tree_bytes(out) == before
 
 
 def test_case2_a_failed_rebuild_leaves_the_old_dataset_readable(ab, tmp_path, cli):
     out = tmp_path / "ds"
     assert _combine(cli, ab / "A", ab / "B", out).code == 0
-    before = _tree(out)
+    before = tree_bytes(out)
     (ab / "B" / "val" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # the rebuild meets a bad input half-way
     res = _combine(cli, ab / "A", ab / "B", out, "--overwrite", "--quality", "80")
-    _one_line_error(res, str(ab / "B" / "val" / "1.png"))
-    assert _tree(out) == before
+    assert_one_line_error(res, str(ab / "B" / "val" / "1.png"))
+    assert tree_bytes(out) == before
     # the unfinished replacement waits beside it, to be resumed by the same command
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [".ds.p2ptools-new"]
     (ab / "B" / "val" / "1.png").write_bytes(cv2.imencode(".png", _img(np.random.default_rng(5)))[1].tobytes())
     assert _combine(cli, ab / "A", ab / "B", out, "--overwrite", "--quality", "80").code == 0
-    assert load_manifest(out).counts == {"train": 3, "val": 2} and _tree(out) != before
+    assert load_manifest(out).counts == {"train": 3, "val": 2} and tree_bytes(out) != before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # swapped in: no staging, no lock
     (out / "val" / "mine.png").write_bytes(b"a user's file")
     res = _combine(cli, ab / "A", ab / "B", out, "--overwrite")
-    _one_line_error(res, "also holds files p2ptools did not write (val/mine.png)")
+    assert_one_line_error(res, "also holds files p2ptools did not write (val/mine.png)")
     assert (out / "val" / "mine.png").read_bytes() == b"a user's file"
 
 
@@ -156,7 +147,7 @@ def test_case6_oversized_header_is_one_line_and_skippable(ab, tmp_path, cli):
     bomb = ab / "A" / "train" / "1.png"
     bomb.write_bytes(png_claiming(50000, 50000))
     res = _combine(cli, ab / "A", ab / "B", tmp_path / "o1")
-    _one_line_error(res, str(bomb), "50000x50000 pixels is over the limit", "P2PTOOLS_MAX_PIXELS")
+    assert_one_line_error(res, str(bomb), "50000x50000 pixels is over the limit", "P2PTOOLS_MAX_PIXELS")
     assert not (tmp_path / "o1" / "manifest.json").exists() and not list((tmp_path / "o1").rglob(".tmp-*"))
     res = _combine(cli, ab / "A", ab / "B", tmp_path / "o2", "--skip-bad")
     assert res.code == 0, res.stderr
@@ -168,9 +159,9 @@ def test_case6_oversized_header_is_one_line_and_skippable(ab, tmp_path, cli):
 
 def test_case6_the_pixel_limit_is_configurable(ab, tmp_path, cli):
     res = _combine(cli, ab / "A", ab / "B", tmp_path / "o", env={"P2PTOOLS_MAX_PIXELS": "100"})
-    _one_line_error(res, "16x16 pixels is over the limit of 100 pixels")
+    assert_one_line_error(res, "16x16 pixels is over the limit of 100 pixels")
     res = _combine(cli, ab / "A", ab / "B", tmp_path / "o", env={"P2PTOOLS_MAX_PIXELS": "lots"})
-    _one_line_error(res, "P2PTOOLS_MAX_PIXELS", "expected a whole number")
+    assert_one_line_error(res, "P2PTOOLS_MAX_PIXELS", "expected a whole number")
     assert _combine(cli, ab / "A", ab / "B", tmp_path / "o", env={"P2PTOOLS_MAX_PIXELS": "0"}).code == 0
 
 
@@ -181,7 +172,7 @@ def test_case9_symlink_loop_is_a_bad_item(ab, tmp_path, cli):
     (ab / "A" / "train" / "loop.png").symlink_to(ab / "A" / "train" / "loop.png")
     (ab / "B" / "train" / "loop.png").symlink_to(ab / "B" / "train" / "loop.png")
     res = _combine(cli, ab / "A", ab / "B", tmp_path / "o1")
-    _one_line_error(res, "loop.png")
+    assert_one_line_error(res, "loop.png")
     res = _combine(cli, ab / "A", ab / "B", tmp_path / "o2", "--skip-bad")
     assert res.code == 0, res.stderr
     manifest = load_manifest(tmp_path / "o2")

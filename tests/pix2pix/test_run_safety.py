@@ -18,6 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import TINY_ARGS, make_dataset  # noqa: E402
+from p2p_testutils import assert_one_line_error, tree_bytes  # noqa: E402
 from p2ptools_pix2pix.trainer import STALL_ENV  # noqa: E402
 
 from p2ptools.training import checkpoint as ckpt  # noqa: E402
@@ -25,17 +26,6 @@ from p2ptools.training import checkpoint as ckpt  # noqa: E402
 P2PTOOLS = [sys.executable, "-m", "p2ptools"]
 
 
-def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def _one_line_error(res, *needles: str) -> str:
-    assert res.code == 1, res
-    line = res.stderr.strip()
-    assert res.stderr.startswith("error: ") and "\n" not in line, res.stderr
-    for needle in needles:
-        assert needle in line, line
-    return line
 
 
 @pytest.fixture
@@ -72,21 +62,21 @@ def _corrupt_inside(path: Path) -> None:
 
 
 def test_case3_overwrite_checks_every_pair_before_touching_the_old_run(run, data, cli):
-    before = _tree(run)
+    before = tree_bytes(run)
     fifth = sorted((data / "train").iterdir())[4]
     _truncate(fifth)
     res = cli("train", "--data", data, "--out", run, *TINY_ARGS, "--max-steps", "2", "--lambda-l1", "10", "--overwrite")
-    _one_line_error(res, str(fifth), "truncated")
-    assert _tree(run) == before  # checkpoints, log and samples all still there
+    assert_one_line_error(res, str(fifth), "truncated")
+    assert tree_bytes(run) == before  # checkpoints, log and samples all still there
 
 
 def test_case3_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(run, data, cli):
-    before = _tree(run)
+    before = tree_bytes(run)
     _corrupt_inside(sorted((data / "train").iterdir())[3])  # passes the header checks, fails when decoded
     res = cli("train", "--data", data, "--out", run, *TINY_ARGS, "--max-steps", "6", "--lambda-l1", "10", "--overwrite")
-    line = _one_line_error(res, "003.png", "previous run", "is back in place")
+    line = assert_one_line_error(res, "003.png", "previous run", "is back in place")
     assert str(run) in line
-    assert _tree(run) == before and not (run / ckpt.REPLACED).exists()
+    assert tree_bytes(run) == before and not (run / ckpt.REPLACED).exists()
     shutil.copy(data / "train" / "000.png", data / "train" / "003.png")  # repaired: the replacement completes
     res = cli("train", "--data", data, "--out", run, *TINY_ARGS, "--max-steps", "2", "--lambda-l1", "10", "--overwrite")
     assert res.code == 0, res.stderr
@@ -100,10 +90,10 @@ def test_case3_overwrite_refuses_a_foreign_folder_and_keeps_its_samples(data, tm
     (user / "samples").mkdir(parents=True)
     (user / "samples" / "holiday.png").write_bytes(b"a user's picture")
     (user / "notes.txt").write_text("keep")
-    before = _tree(user)
+    before = tree_bytes(user)
     res = cli("train", "--data", data, "--out", user, *TINY_ARGS, "--overwrite")
-    _one_line_error(res, f"--out {user}", "holds no p2ptools run", "even with --overwrite")
-    assert _tree(user) == before
+    assert_one_line_error(res, f"--out {user}", "holds no p2ptools run", "even with --overwrite")
+    assert tree_bytes(user) == before
 
 
 # -- case 5: one process per run --------------------------------------------------------------------
@@ -125,12 +115,12 @@ def test_case5_a_live_run_is_locked_against_resume_and_a_second_train(data, tmp_
             assert proc.poll() is None, proc.stderr.read()
             assert time.monotonic() < deadline, "the trainer did not reach its first checkpoint"
             time.sleep(0.05)
-        before = _tree(out / "checkpoints")
+        before = tree_bytes(out / "checkpoints")
         for args in (("train", "--resume", out, "--no-progress"), ("train", "--data", data, "--out", out, *TINY_ARGS),
                      ("train", "--data", data, "--out", out, *TINY_ARGS, "--overwrite")):  # fmt: skip
             res = cli(*args)
-            _one_line_error(res, str(out), "in use by another p2ptools process", f"PID {proc.pid}")
-        assert _tree(out / "checkpoints") == before and proc.poll() is None  # the live run is untouched
+            assert_one_line_error(res, str(out), "in use by another p2ptools process", f"PID {proc.pid}")
+        assert tree_bytes(out / "checkpoints") == before and proc.poll() is None  # the live run is untouched
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -163,7 +153,7 @@ def test_case7_full_disk_during_checkpoint_is_one_line_and_keeps_the_previous_ch
         calls.append(filename)
         if len(calls) > 3:  # G, D and the optimiser state of the first checkpoint went through
             if not saved:
-                saved["first"] = _tree(out / "checkpoints")
+                saved["first"] = tree_bytes(out / "checkpoints")
             raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })')
         return real_save(tensors, filename, *args, **kwargs)
 
@@ -171,8 +161,8 @@ def test_case7_full_disk_during_checkpoint_is_one_line_and_keeps_the_previous_ch
     args = ("train", "--data", data, "--out", out, *TINY_ARGS, "--max-steps", "3", "--checkpoint-every", "1")
     monkeypatch.setattr(safetensors.torch, "save_file", full_disk_after_first_checkpoint)
     res = cli(*args)
-    _one_line_error(res, str(out / ".tmp-checkpoints" / "latest_G.safetensors"), "cannot write (No space left on device)")
-    assert _tree(out / "checkpoints") == saved["first"] and not (out / ".tmp-checkpoints").exists()
+    assert_one_line_error(res, str(out / ".tmp-checkpoints" / "latest_G.safetensors"), "cannot write (No space left on device)")
+    assert tree_bytes(out / "checkpoints") == saved["first"] and not (out / ".tmp-checkpoints").exists()
     assert json.loads((out / "checkpoints" / "latest_state.json").read_text())["step"] == 1
     monkeypatch.undo()
 
@@ -182,10 +172,10 @@ def test_case7_full_disk_during_checkpoint_is_one_line_and_keeps_the_previous_ch
         return real_dump(obj, fh, *a, **kw)
 
     monkeypatch.setattr(json, "dump", json_full)
-    before = _tree(out / "checkpoints")
+    before = tree_bytes(out / "checkpoints")
     res = cli("train", "--resume", out, "--no-progress")
-    _one_line_error(res, "latest_state.json: cannot write (No space left on device)")
-    assert _tree(out / "checkpoints") == before and not (out / ".tmp-checkpoints").exists()
+    assert_one_line_error(res, "latest_state.json: cannot write (No space left on device)")
+    assert tree_bytes(out / "checkpoints") == before and not (out / ".tmp-checkpoints").exists()
     monkeypatch.undo()
     assert cli("train", "--resume", out).code == 0  # space again: the run resumes from its step-1 checkpoint
 
@@ -198,7 +188,7 @@ def test_case9_a_wrong_type_in_config_json_is_one_line(run, cli):
     config["options"]["ngf"] = "eight"
     (run / "config.json").write_text(json.dumps(config))
     for args in (("train", "--resume", run, "--no-progress"), ("translate", run, "--input", run.parent / "data" / "val", "--output", run.parent / "t")):
-        _one_line_error(cli(*args), "config.json", "ngf", "eight")
+        assert_one_line_error(cli(*args), "config.json", "ngf", "eight")
 
 
 def test_case9_a_run_killed_before_its_first_checkpoint_restarts_without_logging_steps_twice(run, cli):
@@ -219,7 +209,7 @@ def test_case9_a_run_that_failed_before_step_1_restarts_with_the_same_command(da
     for p in files[1:]:  # the first pair is decoded up front; the others only when training reads them
         _corrupt_inside(p)
     failed = cli(*args)
-    _one_line_error(failed, "not a readable image")
+    assert_one_line_error(failed, "not a readable image")
     assert (out / "config.json").is_file() and not (out / "checkpoints").exists()  # failed at its first batch
     for p in files[1:]:
         p.write_bytes(good)

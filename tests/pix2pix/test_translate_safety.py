@@ -14,23 +14,12 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from p2p_testutils import png_claiming  # noqa: E402
+from p2p_testutils import assert_one_line_error, png_claiming, tree_bytes  # noqa: E402
 from test_reference_import import _imported_run  # noqa: E402
 
 from p2ptools.imageio import read_image, write_image  # noqa: E402
 
 
-def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def _one_line_error(res, *needles: str) -> str:
-    assert res.code == 1, res
-    line = res.stderr.strip()
-    assert res.stderr.startswith("error: ") and "\n" not in line, res.stderr
-    for needle in needles:
-        assert needle in line, line
-    return line
 
 
 @pytest.fixture
@@ -51,29 +40,29 @@ def _translate(cli, run, inp, out, *extra):
 
 
 def test_case4_output_equal_to_or_inside_the_input_is_refused(run, photos, cli):
-    before = _tree(photos)
-    _one_line_error(_translate(cli, run, photos, photos), f"--output {photos}", "is the input")
-    _one_line_error(_translate(cli, run, photos, photos / "out"), "is inside the input")
-    _one_line_error(_translate(cli, run, photos / "a.png", photos), "contains the input")
-    assert _tree(photos) == before
+    before = tree_bytes(photos)
+    assert_one_line_error(_translate(cli, run, photos, photos), f"--output {photos}", "is the input")
+    assert_one_line_error(_translate(cli, run, photos, photos / "out"), "is inside the input")
+    assert_one_line_error(_translate(cli, run, photos / "a.png", photos), "contains the input")
+    assert tree_bytes(photos) == before
 
 
 def test_case4_two_inputs_with_one_output_name_are_refused_naming_both(run, photos, tmp_path, cli):
     write_image(photos / "a.jpg", np.zeros((64, 64, 3), np.uint8))
     res = _translate(cli, run, photos, tmp_path / "out")
-    _one_line_error(res, str(photos / "a.jpg"), str(photos / "a.png"), "same name")
+    assert_one_line_error(res, str(photos / "a.jpg"), str(photos / "a.png"), "same name")
     assert not (tmp_path / "out").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_case4_existing_translations_are_replaced_only_with_overwrite_and_only_when_complete(run, photos, tmp_path, cli):
     out = tmp_path / "out"
     assert _translate(cli, run, photos, out).code == 0
-    before = _tree(out)
-    _one_line_error(_translate(cli, run, photos, out), "holds translations already", "--overwrite")
-    assert _tree(out) == before
+    before = tree_bytes(out)
+    assert_one_line_error(_translate(cli, run, photos, out), "holds translations already", "--overwrite")
+    assert tree_bytes(out) == before
     (photos / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # the new translation fails part-way
-    _one_line_error(_translate(cli, run, photos, out, "--overwrite"), str(photos / "b.png"))
-    assert _tree(out) == before and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert_one_line_error(_translate(cli, run, photos, out, "--overwrite"), str(photos / "b.png"))
+    assert tree_bytes(out) == before and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     res = _translate(cli, run, photos, out, "--overwrite", "--skip-bad")
     assert res.code == 0, res.stderr
     info = json.loads((out / "translate.json").read_text())
@@ -82,13 +71,13 @@ def test_case4_existing_translations_are_replaced_only_with_overwrite_and_only_w
     user = tmp_path / "user"
     (user / "mine.png").parent.mkdir()
     (user / "mine.png").write_bytes(b"a user's image")
-    _one_line_error(_translate(cli, run, photos, user, "--overwrite"), f"--output {user}", "holds no p2ptools translation folder")
+    assert_one_line_error(_translate(cli, run, photos, user, "--overwrite"), f"--output {user}", "holds no p2ptools translation folder")
     assert (user / "mine.png").read_bytes() == b"a user's image"
 
 
 def test_case6_translate_skips_an_oversized_image(run, photos, tmp_path, cli):
     (photos / "huge.png").write_bytes(png_claiming(50000, 50000))
-    _one_line_error(_translate(cli, run, photos, tmp_path / "o1"), str(photos / "huge.png"), "50000x50000 pixels is over the limit")
+    assert_one_line_error(_translate(cli, run, photos, tmp_path / "o1"), str(photos / "huge.png"), "50000x50000 pixels is over the limit")
     assert not (tmp_path / "o1").exists()
     res = _translate(cli, run, photos, tmp_path / "o2", "--skip-bad")
     assert res.code == 0, res.stderr
@@ -101,7 +90,7 @@ def test_case7_full_disk_during_translate_is_one_line_and_leaves_nothing(run, ph
 
     out = tmp_path / "out"
     assert _translate(cli, run, photos, out).code == 0
-    before = _tree(out)
+    before = tree_bytes(out)
     real_write, written = imageio._write_all, []
 
     def full_after_one(fd, data):
@@ -111,12 +100,12 @@ def test_case7_full_disk_during_translate_is_one_line_and_leaves_nothing(run, ph
         return real_write(fd, data)
 
     monkeypatch.setattr(imageio, "_write_all", full_after_one)
-    line = _one_line_error(_translate(cli, run, photos, tmp_path / "new"), "cannot write (No space left on device)")
+    line = assert_one_line_error(_translate(cli, run, photos, tmp_path / "new"), "cannot write (No space left on device)")
     assert ".png" in line
     assert not (tmp_path / "new").exists()
     written.clear()
-    _one_line_error(_translate(cli, run, photos, out, "--overwrite"), "cannot write (No space left on device)")
-    assert _tree(out) == before  # the old translations are still complete
+    assert_one_line_error(_translate(cli, run, photos, out, "--overwrite"), "cannot write (No space left on device)")
+    assert tree_bytes(out) == before  # the old translations are still complete
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     monkeypatch.undo()
     assert read_image(out / "a.png").shape == (64, 64, 3)
