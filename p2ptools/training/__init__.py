@@ -3,6 +3,7 @@
 - :mod:`~p2ptools.training.runtime`: devices, torchrun/DDP process groups, precision, stop signals;
 - :mod:`~p2ptools.training.data`: aligned A|B pairs, jitter on uint8, the resumable sampler;
 - :mod:`~p2ptools.training.checkpoint`: run directories, safetensors checkpoints, exact resume;
+- :mod:`~p2ptools.training.saving`: the background checkpoint writer, ``--checkpoint-minutes``;
 - :mod:`~p2ptools.training.samples`: per-epoch sample grids and their index.html.
 
 Plugins import from here; nothing here imports a plugin.

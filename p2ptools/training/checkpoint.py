@@ -8,19 +8,25 @@ Layout::
     RUN_DIR/checkpoints/latest_state.safetensors  optimizer tensors ("G.<param index>.exp_avg", ...)
     RUN_DIR/checkpoints/latest_state.json     the rest: optimizer scalars, scheduler, grad scaler,
                                               step, epoch, position in the epoch, RNG states as ints
+    RUN_DIR/checkpoints/epoch_<N>_G.safetensors   generator weights of epoch N (--save-epoch-freq)
     RUN_DIR/log.jsonl, RUN_DIR/samples/
 
 A checkpoint is written whole into ``RUN_DIR/.tmp-checkpoints/`` (the JSON last), then swapped in
 with two renames (``checkpoints`` -> ``.old-checkpoints``, ``.tmp-checkpoints`` -> ``checkpoints``).
 A run killed at any moment therefore leaves one complete checkpoint, which :func:`recover` puts
-back in place before resuming.
+back in place before resuming. The per-epoch weight files are moved over to the new folder by each
+swap (and by :func:`recover`). A trainer may write in a background thread: it takes a
+:func:`snapshot_checkpoint` on the training thread and runs :func:`write_checkpoint` in
+:class:`~p2ptools.training.saving.BackgroundWriter`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +120,7 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], *, resume: bool, over
             console.print(f"{run_dir}: no checkpoint yet (the run stopped before its first one): starting again from step 0")
         truncate_log(run_dir / "log.jsonl", 0)
         shutil.rmtree(run_dir / "samples", ignore_errors=True)
+        shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)  # per-epoch files of the failed start
         return False
     state = refuse_foreign(run_dir, (CONFIG_NAME,), "--out", "run")
     if state != "ours":
@@ -147,31 +154,60 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------------------------
 # save / load
 
-def save_checkpoint(run_dir: Path, nets: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
-                    state: dict[str, Any]) -> Path:
-    """Write a complete checkpoint and swap it in atomically (see the module docstring).
+@dataclass(frozen=True)
+class CheckpointSnapshot:
+    """Everything a checkpoint holds, copied to the CPU: later training steps cannot change it.
+
+    Taken on the training thread by :func:`snapshot_checkpoint` (the only part that touches the
+    device), written by :func:`write_checkpoint`, possibly in a background thread.
+    """
+
+    weights: dict[str, dict[str, torch.Tensor]]  # network name -> state_dict (CPU copies)
+    optimizer_tensors: dict[str, torch.Tensor]
+    document: dict[str, Any]  # the JSON state (a deep copy)
+
+    @property
+    def step(self) -> int:
+        """The training step the snapshot was taken at."""
+        return int(self.document.get("step", 0))
+
+
+def snapshot_checkpoint(nets: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+                        state: dict[str, Any]) -> CheckpointSnapshot:
+    """Copy the networks, optimizers and ``state`` off the device into a :class:`CheckpointSnapshot`.
 
     Args:
         nets: ``{"G": generator, "D": discriminator}`` (unwrapped modules; D may be absent).
         optimizers: ``{"G": ..., "D": ...}`` matching ``nets``.
-        state: JSON-able training state (step, epoch, position, scheduler, scaler, rng, ...).
+        state: JSON-able training state (step, epoch, position, scheduler, scaler, rng, ...); a value
+            that JSON cannot hold raises TypeError here, not later in the writer.
+    """
+    weights = {name: module_tensors(net, copy=True) for name, net in nets.items()}
+    tensors, opt_meta = {}, {}
+    for name, opt in optimizers.items():
+        t, meta = optimizer_split(name, opt, copy=True)
+        tensors.update(t)
+        opt_meta[name] = meta
+    document = json.loads(json.dumps({"format": STATE_FORMAT, **state, "networks": sorted(nets), "optimizers": opt_meta}))
+    return CheckpointSnapshot(weights, tensors, document)
+
+
+def write_checkpoint(run_dir: Path, snapshot: CheckpointSnapshot) -> Path:
+    """Write ``snapshot`` whole into ``.tmp-checkpoints`` and swap it in (the module docstring).
+
+    Safe to run in a background thread: it reads only the snapshot. A kill at any moment leaves
+    the previous complete checkpoint (or this one), which :func:`recover` puts in place.
     """
     run_dir = Path(run_dir)
     tmp = run_dir / _TMP
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    step = str(state.get("step", 0))
-    for name, net in nets.items():
-        save_file(module_tensors(net), str(tmp / f"latest_{name}.safetensors"), metadata={"step": step})
-    tensors, opt_meta = {}, {}
-    for name, opt in optimizers.items():
-        t, meta = optimizer_split(name, opt)
-        tensors.update(t)
-        opt_meta[name] = meta
-    save_file(tensors, str(tmp / STATE_TENSORS), metadata={"step": step})
-    document = {"format": STATE_FORMAT, **state, "networks": sorted(nets), "optimizers": opt_meta}
+    step = str(snapshot.step)
+    for name, tensors in snapshot.weights.items():
+        save_file(tensors, str(tmp / f"latest_{name}.safetensors"), metadata={"step": step})
+    save_file(snapshot.optimizer_tensors, str(tmp / STATE_TENSORS), metadata={"step": step})
     with open(tmp / STATE_JSON, "w", encoding="utf-8") as fh:  # the commit marker, written last
-        json.dump(document, fh)
+        json.dump(snapshot.document, fh)
         fh.flush()
         os.fsync(fh.fileno())
     final, old = run_dir / CHECKPOINTS, run_dir / _OLD
@@ -179,8 +215,18 @@ def save_checkpoint(run_dir: Path, nets: dict[str, nn.Module], optimizers: dict[
     if final.exists():
         os.replace(final, old)
     os.replace(tmp, final)
+    _carry_epoch_weights(old, final)
     shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def save_checkpoint(run_dir: Path, nets: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+                    state: dict[str, Any]) -> Path:
+    """Write a complete checkpoint now and swap it in atomically (see the module docstring).
+
+    The same as :func:`write_checkpoint` of :func:`snapshot_checkpoint`; arguments as there.
+    """
+    return write_checkpoint(run_dir, snapshot_checkpoint(nets, optimizers, state))
 
 
 def recover(run_dir: Path) -> None:
@@ -192,8 +238,64 @@ def recover(run_dir: Path) -> None:
             os.replace(tmp, final)
         elif (old / STATE_JSON).is_file():
             os.replace(old, final)
+    for folder in (old, tmp):
+        if folder.is_dir():
+            final.mkdir(exist_ok=True)
+            _carry_epoch_weights(folder, final)
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(old, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# per-epoch generator weights (``--save-epoch-freq``)
+
+EPOCH_PATTERN = re.compile(r"epoch_(\d+)_([A-Za-z0-9]+)\.safetensors")
+
+
+def epoch_weights_path(run_dir: Path, epoch: int, name: str = "G") -> Path:
+    """``RUN_DIR/checkpoints/epoch_<epoch>_<name>.safetensors``."""
+    return Path(run_dir) / CHECKPOINTS / f"epoch_{int(epoch)}_{name}.safetensors"
+
+
+def write_epoch_weights(run_dir: Path, epoch: int, tensors: dict[str, torch.Tensor], name: str = "G") -> Path:
+    """Write one network's weights of ``epoch`` (weights only, no optimizer state) atomically.
+
+    Run it on the same :class:`~p2ptools.training.saving.BackgroundWriter` as the checkpoints: a
+    checkpoint swap carries these files over to the new ``checkpoints/`` folder.
+    """
+    path = epoch_weights_path(run_dir, epoch, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    save_file(tensors, str(partial), metadata={"epoch": str(int(epoch))})
+    os.replace(partial, path)
+    return path
+
+
+def epoch_weights(run_dir: Path, name: str = "G") -> dict[int, Path]:
+    """The per-epoch weight files of network ``name`` in a run, by epoch (ascending)."""
+    folder = Path(run_dir) / CHECKPOINTS
+    found = {}
+    for path in folder.glob(f"epoch_*_{name}.safetensors") if folder.is_dir() else ():
+        m = EPOCH_PATTERN.fullmatch(path.name)
+        if m and m.group(2) == name:
+            found[int(m.group(1))] = path
+    return dict(sorted(found.items()))
+
+
+def drop_epoch_weights_after(run_dir: Path, epoch: int) -> None:
+    """Remove per-epoch files of epochs after ``epoch`` (a resumed run writes them again)."""
+    folder = Path(run_dir) / CHECKPOINTS
+    for path in folder.glob("epoch_*.safetensors") if folder.is_dir() else ():
+        m = EPOCH_PATTERN.fullmatch(path.name)
+        if m and int(m.group(1)) > epoch:
+            path.unlink()
+
+
+def _carry_epoch_weights(source: Path, target: Path) -> None:
+    """Move ``epoch_*.safetensors`` files from a replaced checkpoint folder into the new one."""
+    for path in source.glob("epoch_*.safetensors") if source.is_dir() else ():
+        if not (target / path.name).exists():
+            os.replace(path, target / path.name)
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:

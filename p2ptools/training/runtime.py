@@ -85,11 +85,16 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 
 def any_rank(flag: bool, runtime: Runtime) -> bool:
     """True on every rank if ``flag`` is true on any (so that all ranks stop at the same step)."""
+    return any_ranks((flag,), runtime)[0]
+
+
+def any_ranks(flags: tuple[bool, ...], runtime: Runtime) -> tuple[bool, ...]:
+    """:func:`any_rank` of several flags in one collective (e.g. "stop" and "checkpoint due")."""
     if not runtime.distributed:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=runtime.device if runtime.device.type == "cuda" else "cpu")
+        return tuple(bool(f) for f in flags)
+    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=runtime.device if runtime.device.type == "cuda" else "cpu")
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+    return tuple(bool(v > 0) for v in t.tolist())
 
 
 class StopRequest:

@@ -71,7 +71,9 @@ class Pix2PixOptions:
     channels_last: bool = field(default=True, metadata={"help": "channels_last memory format on GPU."})
     compile: bool = field(default=False, metadata={"help": "torch.compile the networks."})
     # bookkeeping
-    checkpoint_every: int = field(default=0, metadata={"help": "Also save a checkpoint every N steps (0: only at the end of each epoch)."})
+    checkpoint_every: int = field(default=0, metadata={"help": "Also save the full state every N steps (0: no step rule)."})
+    checkpoint_minutes: float = field(default=10.0, metadata={"help": "Save the full state (written in the background) when this many minutes have passed since the last save, checked after each step; 0: at every epoch end. The end of the run and SIGINT/SIGTERM always save."})
+    save_epoch_freq: int = field(default=0, metadata={"help": "Keep the generator of every K-th epoch as checkpoints/epoch_<N>_G.safetensors (weights only; 0: none; the reference saves every 5)."})
     max_steps: int = field(default=0, metadata={"help": "Stop after this many steps in total (0: train every epoch); for smoke tests and benchmarks."})
     val_limit: int = field(default=0, metadata={"help": "Validation pairs scored per epoch for val_L1 (0: the whole val split)."})
     log_every: int = field(default=20, metadata={"help": "Append averaged losses and images/s to log.jsonl every N steps."})

@@ -2,8 +2,9 @@
 
 :func:`train` sets up (processes, data, networks, optimisers, resume) and runs epochs of
 :func:`train_step`, which follows the reference's order: G forward; D update on the detached fake;
-G update with D frozen. At each epoch end: lr schedule step, validation L1, a sample grid, a
-checkpoint. Exact resume comes from saving everything that decides the future (weights, optimiser
+G update with D frozen. At each epoch end: lr schedule step, validation L1, a sample grid, the
+epoch's generator (``--save-epoch-freq``) and, when ``--checkpoint-minutes`` have passed, the full
+state (copied off the device, written in a background thread). Exact resume comes from saving everything that decides the future (weights, optimiser
 and scheduler state, RNG states, the position within the epoch) and from data whose order and
 jitter depend only on ``(seed, epoch, index)``.
 """
@@ -31,8 +32,9 @@ from p2ptools.pairs import MANIFEST_NAME, iter_split, manifest_sha256
 from p2ptools.progress import console, make_progress
 from p2ptools.training import checkpoint as ckpt
 from p2ptools.training.data import AlignedPairs, Jitter, ResumableSampler, check_batch, check_dataset_folder, check_pair_headers, check_pair_size, make_loader, split_files, to_network_range, to_uint8
-from p2ptools.training.loop import Meter, append_log, gather_rng, lr_lambda, set_requires_grad
-from p2ptools.training.runtime import Runtime, any_rank, cleanup_distributed, resolve_precision, setup_distributed, stop_on_signals
+from p2ptools.training.loop import Meter, append_log, lr_lambda, set_requires_grad
+from p2ptools.training.runtime import Runtime, any_rank, any_ranks, cleanup_distributed, resolve_precision, setup_distributed, stop_on_signals
+from p2ptools.training.saving import Checkpointer
 from p2ptools.training.samples import sample_grid, write_samples
 from p2ptools_pix2pix import __version__
 from p2ptools_pix2pix.losses import Objective, discriminator_loss, generator_loss, parse_objective
@@ -76,7 +78,8 @@ def check_setup(options: Pix2PixOptions, runtime: Runtime) -> None:
     for name in ("batch_size", "log_every", "epochs"):
         if getattr(options, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}")
-    for name in ("epochs_decay", "checkpoint_every", "max_steps", "val_limit", "workers", "sample_images"):
+    for name in ("epochs_decay", "checkpoint_every", "checkpoint_minutes", "save_epoch_freq", "max_steps", "val_limit",
+                 "workers", "sample_images"):
         if getattr(options, name) < 0:
             raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {getattr(options, name)}")
 
@@ -247,6 +250,7 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
             torch.set_num_threads(state["cpu_threads"])  # CPU sums split over threads: same count, same bits
         if main:
             ckpt.truncate_log(run_dir / "log.jsonl", step)
+            ckpt.drop_epoch_weights_after(run_dir, epoch)  # written after the checkpoint by the stopped run
 
     # Wrappers: DDP across processes; D's G-loss pass uses the plain module (its weights are frozen
     # there, so there is nothing to synchronise); optional torch.compile.
@@ -263,14 +267,16 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
     if net_d is not None:
         net_d.train()
 
+    # Checkpoints: the full state is copied off the device and written in a background thread, at
+    # most every --checkpoint-minutes (plus --checkpoint-every steps, the end, SIGINT/SIGTERM).
+    checkpointer = Checkpointer(run_dir, runtime, nets_raw, optimizers, options.checkpoint_minutes)
+
     def save(epoch_: int, batches_: int) -> None:
-        rng = gather_rng(runtime)
-        if main:
-            ckpt.save_checkpoint(run_dir, nets_raw, optimizers, {
-                "step": step, "epoch": epoch_, "batches_done": batches_,
-                "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
-                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "world_size": runtime.world_size, "cpu_threads": torch.get_num_threads(), "rng": rng})
+        checkpointer.save({
+            "step": step, "epoch": epoch_, "batches_done": batches_,
+            "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "world_size": runtime.world_size, "cpu_threads": torch.get_num_threads()})
 
     # The loop.
     steps_per_epoch = math.ceil(sampler.num_samples / options.batch_size)
@@ -282,7 +288,8 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
     log_path = run_dir / "log.jsonl"
     bar = make_progress(show_progress and main, TextColumn("{task.fields[stats]}"))
     meter = Meter()
-    with stop_on_signals() as stop, bar:
+    evaluated = False
+    with stop_on_signals() as stop, bar, checkpointer:
         task = bar.add_task("train pix2pix", total=total_steps, completed=step, stats="")
         while epoch < total_epochs and step < total_steps:
             sampler.set_epoch(epoch)
@@ -299,13 +306,17 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
                 bar.update(task, completed=step)
                 while step == stall_at and not stop:
                     time.sleep(0.05)
-                # ranks agree on stopping (a collective: every 10 steps under DDP, to spare a sync per step)
-                stopping = any_rank(bool(stop), runtime) if not runtime.distributed or step % 10 == 0 else False
+                # ranks agree on stopping and on a due checkpoint (a collective: every 10 steps under
+                # DDP, to spare a sync per step)
+                timely = options.checkpoint_minutes > 0 and checkpointer.due()
+                stopping, timely = any_ranks((bool(stop), timely), runtime) if not runtime.distributed or step % 10 == 0 else (False, False)
                 finished = step >= total_steps
-                if stopping or (finished and batches_done < steps_per_epoch) or (
-                        options.checkpoint_every and step % options.checkpoint_every == 0 and batches_done < steps_per_epoch):
+                mid_epoch = batches_done < steps_per_epoch
+                every = options.checkpoint_every and step % options.checkpoint_every == 0
+                if stopping or (mid_epoch and (finished or every or timely)):
                     save(epoch, batches_done)
                 if stopping:
+                    checkpointer.wait()
                     if main:
                         console.print(f"interrupted: checkpoint saved at step {step}; continue with "
                                       f"`p2ptools train --resume {run_dir}`")
@@ -318,6 +329,9 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
             for sched in schedulers.values():
                 sched.step()
             if main:
+                if not evaluated and options.workers:
+                    checkpointer.wait()  # no thread running while the validation loader forks its workers
+                evaluated = True
                 val_l1, grid = evaluate(net_g, val_loader, device, channels_last, amp_dtype, options.sample_images)
                 if grid is not None:
                     write_samples(run_dir / "samples", epoch + 1, grid)
@@ -325,7 +339,11 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
                           "lr": optimizers["G"].param_groups[0]["lr"]}
                 append_log(log_path, record)
             epoch, batches_done = epoch + 1, 0
-            save(epoch, batches_done)
+            if options.save_epoch_freq and epoch % options.save_epoch_freq == 0:
+                checkpointer.save_epoch_weights(epoch)
+            last = epoch >= total_epochs or step >= total_steps
+            if last or any_rank(checkpointer.due(), runtime):
+                save(epoch, batches_done)
     return run_dir
 
 
