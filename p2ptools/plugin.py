@@ -46,12 +46,15 @@ class LoadOptions:
     """How to load a run for translation.
 
     ``eval_mode`` False keeps the pix2pix reference's test-time behaviour (dropout active, batch
-    statistics), made reproducible by ``seed``.
+    statistics), made reproducible by ``seed``. ``epoch``: which weights of the run, ``"latest"``,
+    ``"best"`` (lowest validation L1 among the kept epochs) or an epoch number as a string; a plugin
+    that keeps no per-epoch weights accepts ``"latest"`` only.
     """
 
     device: str = "cpu"
     eval_mode: bool = False
     seed: int = 0
+    epoch: str = "latest"
 
 
 class TrainedModel(ABC):
@@ -64,6 +67,9 @@ class TrainedModel(ABC):
     out_channels: int = 3
     #: the height and width the network takes are multiples of this (``translate --pad`` pads to it).
     size_multiple: int = 1
+    #: the training epoch of the loaded weights (None: unknown) and their file name, for translate.json.
+    epoch: int | None = None
+    weights: str | None = None
 
     @abstractmethod
     def translate(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:

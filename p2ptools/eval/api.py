@@ -30,6 +30,7 @@ class EvalRequest:
     device: str = "cpu"
     tf32: bool = False
     precision: str = "fp32"
+    epoch: str = "latest"  # weights of the runs (LoadOptions.epoch)
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for an incomplete or contradictory request."""
@@ -40,6 +41,9 @@ class EvalRequest:
             raise ConfigError("choose what to measure: --fcn, --seg and/or --color (image metrics need --real or --data)")
         if opts.direction not in (None, "AtoB", "BtoA"):
             raise ConfigError(f"--direction: invalid value {opts.direction!r}; choose from AtoB, BtoA")
+        from p2ptools.training.checkpoint import parse_epoch
+
+        parse_epoch(self.epoch)
         if self.precision not in ("fp32", "bf16"):
             raise ConfigError(f"--precision: invalid value {self.precision!r}; choose from fp32, bf16")
         if (opts.fcn or opts.ground_truth_row) and self.fcn_weights is None:
@@ -94,7 +98,8 @@ def _evaluate(request: EvalRequest, device: str) -> EvalOutcome:
         write_report(evaluation, out, options.bins)
         return EvalOutcome(summary_frame(evaluation), out / "report.html")
     title, rows = plan_rows(list(request.runs), list(request.results), out)
-    evaluations = evaluate_rows(rows, options, scorer, out, title=title, device=device, batch_size=options.batch_size, scorer_info=scorer_info)
+    evaluations = evaluate_rows(rows, options, scorer, out, title=title, device=device, batch_size=options.batch_size,
+                                scorer_info=scorer_info, epoch=str(request.epoch))
     if rank != 0:
         return EvalOutcome(None, None)
     return EvalOutcome(table_frame(evaluations, title), out / "table.html")

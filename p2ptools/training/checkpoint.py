@@ -65,7 +65,7 @@ def differing_options(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 #: What a run directory holds that p2ptools wrote: ``--overwrite`` removes these and nothing else.
-RUN_ENTRIES = (CHECKPOINTS, _TMP, _OLD, "samples", "log.jsonl", CONFIG_NAME)
+RUN_ENTRIES = (CHECKPOINTS, _TMP, _OLD, "samples", "log.jsonl", "tensorboard", CONFIG_NAME)
 
 
 def _has_progress(run_dir: Path) -> bool:
@@ -121,6 +121,7 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], *, resume: bool, over
         truncate_log(run_dir / "log.jsonl", 0)
         shutil.rmtree(run_dir / "samples", ignore_errors=True)
         shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)  # per-epoch files of the failed start
+        shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
         return False
     state = refuse_foreign(run_dir, (CONFIG_NAME,), "--out", "run")
     if state != "ours":
@@ -289,6 +290,72 @@ def drop_epoch_weights_after(run_dir: Path, epoch: int) -> None:
         m = EPOCH_PATTERN.fullmatch(path.name)
         if m and int(m.group(1)) > epoch:
             path.unlink()
+
+
+def parse_epoch(text: str | int) -> str | int:
+    """``--epoch`` value: ``"latest"``, ``"best"`` or an epoch number >= 1 (as int); else ConfigError."""
+    value = str(text).strip().lower()
+    if value in ("latest", "best"):
+        return value
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise ConfigError(f"--epoch: invalid value {text!r}; choose latest, best or an epoch number (1, 2, ...)")
+
+
+def best_epoch(run_dir: Path, candidates: set[int]) -> int:
+    """The epoch of ``candidates`` with the lowest ``val_L1`` in ``log.jsonl`` (the first on ties)."""
+    log = Path(run_dir) / "log.jsonl"
+    scores: dict[int, float] = {}
+    try:
+        lines = log.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        raise InputFileError(log, "no training log: --epoch best needs the validation L1 of each epoch") from None
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill
+        if isinstance(record, dict) and "val_L1" in record and "epoch" in record:
+            scores[int(record["epoch"])] = float(record["val_L1"])
+    scored = sorted((scores[e], e) for e in candidates if e in scores)
+    if not scored:
+        kept = ", ".join(map(str, sorted(candidates))) or "none"
+        raise InputFileError(log, f"no validation L1 logged for an epoch whose weights were kept (kept: {kept}); "
+                                  "train with --save-epoch-freq K to keep epochs")
+    return scored[0][1]
+
+
+def resolve_weights(run_dir: Path, epoch: str | int = "latest", name: str = "G") -> tuple[Path, int | None]:
+    """The weights file of network ``name`` for ``--epoch`` and the epoch it holds (None if unknown).
+
+    - ``latest``: ``checkpoints/latest_<name>.safetensors``;
+    - ``N``: ``checkpoints/epoch_<N>_<name>.safetensors`` (written by ``--save-epoch-freq``), else
+      latest if its checkpoint was taken at the end of epoch N; an InputFileError lists the kept epochs;
+    - ``best``: the kept epoch (per-epoch files, and latest when taken at an epoch end) with the lowest
+      validation L1 in ``log.jsonl``.
+    """
+    run_dir = Path(run_dir)
+    spec = parse_epoch(epoch)
+    latest = run_dir / CHECKPOINTS / f"latest_{name}.safetensors"
+    latest_epoch = None
+    try:
+        state = json.loads((run_dir / CHECKPOINTS / STATE_JSON).read_text(encoding="utf-8"))
+        if state.get("batches_done") == 0:
+            latest_epoch = int(state["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    if spec == "latest":
+        return latest, latest_epoch
+    kept = epoch_weights(run_dir, name)
+    candidates = set(kept) | ({latest_epoch} if latest_epoch and latest.is_file() else set())
+    if spec == "best":
+        spec = best_epoch(run_dir, candidates)
+    if spec in kept:
+        return kept[spec], spec
+    if spec == latest_epoch and latest.is_file():
+        return latest, spec
+    listing = ", ".join(map(str, sorted(candidates))) or "none (train with --save-epoch-freq K)"
+    raise InputFileError(run_dir / CHECKPOINTS, f"no weights of epoch {spec}; kept epochs: {listing}")
 
 
 def _carry_epoch_weights(source: Path, target: Path) -> None:

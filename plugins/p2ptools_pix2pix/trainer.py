@@ -11,6 +11,7 @@ jitter depend only on ``(seed, epoch, index)``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -32,10 +33,12 @@ from p2ptools.pairs import MANIFEST_NAME, iter_split, manifest_sha256
 from p2ptools.progress import console, make_progress
 from p2ptools.training import checkpoint as ckpt
 from p2ptools.training.data import AlignedPairs, Jitter, ResumableSampler, check_batch, check_dataset_folder, check_pair_headers, check_pair_size, make_loader, split_files, to_network_range, to_uint8
-from p2ptools.training.loop import Meter, append_log, lr_lambda, set_requires_grad
-from p2ptools.training.runtime import Runtime, any_rank, any_ranks, cleanup_distributed, resolve_precision, setup_distributed, stop_on_signals
-from p2ptools.training.saving import Checkpointer
+from p2ptools.training.loop import Meter, lr_lambda, set_requires_grad  # noqa: F401  (lr_lambda: public here)
+from p2ptools.training.runtime import Runtime, any_rank, any_ranks, broadcast_float, cleanup_distributed, resolve_precision, setup_distributed, stop_on_signals
 from p2ptools.training.samples import sample_grid, write_samples
+from p2ptools.training.saving import Checkpointer
+from p2ptools.training.schedules import make_scheduler, needs_metric, step_scheduler
+from p2ptools.training.tracking import RunLog, check_trackers, parse_trackers
 from p2ptools_pix2pix import __version__
 from p2ptools_pix2pix.losses import Objective, discriminator_loss, generator_loss, parse_objective
 from p2ptools_pix2pix.networks import count_parameters, define_D, define_G, generator_depth
@@ -60,26 +63,28 @@ class Nets:
 # building blocks
 
 def build_networks(options: Pix2PixOptions, objective: Objective) -> tuple[nn.Module, nn.Module | None]:
-    """Generator and (if the objective has a GAN term) discriminator, initialised N(0, 0.02)."""
-    net_g = define_G(options.netG, options.input_nc, options.output_nc, options.ngf, options.norm, options.dropout)
+    """Generator and (if the objective has a GAN term) discriminator, initialised per --init-type."""
+    init = {"init_type": options.init_type, "init_gain": options.init_gain}
+    net_g = define_G(options.netG, options.input_nc, options.output_nc, options.ngf, options.norm, options.dropout, **init)
     d_channels = objective.discriminator_channels(options.input_nc, options.output_nc)
-    net_d = define_D(options.netD, d_channels, options.ndf, options.norm) if d_channels else None
+    net_d = define_D(options.netD, d_channels, options.ndf, options.norm, **init) if d_channels else None
     return net_g, net_d
 
 
 def check_setup(options: Pix2PixOptions, runtime: Runtime) -> None:
     """Refuse combinations that would fail later with an obscure message (ConfigError)."""
     depth = generator_depth(options.netG)
-    if options.preprocess in ("resize_and_crop", "crop") and depth and options.crop_size % 2**depth:
+    if options.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop") and depth and options.crop_size % 2**depth:
         raise ConfigError(f"--crop-size {options.crop_size}: --netG {options.netG} needs sizes divisible by {2**depth}")
     if options.norm == "syncbatch" and runtime.distributed and runtime.device.type != "cuda":
         raise ConfigError("--norm syncbatch needs CUDA devices (DistributedDataParallel refuses SyncBatchNorm on the CPU); "
                           "use --norm batch")
-    for name in ("batch_size", "log_every", "epochs"):
+    check_trackers(parse_trackers(options.log))  # a missing tracker package fails before the run starts
+    for name in ("batch_size", "log_every", "epochs", "lr_decay_iters"):
         if getattr(options, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}")
     for name in ("epochs_decay", "checkpoint_every", "checkpoint_minutes", "save_epoch_freq", "max_steps", "val_limit",
-                 "workers", "sample_images"):
+                 "workers", "sample_images", "max_dataset_size"):
         if getattr(options, name) < 0:
             raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {getattr(options, name)}")
 
@@ -111,7 +116,7 @@ def train_step(real_a: torch.Tensor, real_b: torch.Tensor, nets: Nets, optimizer
         set_requires_grad(nets.D_raw, True)
         optimizers["D"].zero_grad(set_to_none=True)
         with autocast:
-            loss_d, d_terms = discriminator_loss(nets.D, objective, real_a, real_b, fake_b, options.gan_mode)
+            loss_d, d_terms = discriminator_loss(nets.D, objective, real_a, real_b, fake_b, options.gan_mode, nets.D_raw)
         scaler.scale(loss_d).backward()
         scaler.step(optimizers["D"])
         terms.update(d_terms)
@@ -197,8 +202,12 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
     # Data: fail early on a missing/empty dataset or a pair that does not fit the preprocessing.
     check_dataset_folder(data_root)
     train_files = split_files(data_root, "train")
-    jitter = Jitter(options.preprocess, options.load_size, options.crop_size, options.flip, train=True)
-    val_jitter = Jitter(options.preprocess, options.load_size, options.crop_size, options.flip, train=False)
+    if options.max_dataset_size:
+        train_files = train_files[: options.max_dataset_size]  # the first pairs in file order, as the reference
+    jitter = Jitter(options.preprocess, options.load_size, options.crop_size, options.flip, train=True,
+                    resize_backend=options.resize_backend)
+    val_jitter = Jitter(options.preprocess, options.load_size, options.crop_size, options.flip, train=False,
+                        resize_backend=options.resize_backend)
     check_pair_size(train_files[0], jitter)
     val_split = next((s for s in ("val", "test") if (data_root / s).is_dir() and any(iter_split(data_root, s))), None)
     val_files = split_files(data_root, val_split) if val_split else train_files[: max(1, options.sample_images)]
@@ -208,7 +217,8 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
     check_pair_headers(val_files, val_jitter)
     pairs = {"direction": options.direction, "input_nc": options.input_nc, "output_nc": options.output_nc, "seed": options.seed}
     train_set = AlignedPairs(train_files, jitter, **pairs)
-    sampler = ResumableSampler(train_set, num_replicas=runtime.world_size, rank=runtime.rank, seed=options.seed)
+    sampler = ResumableSampler(train_set, num_replicas=runtime.world_size, rank=runtime.rank, seed=options.seed,
+                               shuffle=not options.serial_batches)
     pin = device.type == "cuda"
     loader = make_loader(train_set, batch_size=options.batch_size, workers=options.workers, sampler=sampler, pin_memory=pin, seed=options.seed)
     val_loader = make_loader(AlignedPairs(val_files, val_jitter, **pairs), batch_size=options.batch_size,
@@ -229,8 +239,8 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
     fused = {"fused": True} if device.type == "cuda" else {}  # one kernel per step on GPUs
     optimizers = {k: torch.optim.Adam(n.parameters(), lr=options.lr, betas=(options.beta1, options.beta2), **fused)
                   for k, n in nets_raw.items()}
-    rule = lr_lambda(options.epochs, options.epochs_decay)
-    schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, rule) for k, o in optimizers.items()}
+    schedulers = {k: make_scheduler(options.lr_policy, o, epochs=options.epochs, epochs_decay=options.epochs_decay,
+                                    decay_iters=options.lr_decay_iters) for k, o in optimizers.items()}
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     step, epoch, batches_done = 0, 0, 0
     seeds = np.random.SeedSequence([options.seed, runtime.rank]).generate_state(2)
@@ -276,7 +286,7 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
             "step": step, "epoch": epoch_, "batches_done": batches_,
             "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
             "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-            "world_size": runtime.world_size, "cpu_threads": torch.get_num_threads()})
+            "world_size": runtime.world_size, "distributed": runtime.distributed, "cpu_threads": torch.get_num_threads()})
 
     # The loop.
     steps_per_epoch = math.ceil(sampler.num_samples / options.batch_size)
@@ -285,11 +295,11 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
     if options.max_steps:
         total_steps = min(total_steps, options.max_steps)
     stall_at = int(os.environ.get(STALL_ENV, "0"))
-    log_path = run_dir / "log.jsonl"
+    run_log = RunLog(run_dir, parse_trackers(options.log), resume_step=step) if main else contextlib.nullcontext()
     bar = make_progress(show_progress and main, TextColumn("{task.fields[stats]}"))
     meter = Meter()
     evaluated = False
-    with stop_on_signals() as stop, bar, checkpointer:
+    with stop_on_signals() as stop, bar, checkpointer, run_log:
         task = bar.add_task("train pix2pix", total=total_steps, completed=step, stats="")
         while epoch < total_epochs and step < total_steps:
             sampler.set_epoch(epoch)
@@ -301,7 +311,7 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
                 meter.add(terms, real_a.shape[0] * runtime.world_size)
                 if step % options.log_every == 0 and main:
                     record = {"step": step, "epoch": epoch + 1, **meter.flush(), "lr": optimizers["G"].param_groups[0]["lr"]}
-                    append_log(log_path, record)
+                    run_log.record(record)
                     bar.update(task, stats=" ".join(f"{k} {v:.3g}" for k, v in record.items() if k not in ("step", "epoch", "lr")))
                 bar.update(task, completed=step)
                 while step == stall_at and not stop:
@@ -325,19 +335,24 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
                     break
             if batches_done < steps_per_epoch:
                 break  # max_steps reached mid-epoch (already saved)
-            # Epoch end: next lr, validation, samples, checkpoint.
-            for sched in schedulers.values():
-                sched.step()
+            # Epoch end: validation, next lr (plateau follows rank 0's validation L1), samples, checkpoint.
+            val_l1, grid = None, None
             if main:
                 if not evaluated and options.workers:
                     checkpointer.wait()  # no thread running while the validation loader forks its workers
                 evaluated = True
                 val_l1, grid = evaluate(net_g, val_loader, device, channels_last, amp_dtype, options.sample_images)
+            if any(needs_metric(sched) for sched in schedulers.values()):
+                val_l1 = broadcast_float(val_l1, runtime)
+            for sched in schedulers.values():
+                step_scheduler(sched, val_l1)
+            if main:
                 if grid is not None:
                     write_samples(run_dir / "samples", epoch + 1, grid)
+                    run_log.image(step, grid)
                 record = {"step": step, "epoch": epoch + 1, "val_L1": round(val_l1, 6), "val_split": val_split or "train",
                           "lr": optimizers["G"].param_groups[0]["lr"]}
-                append_log(log_path, record)
+                run_log.record(record)
             epoch, batches_done = epoch + 1, 0
             if options.save_epoch_freq and epoch % options.save_epoch_freq == 0:
                 checkpointer.save_epoch_weights(epoch)
