@@ -47,7 +47,7 @@ def resize(image: np.ndarray, width: int, height: int, backend: str = "torchvisi
     if backend == "pil":
         from PIL import Image
 
-        return np.asarray(Image.fromarray(image).resize((width, height), Image.BICUBIC))
+        return np.array(Image.fromarray(image).resize((width, height), Image.BICUBIC))  # writable, unlike asarray
     import torchvision.transforms.v2.functional as TF
     from torchvision.transforms import InterpolationMode
 
