@@ -110,7 +110,7 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], *, resume: bool, over
         if not config_path.is_file():
             raise InputFileError(config_path, "no config.json: nothing to resume")
         old = read_json(config_path)
-        diffs = differing_options(_comparable(old), _comparable(config))
+        diffs = differing_options(_comparable(with_new_defaults(old, config)), _comparable(config))
         if diffs:
             raise ConfigError(f"{run_dir}: cannot resume with another configuration ({'; '.join(diffs)})")
         recover(run_dir)
@@ -127,7 +127,7 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], *, resume: bool, over
     if state != "ours":
         return False
     old = read_json(config_path)
-    diffs = differing_options(_comparable(old), _comparable(config))
+    diffs = differing_options(_comparable(with_new_defaults(old, config)), _comparable(config))
     if not overwrite:
         if diffs:
             raise ConfigError(f"{run_dir}: holds a run of another configuration ({'; '.join(diffs)}); "
@@ -137,6 +137,18 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], *, resume: bool, over
                               f"`p2ptools train --resume {run_dir}` or start over with --overwrite")
     _clear_run(run_dir)  # overwrite, or the same run that failed before its first step: start again
     return False
+
+
+def with_new_defaults(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``old`` with the options it lacks (added to the plugin since it was written) taken from ``new``.
+
+    A resumed run's options are read from its config with defaults for missing fields, so an option
+    added later cannot make an old run "another configuration"; options it has are compared as they are.
+    """
+    old_options, new_options = old.get("options"), new.get("options")
+    if not (isinstance(old_options, dict) and isinstance(new_options, dict)):
+        return old
+    return {**old, "options": {**{k: v for k, v in new_options.items() if k not in old_options}, **old_options}}
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:

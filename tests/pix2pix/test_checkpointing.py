@@ -68,3 +68,27 @@ def test_checkpoint_benchmark_runs_and_reports(tmp_path):
     assert report["ratio_to_end_only"]["end_only"] == 1.0
     assert report["ratio_to_end_only"]["default"] == pytest.approx(report["seconds"]["default"] / report["seconds"]["end_only"], rel=0.02)
     assert report["checkpoint_bytes"] > 0 and report["config"]["steps"] == 4
+
+
+def test_a_run_written_before_new_options_existed_still_resumes(tiny_data, tmp_path):
+    """config.json of an older version lacks the options added since: --resume fills their defaults
+    (as from_dict does) instead of calling it another configuration."""
+    import json
+
+    from p2ptools.cli import main
+
+    run = train(tiny_options(max_steps=2), tiny_data, tmp_path / "run", progress=False)
+    config = json.loads((run / "config.json").read_text())
+    for name in ("lr_policy", "init_type", "log", "save_epoch_freq", "checkpoint_minutes", "resize_backend"):
+        del config["options"][name]
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--resume", str(run), "--no-progress"])
+    assert (info.value.code or 0) == 0
+    # an option it has, changed, is still another configuration
+    config["options"]["ngf"] = 16
+    (run / "config.json").write_text(json.dumps(config))
+    from p2ptools.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="options.ngf: 16 -> 8"):
+        train(tiny_options(max_steps=2), tiny_data, run, resume=True, progress=False)
