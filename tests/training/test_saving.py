@@ -23,17 +23,17 @@ def trained_linear() -> tuple[torch.nn.Linear, torch.optim.Adam]:
 
 def test_a_second_submit_waits_for_the_first_and_jobs_run_in_order():
     events: list[str] = []
-    release = threading.Event()
+    release, started = threading.Event(), threading.Event()
 
     def slow(name: str) -> None:
         events.append(f"{name} start")
+        started.set()
         release.wait(10)
         events.append(f"{name} end")
 
     with BackgroundWriter() as writer:
-        writer.submit(slow, "first")
-        time.sleep(0.05)
-        assert writer.busy and events == ["first start"]  # the caller went on while it writes
+        writer.submit(slow, "first")  # returns at once: the caller goes on while it writes
+        assert started.wait(10) and writer.busy and events == ["first start"]
         second = threading.Thread(target=writer.submit, args=(events.append, "second"))
         second.start()
         time.sleep(0.1)
