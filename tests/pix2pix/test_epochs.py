@@ -98,3 +98,14 @@ def test_eval_runs_translate_with_the_chosen_epoch(capsys, epoch_run, tiny_data,
     (info_path,) = out.glob("*/results/translate.json")
     info = json.loads(info_path.read_text())
     assert info["epoch_requested"] == "best" and info["epoch"] == ckpt.resolve_weights(epoch_run, "best")[1]
+
+
+def test_a_plugin_without_epoch_weights_refuses_another_epoch(tiny_data, tmp_path):
+    from p2ptools_pix2pix._template import ColorMapOptions, ColorMapPlugin
+
+    from p2ptools.plugin import TrainRequest
+
+    run = ColorMapPlugin().train(ColorMapOptions(), TrainRequest(data=tiny_data, run_dir=tmp_path / "run"))
+    assert ColorMapPlugin().load(run, LoadOptions()).translate([np.zeros((4, 4, 3), np.uint8)])[0].shape == (4, 4, 3)
+    with pytest.raises(ConfigError, match="--epoch 2: the colormap-template plugin keeps only its latest weights"):
+        ColorMapPlugin().load(run, LoadOptions(epoch="2"))
