@@ -38,7 +38,7 @@ def translate(
     if resize is not None and pad:
         raise ConfigError("choose one of --resize N and --pad")
     fit = Fit("resize", resize) if resize is not None else Fit("pad") if pad else Fit()
-    from p2ptools.training.checkpoint import parse_epoch  # torch: imported by the commands that need it
+    from p2ptools.training.epochs import parse_epoch  # torch: imported by the commands that need it
 
     read_run_config(run_dir)  # the run first (cheap): a missing or broken run is the first thing to say
     epoch = str(parse_epoch(epoch))

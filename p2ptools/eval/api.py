@@ -41,7 +41,7 @@ class EvalRequest:
             raise ConfigError("choose what to measure: --fcn, --seg and/or --color (image metrics need --real or --data)")
         if opts.direction not in (None, "AtoB", "BtoA"):
             raise ConfigError(f"--direction: invalid value {opts.direction!r}; choose from AtoB, BtoA")
-        from p2ptools.training.checkpoint import parse_epoch
+        from p2ptools.training.epochs import parse_epoch
 
         parse_epoch(self.epoch)
         if self.precision not in ("fp32", "bf16"):

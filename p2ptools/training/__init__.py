@@ -4,6 +4,10 @@
 - :mod:`~p2ptools.training.data`: aligned A|B pairs, jitter on uint8, the resumable sampler;
 - :mod:`~p2ptools.training.checkpoint`: run directories, safetensors checkpoints, exact resume;
 - :mod:`~p2ptools.training.saving`: the background checkpoint writer, ``--checkpoint-minutes``;
+- :mod:`~p2ptools.training.epochs`: per-epoch weights and ``--epoch N|latest|best``;
+- :mod:`~p2ptools.training.schedules`, :mod:`~p2ptools.training.weights_init`: lr policies, init;
+- :mod:`~p2ptools.training.resize`: training-time resize backends (PIL's filter by default);
+- :mod:`~p2ptools.training.tracking`: log.jsonl and TensorBoard;
 - :mod:`~p2ptools.training.samples`: per-epoch sample grids and their index.html.
 
 Plugins import from here; nothing here imports a plugin.

@@ -25,6 +25,7 @@ from torch import nn
 
 from p2ptools.torchstate import module_tensors
 from p2ptools.training import checkpoint as ckpt
+from p2ptools.training.epochs import write_epoch_weights
 from p2ptools.training.loop import gather_rng
 from p2ptools.training.runtime import Runtime
 
@@ -175,4 +176,4 @@ class Checkpointer:
 
 def _write_epoch_files(run_dir: Path, epoch: int, copies: dict[str, dict[str, torch.Tensor]]) -> None:
     for name, tensors in copies.items():
-        ckpt.write_epoch_weights(run_dir, epoch, tensors, name)
+        write_epoch_weights(run_dir, epoch, tensors, name)

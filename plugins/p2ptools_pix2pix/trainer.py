@@ -33,6 +33,7 @@ from p2ptools.pairs import MANIFEST_NAME, iter_split, manifest_sha256
 from p2ptools.progress import console, make_progress
 from p2ptools.training import checkpoint as ckpt
 from p2ptools.training.data import AlignedPairs, Jitter, ResumableSampler, check_batch, check_dataset_folder, check_pair_headers, check_pair_size, make_loader, split_files, to_network_range, to_uint8
+from p2ptools.training.epochs import drop_epoch_weights_after
 from p2ptools.training.loop import Meter, lr_lambda, set_requires_grad  # noqa: F401  (lr_lambda: public here)
 from p2ptools.training.runtime import Runtime, any_rank, any_ranks, broadcast_float, cleanup_distributed, resolve_precision, setup_distributed, stop_on_signals
 from p2ptools.training.samples import sample_grid, write_samples
@@ -260,7 +261,7 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
             torch.set_num_threads(state["cpu_threads"])  # CPU sums split over threads: same count, same bits
         if main:
             ckpt.truncate_log(run_dir / "log.jsonl", step)
-            ckpt.drop_epoch_weights_after(run_dir, epoch)  # written after the checkpoint by the stopped run
+            drop_epoch_weights_after(run_dir, epoch)  # written after the checkpoint by the stopped run
 
     # Wrappers: DDP across processes; D's G-loss pass uses the plain module (its weights are frozen
     # there, so there is nothing to synchronise); optional torch.compile.

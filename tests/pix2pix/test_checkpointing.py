@@ -14,6 +14,7 @@ from conftest import tiny_options  # noqa: E402
 from p2ptools_pix2pix.trainer import train  # noqa: E402
 
 from p2ptools.training import checkpoint as ckpt  # noqa: E402
+from p2ptools.training import epochs  # noqa: E402
 
 
 def run_recording_writes(monkeypatch, tmp_path: Path, data: Path, **changes) -> tuple[Path, list[int]]:
@@ -42,7 +43,7 @@ def test_full_state_cadence(monkeypatch, tmp_path, tiny_data, changes, expected)
 def test_save_epoch_freq_keeps_weights_only_generators(monkeypatch, tmp_path, tiny_data):
     run, written = run_recording_writes(monkeypatch, tmp_path, tiny_data, epochs=3, epochs_decay=1, save_epoch_freq=2)
     assert written == [16]
-    files = ckpt.epoch_weights(run)
+    files = epochs.epoch_weights(run)
     assert sorted(files) == [2, 4] and [p.name for p in files.values()] == ["epoch_2_G.safetensors", "epoch_4_G.safetensors"]
     latest = load_file(str(run / "checkpoints" / "latest_G.safetensors"))
     last = load_file(str(files[4]))

@@ -20,7 +20,7 @@ from p2ptools.errors import ConfigError, InputFileError  # noqa: E402
 from p2ptools.imageio import read_image  # noqa: E402
 from p2ptools.plugin import LoadOptions  # noqa: E402
 from p2ptools.registry import load_run  # noqa: E402
-from p2ptools.training import checkpoint as ckpt  # noqa: E402
+from p2ptools.training import epochs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +44,17 @@ def cli(capsys, *argv) -> tuple[int, str, str]:
 def test_resolve_weights(epoch_run):
     scores = val_l1(epoch_run)
     assert sorted(scores) == [1, 2, 3, 4]
-    assert ckpt.resolve_weights(epoch_run, "latest") == (epoch_run / "checkpoints" / "latest_G.safetensors", 4)
-    assert ckpt.resolve_weights(epoch_run, "2") == (epoch_run / "checkpoints" / "epoch_2_G.safetensors", 2)
+    assert epochs.resolve_weights(epoch_run, "latest") == (epoch_run / "checkpoints" / "latest_G.safetensors", 4)
+    assert epochs.resolve_weights(epoch_run, "2") == (epoch_run / "checkpoints" / "epoch_2_G.safetensors", 2)
     best = min((2, 4), key=lambda e: (scores[e], e))  # only kept epochs compete
-    path, epoch = ckpt.resolve_weights(epoch_run, "best")
+    path, epoch = epochs.resolve_weights(epoch_run, "best")
     assert epoch == best and path.name == f"epoch_{best}_G.safetensors"
     with pytest.raises(InputFileError, match=r"no weights of epoch 3; kept epochs: 2, 4"):
-        ckpt.resolve_weights(epoch_run, 3)
+        epochs.resolve_weights(epoch_run, 3)
     with pytest.raises(ConfigError, match="--epoch: invalid value 'first'"):
-        ckpt.resolve_weights(epoch_run, "first")
+        epochs.resolve_weights(epoch_run, "first")
     with pytest.raises(ConfigError, match="--epoch"):
-        ckpt.parse_epoch("0")
+        epochs.parse_epoch("0")
 
 
 def test_best_prefers_the_lowest_logged_validation_l1(tmp_path):
@@ -64,10 +64,10 @@ def test_best_prefers_the_lowest_logged_validation_l1(tmp_path):
     lines = [{"step": 1, "epoch": 1, "G_L1": 0.1}, {"step": 2, "epoch": 1, "val_L1": 0.5}, {"step": 4, "epoch": 2, "val_L1": 0.2},
              {"step": 6, "epoch": 3, "val_L1": 0.3}, {"step": 8, "epoch": 4, "val_L1": 0.1}]  # epoch 4 not kept
     (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"cut')
-    assert ckpt.resolve_weights(tmp_path, "best")[1] == 2
+    assert epochs.resolve_weights(tmp_path, "best")[1] == 2
     (tmp_path / "log.jsonl").unlink()
     with pytest.raises(InputFileError, match="no training log"):
-        ckpt.resolve_weights(tmp_path, "best")
+        epochs.resolve_weights(tmp_path, "best")
 
 
 def test_translate_with_an_epoch_uses_that_generator(capsys, epoch_run, tiny_data, tmp_path):
@@ -97,7 +97,7 @@ def test_eval_runs_translate_with_the_chosen_epoch(capsys, epoch_run, tiny_data,
     assert code == 0, err
     (info_path,) = out.glob("*/results/translate.json")
     info = json.loads(info_path.read_text())
-    assert info["epoch_requested"] == "best" and info["epoch"] == ckpt.resolve_weights(epoch_run, "best")[1]
+    assert info["epoch_requested"] == "best" and info["epoch"] == epochs.resolve_weights(epoch_run, "best")[1]
 
 
 def test_a_plugin_without_epoch_weights_refuses_another_epoch(tiny_data, tmp_path):

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from p2ptools.training import checkpoint as ckpt
+from p2ptools.training import epochs
 from p2ptools.training.saving import BackgroundWriter, SaveClock
 
 
@@ -96,20 +97,20 @@ def test_save_clock():
 
 def test_epoch_files_survive_checkpoint_swaps_and_interrupted_swaps(tmp_path):
     net, opt = trained_linear()
-    ckpt.write_epoch_weights(tmp_path, 1, ckpt.module_tensors(net))  # before any full checkpoint
+    epochs.write_epoch_weights(tmp_path, 1, ckpt.module_tensors(net))  # before any full checkpoint
     ckpt.save_checkpoint(tmp_path, {"G": net}, {"G": opt}, {"step": 1})
-    ckpt.write_epoch_weights(tmp_path, 2, ckpt.module_tensors(net))
+    epochs.write_epoch_weights(tmp_path, 2, ckpt.module_tensors(net))
     ckpt.save_checkpoint(tmp_path, {"G": net}, {"G": opt}, {"step": 2})
-    assert sorted(ckpt.epoch_weights(tmp_path)) == [1, 2]
+    assert sorted(epochs.epoch_weights(tmp_path)) == [1, 2]
     # killed between the two renames of a swap: the epoch files are in .old-checkpoints, the new
     # complete checkpoint in .tmp-checkpoints, no checkpoints/ at all
     ckpt.save_checkpoint(tmp_path / "other", {"G": net}, {"G": opt}, {"step": 3})
     (tmp_path / "checkpoints").rename(tmp_path / ".old-checkpoints")
     (tmp_path / "other" / "checkpoints").rename(tmp_path / ".tmp-checkpoints")
     ckpt.recover(tmp_path)
-    assert sorted(ckpt.epoch_weights(tmp_path)) == [1, 2]
+    assert sorted(epochs.epoch_weights(tmp_path)) == [1, 2]
     assert json.loads((tmp_path / "checkpoints" / "latest_state.json").read_text())["step"] == 3
     assert not (tmp_path / ".old-checkpoints").exists() and not (tmp_path / ".tmp-checkpoints").exists()
-    ckpt.drop_epoch_weights_after(tmp_path, 1)
-    assert sorted(ckpt.epoch_weights(tmp_path)) == [1]
+    epochs.drop_epoch_weights_after(tmp_path, 1)
+    assert sorted(epochs.epoch_weights(tmp_path)) == [1]
     assert not list((tmp_path / "checkpoints").glob(".*partial"))
