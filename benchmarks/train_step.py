@@ -1,7 +1,7 @@
 """pix2pix training speed against a baseline that follows the reference training step, in one command.
 
-1. Data pipeline alone: ours (OpenCV decode, jitter on uint8, float conversion last) against the
-   reference's (PIL open + convert, crop halves, torchvision Resize(load, BICUBIC) -> crop ->
+1. Data pipeline alone: ours (OpenCV decode, jitter on uint8 with each ``--resize-backend``, float
+   conversion last) against the reference's (PIL open + convert, crop halves, torchvision Resize(load, BICUBIC) -> crop ->
    flip -> ToTensor -> Normalize(0.5, 0.5)), both in one process, one thread: images/s and ratio.
 2. Training step, end to end (loading included): ours (``trainer.train_step``: autocast bf16 (or
    fp16 + grad scaler), channels_last, cudnn.benchmark, pinned uint8 batches, optional
@@ -96,10 +96,10 @@ def bench_data(files: list[Path], load_size: int, crop_size: int, passes: int) -
     """Images/s of both pipelines over ``files``, in this process, one thread each."""
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    ours = AlignedPairs(files, Jitter("resize_and_crop", load_size, crop_size))
     ref = ReferencePairs(files, load_size, crop_size)
 
-    def run_ours() -> None:
+    def run_ours(backend: str = "torchvision") -> None:
+        ours = AlignedPairs(files, Jitter("resize_and_crop", load_size, crop_size, resize_backend=backend))
         for i in range(len(files)):
             item = ours[i]
             to_network_range(item["A"]), to_network_range(item["B"])
@@ -110,10 +110,14 @@ def bench_data(files: list[Path], load_size: int, crop_size: int, passes: int) -
 
     # Alternate the two, one pass each per round, and keep each one's best pass: on a shared machine
     # the load changes from second to second, and the best pass is the least disturbed one.
-    result = {"ours": 0.0, "baseline_pil": 0.0}
+    # "ours" uses the default resize (torchvision, PIL's filter); "ours_pil" / "ours_opencv" the
+    # other --resize-backend choices.
+    result = {"ours": 0.0, "baseline_pil": 0.0, "ours_pil": 0.0, "ours_opencv": 0.0}
     run_ours(), run_ref()  # warm the file cache
+    runs = (("ours", run_ours), ("baseline_pil", run_ref), ("ours_pil", lambda: run_ours("pil")),
+            ("ours_opencv", lambda: run_ours("opencv")))
     for _ in range(passes):
-        for name, fn in (("ours", run_ours), ("baseline_pil", run_ref)):
+        for name, fn in runs:
             t = time.perf_counter()
             fn()
             result[name] = max(result[name], len(files) / (time.perf_counter() - t))
@@ -289,7 +293,8 @@ def main(argv: list[str] | None = None) -> dict:
         cv2.setNumThreads(-1)
         d = report["data_pipeline"]
         print(f"data pipeline ({args.size} crops from {args.load_size}, 1 thread): ours {d['ours']:.1f} img/s, "
-              f"PIL baseline {d['baseline_pil']:.1f} img/s, ratio {d['ratio']:.2f}x")
+              f"PIL baseline {d['baseline_pil']:.1f} img/s, ratio {d['ratio']:.2f}x; ours with --resize-backend "
+              f"pil {d['ours_pil']:.1f}, opencv {d['ours_opencv']:.1f} img/s")
         report["train"] = []
         if not args.skip_train:
             print(f"{'batch':>5} {'precision':>9} {'baseline img/s':>15} {'ours img/s':>11} {'ratio':>6} "

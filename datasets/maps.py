@@ -173,7 +173,8 @@ class MapsBuilder(DatasetBuilder):
 
     def make_pair(self, job: PairJob, build: BuildOptions) -> PairResult:
         if self.mode == "published":
-            image = decode_image(self.tree.read_bytes(job.payload), self.tree.display(job.payload))
+            # an aligned pair: its stored layout (EXIF orientation ignored, as the reference reads it)
+            image = decode_image(self.tree.read_bytes(job.payload), self.tree.display(job.payload), exif_orientation=False)
             a, b = split_pair(image, self.tree.display(job.payload))
             return PairResult(resize_half(a, build.size), resize_half(b, build.size))
         a_name, m_name = job.payload

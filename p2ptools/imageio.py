@@ -135,7 +135,7 @@ def check_pixels(data: bytes, name: str) -> None:
                                    f"(set ${MAX_PIXELS_ENV} to raise it, 0 for none)")
 
 
-def decode_image(data: bytes, name: str, *, mode: str = "rgb") -> np.ndarray:
+def decode_image(data: bytes, name: str, *, mode: str = "rgb", exif_orientation: bool = True) -> np.ndarray:
     """Decode image bytes.
 
     Args:
@@ -144,6 +144,11 @@ def decode_image(data: bytes, name: str, *, mode: str = "rgb") -> np.ndarray:
         mode: ``"rgb"`` (H, W, 3; gray and alpha images converted), ``"bgr"`` (the same in
             OpenCV's order, no conversion), ``"gray"`` (H, W) or ``"unchanged"`` (whatever the
             file holds: palette PNGs give their indices).
+        exif_orientation: rotate/flip by the file's EXIF orientation tag (JPEG and PNG), as
+            OpenCV does by default: right for raw camera photos, which builders read. False keeps
+            the stored pixel layout, as PIL (and the pix2pix reference) reads every file: aligned
+            A|B pairs are read so, or a 256x512 pair tagged "rotate 90" would decode as 512x256 and
+            no longer split. ``"unchanged"`` never applies it.
 
     Returns:
         uint8 array.
@@ -160,8 +165,9 @@ def decode_image(data: bytes, name: str, *, mode: str = "rgb") -> np.ndarray:
     flags = {"rgb": cv2.IMREAD_COLOR, "bgr": cv2.IMREAD_COLOR, "gray": cv2.IMREAD_GRAYSCALE, "unchanged": cv2.IMREAD_UNCHANGED}
     if mode not in flags:
         raise ValueError(f"mode must be one of {sorted(flags)}, got {mode!r}")
+    flag = flags[mode] if exif_orientation or mode == "unchanged" else flags[mode] | cv2.IMREAD_IGNORE_ORIENTATION
     try:
-        image = cv2.imdecode(buf, flags[mode])
+        image = cv2.imdecode(buf, flag)
     except cv2.error as exc:  # e.g. OpenCV's own size limit: one line naming the file
         message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise InputFileError(name, f"not a readable image (OpenCV: {message.strip()})") from None
@@ -179,8 +185,8 @@ def decode_image(data: bytes, name: str, *, mode: str = "rgb") -> np.ndarray:
     return image
 
 
-def read_image(path: str | Path, *, mode: str = "rgb") -> np.ndarray:
-    """Read an image file (see :func:`decode_image` for ``mode``)."""
+def read_image(path: str | Path, *, mode: str = "rgb", exif_orientation: bool = True) -> np.ndarray:
+    """Read an image file (see :func:`decode_image` for ``mode`` and ``exif_orientation``)."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -188,7 +194,7 @@ def read_image(path: str | Path, *, mode: str = "rgb") -> np.ndarray:
         raise InputFileError(path, "no such file") from None
     except OSError as exc:
         raise InputFileError(path, f"cannot read ({exc.strerror})") from None
-    return decode_image(data, str(path), mode=mode)
+    return decode_image(data, str(path), mode=mode, exif_orientation=exif_orientation)
 
 
 def encode_image(image: np.ndarray, fmt: str = "png", *, quality: int = 95, bgr: bool = False) -> bytes:

@@ -58,8 +58,8 @@ def join_pair(a: np.ndarray, b: np.ndarray, name: str = "<pair>") -> np.ndarray:
 
 
 def read_pair(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read an aligned pair file into RGB (A, B)."""
-    return split_pair(read_image(path), str(path))
+    """Read an aligned pair file into RGB (A, B); EXIF orientation is ignored, as the reference (PIL) does."""
+    return split_pair(read_image(path, exif_orientation=False), str(path))
 
 
 def encode_pair(a: np.ndarray, b: np.ndarray, fmt: str, *, quality: int = 95, name: str = "<pair>", bgr: bool = False) -> bytes:

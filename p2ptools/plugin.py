@@ -49,12 +49,15 @@ class LoadOptions:
     """How to load a run for translation.
 
     ``eval_mode`` False keeps the pix2pix reference's test-time behaviour (dropout active, batch
-    statistics), made reproducible by ``seed``.
+    statistics), made reproducible by ``seed``. ``epoch``: which weights of the run, ``"latest"``,
+    ``"best"`` (lowest validation L1 among the kept epochs) or an epoch number as a string; a plugin
+    that keeps no per-epoch weights accepts ``"latest"`` only.
     """
 
     device: str = "cpu"
     eval_mode: bool = False
     seed: int = 0
+    epoch: str = "latest"
 
 
 class TrainedModel(ABC):
@@ -70,6 +73,9 @@ class TrainedModel(ABC):
     #: kinds of per-image maps the model takes besides the image (dataset extras such as
     #: ``"label_ids"``); a model that names any must accept ``translate(images, extras)``.
     input_extras: tuple[str, ...] = ()
+    #: the training epoch of the loaded weights (None: unknown) and their file name, for translate.json.
+    epoch: int | None = None
+    weights: str | None = None
 
     @abstractmethod
     def translate(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -35,19 +35,27 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss_next))
 
 
-def module_tensors(net: nn.Module) -> dict[str, torch.Tensor]:
-    """A module's state_dict as contiguous CPU tensors (what safetensors stores)."""
-    return {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+def cpu_tensor(t: torch.Tensor, copy: bool = False) -> torch.Tensor:
+    """``t`` as a contiguous CPU tensor; ``copy=True`` never shares memory with ``t`` (a snapshot
+    that later in-place updates of ``t`` cannot change)."""
+    return t.detach().to("cpu", copy=copy).contiguous()
 
 
-def optimizer_split(name: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split an optimizer's state_dict into tensors (``"<name>.<param>.<key>"``) and JSON scalars."""
+def module_tensors(net: nn.Module, copy: bool = False) -> dict[str, torch.Tensor]:
+    """A module's state_dict as contiguous CPU tensors (what safetensors stores); ``copy``: see
+    :func:`cpu_tensor`."""
+    return {k: cpu_tensor(v, copy) for k, v in net.state_dict().items()}
+
+
+def optimizer_split(name: str, optimizer: torch.optim.Optimizer, copy: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer's state_dict into tensors (``"<name>.<param>.<key>"``) and JSON scalars;
+    ``copy``: see :func:`cpu_tensor`."""
     sd = optimizer.state_dict()
     tensors, scalars = {}, {}
     for idx, state in sd["state"].items():
         for key, value in state.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"{name}.{idx}.{key}"] = value.detach().to("cpu").contiguous()
+                tensors[f"{name}.{idx}.{key}"] = cpu_tensor(value, copy)
             else:
                 scalars.setdefault(str(idx), {})[key] = value
     groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in sd["param_groups"]]

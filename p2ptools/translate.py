@@ -159,12 +159,14 @@ def _load_input(path: Path, model: TrainedModel, aligned: bool, fit: Fit) -> tup
         raise InputFileError(path, f"cannot read ({exc.strerror})") from None
     if not data:
         raise InputFileError(path, "empty file")
-    image = decode_image(data, str(path))  # 8-bit RGB, as combine reads images
+    # 8-bit RGB, as combine reads images; pairs in their stored layout (EXIF orientation ignored, as
+    # the reference and training read them), plain photos upright (EXIF applied)
+    image = decode_image(data, str(path), exif_orientation=not aligned)
     tgt = None
     if aligned:
         a, b = split_pair(image, str(path))
         image, tgt = (a, b) if model.direction == "AtoB" else (b, a)
-    extras = _load_extras(path, model, image.shape[:2], fit) if model.input_extras else {}
+    extras = _load_extras(path, model, image.shape[:2], fit) if getattr(model, "input_extras", ()) else {}
     if fit.mode == "resize":
         image = _fit_resize(image, fit.size)
         tgt = _fit_resize(tgt, fit.size) if tgt is not None else None
@@ -196,7 +198,7 @@ def _run_model(model: TrainedModel, images: list[np.ndarray], extras: list[dict[
         h, w = images[0].shape[:2]
         images = [pad_to_multiple(image, model.size_multiple) for image in images]
         extras = [{k: pad_to_multiple(v, model.size_multiple) for k, v in e.items()} for e in extras]
-    results = model.translate(images, extras) if model.input_extras else model.translate(images)
+    results = model.translate(images, extras) if getattr(model, "input_extras", ()) else model.translate(images)
     return [np.ascontiguousarray(r[:h, :w]) for r in results] if pad else results
 
 
@@ -228,6 +230,7 @@ def translate_files(
     overwrite: bool = False,
     skip_bad: bool = False,
     fit: Fit | None = None,
+    requested_epoch: str = "latest",
 ) -> int:
     """Translate ``inputs`` into ``output`` (layout and rules in the module docstring); returns the count.
 
@@ -236,6 +239,7 @@ def translate_files(
         skip_bad: skip unreadable inputs and inputs the network cannot take, listing each with its
             reason under ``"skipped"`` in ``translate.json``, instead of stopping at the first.
         fit: what to do with sizes the network cannot take (:class:`Fit`).
+        requested_epoch: the ``--epoch`` the model was loaded with (recorded in translate.json).
     """
     output, fit = Path(output), fit or Fit()
     check_output(output, inputs, overwrite=overwrite)
@@ -247,6 +251,9 @@ def translate_files(
             count, skipped = _translate_into(model, inputs, staging, batch_size, progress, skip_bad, fit)
             info = {
                 "run_dir": str(run_dir) if run_dir else None,
+                "weights": model.weights,
+                "epoch": model.epoch,
+                "epoch_requested": requested_epoch,
                 "direction": model.direction,
                 "aligned": inputs.aligned,
                 "dataset": str(inputs.dataset_root) if inputs.dataset_root else None,

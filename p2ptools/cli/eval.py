@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from p2ptools.cli.common import BatchSize, Device, NoProgress, out
+from p2ptools.cli.common import BatchSize, Device, Epoch, NoProgress, out
 
 PathList = Optional[list[Path]]  # noqa: UP007
 
@@ -29,6 +29,7 @@ def eval_command(
     direction: Annotated[Optional[str], typer.Option("--direction", help="AtoB or BtoA: which half of --data is the input (default: the results' translate.json, else AtoB).", show_default=False)] = None,  # noqa: UP007
     fcn_weights: Annotated[Optional[Path], typer.Option("--fcn-weights", help="FCN-8s scorer: .safetensors, a p2ptools fcn train checkpoint, or the .caffemodel.", show_default=False)] = None,  # noqa: UP007
     ground_truth_row: Annotated[bool, typer.Option("--ground-truth-row", help="Also score the real photos (each resized to its result's size, 256x256 in the paper) as the upper bound.")] = False,
+    epoch: Epoch = "latest",
     samples: Annotated[int, typer.Option("--samples", min=0, help="Sample triplets shown in report.html.")] = 8,
     device: Device = "cpu",
     batch_size: BatchSize = 8,
@@ -72,7 +73,7 @@ def eval_command(
     )  # fmt: skip
     request = EvalRequest(
         out=out_dir, options=options, runs=run_dirs, results=result_dirs, fcn_weights=fcn_weights, device=device,
-        tf32=tf32, precision=precision, overwrite=overwrite, shard=parse_shard(shard) if shard is not None else None,
+        tf32=tf32, precision=precision, overwrite=overwrite, shard=parse_shard(shard) if shard is not None else None, epoch=epoch,
     )  # fmt: skip
     outcome = run_evaluation(request)
     if outcome.summary is None and outcome.index is not None:

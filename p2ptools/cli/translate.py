@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from p2ptools.cli.common import BatchSize, Device, NoProgress, RunDir, out
+from p2ptools.cli.common import BatchSize, Device, Epoch, NoProgress, RunDir, out
 from p2ptools.errors import ConfigError
 from p2ptools.plugin import LoadOptions, read_run_config
 from p2ptools.registry import load_run
@@ -27,6 +27,7 @@ def translate(
     ] = None,
     eval_mode: Annotated[bool, typer.Option("--eval-mode", help="Running BN statistics and no dropout (default: the reference's test-time noise).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of test-time dropout.")] = 0,
+    epoch: Epoch = "latest",
     resize: Annotated[Optional[int], typer.Option("--resize", help="Resize every input to NxN first (outputs are NxN).", show_default=False)] = None,  # noqa: UP007
     pad: Annotated[bool, typer.Option("--pad", help="Pad inputs the network cannot take to its size multiple; crop outputs back.")] = False,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable or unusable inputs (listed in translate.json) instead of stopping.")] = False,
@@ -37,11 +38,14 @@ def translate(
     if resize is not None and pad:
         raise ConfigError("choose one of --resize N and --pad")
     fit = Fit("resize", resize) if resize is not None else Fit("pad") if pad else Fit()
+    from p2ptools.training.epochs import parse_epoch  # torch: imported by the commands that need it
+
     read_run_config(run_dir)  # the run first (cheap): a missing or broken run is the first thing to say
+    epoch = str(parse_epoch(epoch))
     inputs = resolve_inputs(input, split=split, aligned=aligned)
     check_output(output, inputs, overwrite=overwrite)  # before the (slow) model loading
-    model = load_run(run_dir, LoadOptions(device=device, eval_mode=eval_mode, seed=seed))
+    model = load_run(run_dir, LoadOptions(device=device, eval_mode=eval_mode, seed=seed, epoch=epoch))
     count = translate_files(model, inputs, output, batch_size=batch_size, progress=not no_progress, run_dir=run_dir,
-                            overwrite=overwrite, skip_bad=skip_bad, fit=fit)
+                            overwrite=overwrite, skip_bad=skip_bad, fit=fit, requested_epoch=epoch)
     skipped = len(inputs.files) - count
     out.print(f"translated {count} image(s) -> {output}" + (f" ({skipped} skipped, see translate.json)" if skipped else ""))

@@ -33,6 +33,7 @@ class EvalRequest:
     precision: str = "fp32"
     overwrite: bool = False
     shard: tuple[int, int] | None = None
+    epoch: str = "latest"  # weights of the runs (LoadOptions.epoch)
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for an incomplete or contradictory request."""
@@ -46,6 +47,9 @@ class EvalRequest:
             raise ConfigError("--shard evaluates one --results folder (translate runs first, then shard their results)")
         if opts.direction not in (None, "AtoB", "BtoA"):
             raise ConfigError(f"--direction: invalid value {opts.direction!r}; choose from AtoB, BtoA")
+        from p2ptools.training.epochs import parse_epoch
+
+        parse_epoch(self.epoch)
         if self.precision not in ("fp32", "bf16"):
             raise ConfigError(f"--precision: invalid value {self.precision!r}; choose from fp32, bf16")
         if (opts.fcn or opts.ground_truth_row) and self.fcn_weights is None:
@@ -132,7 +136,8 @@ def _evaluate(request: EvalRequest, device: str) -> EvalOutcome:
             write_report(evaluation, out, options.bins)
             return EvalOutcome(summary_frame(evaluation), out / "report.html")
         title, rows = plan_rows(list(request.runs), list(request.results), out)
-        evaluations = evaluate_rows(rows, options, scorer, out, title=title, device=device, batch_size=options.batch_size, scorer_info=scorer_info, fidelity=fidelity)
+        evaluations = evaluate_rows(rows, options, scorer, out, title=title, device=device, batch_size=options.batch_size,
+                                    scorer_info=scorer_info, fidelity=fidelity, epoch=str(request.epoch))
     except BaseException:
         if not existed and rank == 0:  # no partial report: what this call created goes again
             _remove_created(out)

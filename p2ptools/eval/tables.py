@@ -139,8 +139,10 @@ def results_config(results: Path) -> dict | None:
         return None
 
 
-def translate_run(run_dir: Path, output: Path, *, split: str = "test", device: str = "cpu", batch_size: int = 1, progress: bool = True) -> Path:
-    """Translate a run's dataset split (``config.json``'s ``data``) into ``output``; reuse a finished one."""
+def translate_run(run_dir: Path, output: Path, *, split: str = "test", device: str = "cpu", batch_size: int = 1, progress: bool = True,
+                  epoch: str = "latest") -> Path:
+    """Translate a run's dataset split (``config.json``'s ``data``) with the weights of ``epoch``
+    (``LoadOptions.epoch``) into ``output``; reuse a finished one of the same run, epoch and size."""
     from p2ptools.translate import resolve_inputs, translate_files
 
     run_dir = Path(run_dir).resolve()  # recorded in translate.json: absolute, valid from anywhere
@@ -153,12 +155,14 @@ def translate_run(run_dir: Path, output: Path, *, split: str = "test", device: s
     if done.is_file():
         try:
             info = json.loads(done.read_text(encoding="utf-8"))
-            if info.get("run_dir") == str(run_dir) and info.get("count") == len(inputs.files):
+            if (info.get("run_dir") == str(run_dir) and info.get("count") == len(inputs.files)
+                    and info.get("epoch_requested", "latest") == str(epoch)):
                 return output
         except ValueError:
             pass
-    model = load_run(run_dir, LoadOptions(device=device))
-    translate_files(model, inputs, output, batch_size=batch_size, progress=progress, run_dir=run_dir, overwrite=True)  # our own row folder
+    model = load_run(run_dir, LoadOptions(device=device, epoch=str(epoch)))
+    translate_files(model, inputs, output, batch_size=batch_size, progress=progress, run_dir=run_dir, overwrite=True,  # our own row folder
+                    requested_epoch=str(epoch))
     return output
 
 
@@ -185,6 +189,7 @@ def evaluate_rows(
     batch_size: int = 1,
     scorer_info: dict[str, Any] | None = None,
     fidelity: Any = None,
+    epoch: str = "latest",
 ) -> list[Evaluation]:
     """Translate the runs (rank 0), evaluate every row, write each row's report to
     ``out/<label>/`` and the tables to ``out``. The ground-truth row is scored with the first row;
@@ -194,7 +199,8 @@ def evaluate_rows(
     for i, row in enumerate(rows):
         if row.run_dir is not None:
             if rank == 0:
-                translate_run(row.run_dir, row.results, split=options.split, device=device, batch_size=batch_size, progress=options.progress)
+                translate_run(row.run_dir, row.results, split=options.split, device=device, batch_size=batch_size, progress=options.progress,
+                              epoch=epoch)
             _barrier(world)
         row_options = replace(options, ground_truth_row=options.ground_truth_row and i == 0)
         evaluations.append(

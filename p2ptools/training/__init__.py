@@ -3,9 +3,16 @@
 - :mod:`~p2ptools.training.runtime`: devices, torchrun/DDP process groups, precision, stop signals;
 - :mod:`~p2ptools.training.data`: aligned A|B pairs, jitter on uint8, the resumable sampler;
 - :mod:`~p2ptools.training.checkpoint`: run directories, safetensors checkpoints, exact resume;
+- :mod:`~p2ptools.training.saving`: the background checkpoint writer, ``--checkpoint-minutes``;
+- :mod:`~p2ptools.training.epochs`: per-epoch weights and ``--epoch N|latest|best``;
+- :mod:`~p2ptools.training.epoch_loop`: the resumable epoch loop a trainer can run with its own step;
+- :mod:`~p2ptools.training.schedules`, :mod:`~p2ptools.training.weights_init`: lr policies, init;
+- :mod:`~p2ptools.training.resize`: training-time resize backends (PIL's filter by default);
+- :mod:`~p2ptools.training.tracking`: log.jsonl and TensorBoard;
 - :mod:`~p2ptools.training.samples`: per-epoch sample grids and their index.html;
 - :mod:`~p2ptools.training.state`: run-directory preparation across ranks, per-rank seeds, saving and
-  restoring the whole training state.
+  restoring the whole training state;
+- :mod:`~p2ptools.training.foreign`: reading, checking and writing foreign (reference) checkpoints.
 
 Plugins import from here; nothing here imports a plugin.
 """

@@ -8,12 +8,16 @@ Layout::
     RUN_DIR/checkpoints/latest_state.safetensors  optimizer tensors ("G.<param index>.exp_avg", ...)
     RUN_DIR/checkpoints/latest_state.json     the rest: optimizer scalars, scheduler, grad scaler,
                                               step, epoch, position in the epoch, RNG states as ints
+    RUN_DIR/checkpoints/epoch_<N>_G.safetensors   generator weights of epoch N (--save-epoch-freq)
     RUN_DIR/log.jsonl, RUN_DIR/samples/
 
 A checkpoint is written whole into ``RUN_DIR/.tmp-checkpoints/`` (the JSON last), then swapped in
 with two renames (``checkpoints`` -> ``.old-checkpoints``, ``.tmp-checkpoints`` -> ``checkpoints``).
 A run killed at any moment therefore leaves one complete checkpoint, which :func:`recover` puts
-back in place before resuming.
+back in place before resuming. The per-epoch weight files are moved over to the new folder by each
+swap (and by :func:`recover`). A trainer may write in a background thread: it takes a
+:func:`snapshot_checkpoint` on the training thread and runs :func:`write_checkpoint` in
+:class:`~p2ptools.training.saving.BackgroundWriter`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +66,7 @@ def differing_options(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 #: What a run directory holds that p2ptools wrote: ``--overwrite`` removes these and nothing else.
-RUN_ENTRIES = (CHECKPOINTS, _TMP, _OLD, "samples", "log.jsonl", CONFIG_NAME)
+RUN_ENTRIES = (CHECKPOINTS, _TMP, _OLD, "samples", "log.jsonl", "tensorboard", CONFIG_NAME)
 
 
 def _has_progress(run_dir: Path) -> bool:
@@ -143,7 +148,7 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], *, resume: bool, over
         if not config_path.is_file():
             raise InputFileError(config_path, "no config.json: nothing to resume")
         old = read_json(config_path)
-        diffs = differing_options(_comparable(old), _comparable(config))
+        diffs = differing_options(_comparable(with_new_defaults(old, config)), _comparable(config))
         if diffs:
             raise ConfigError(f"{run_dir}: cannot resume with another configuration ({'; '.join(diffs)})")
         recover(run_dir)
@@ -153,12 +158,14 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], *, resume: bool, over
             console.print(f"{run_dir}: no checkpoint yet (the run stopped before its first one): starting again from step 0")
         truncate_log(run_dir / "log.jsonl", 0)
         shutil.rmtree(run_dir / "samples", ignore_errors=True)
+        shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)  # per-epoch files of the failed start
+        shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
         return False
     state = refuse_foreign(run_dir, (CONFIG_NAME,), "--out", "run")
     if state != "ours":
         return False
     old = read_json(config_path)
-    diffs = differing_options(_comparable(old), _comparable(config))
+    diffs = differing_options(_comparable(with_new_defaults(old, config)), _comparable(config))
     if not overwrite:
         if diffs:
             raise ConfigError(f"{run_dir}: holds a run of another configuration ({'; '.join(diffs)}); "
@@ -171,6 +178,18 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], *, resume: bool, over
     else:
         _clear_run(run_dir)  # the same run that failed before its first step: start again
     return False
+
+
+def with_new_defaults(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``old`` with the options it lacks (added to the plugin since it was written) taken from ``new``.
+
+    A resumed run's options are read from its config with defaults for missing fields, so an option
+    added later cannot make an old run "another configuration"; options it has are compared as they are.
+    """
+    old_options, new_options = old.get("options"), new.get("options")
+    if not (isinstance(old_options, dict) and isinstance(new_options, dict)):
+        return old
+    return {**old, "options": {**{k: v for k, v in new_options.items() if k not in old_options}, **old_options}}
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
@@ -189,33 +208,62 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------------------------
 # save / load
 
-def save_checkpoint(run_dir: Path, nets: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
-                    state: dict[str, Any]) -> Path:
-    """Write a complete checkpoint and swap it in atomically (see the module docstring).
+@dataclass(frozen=True)
+class CheckpointSnapshot:
+    """Everything a checkpoint holds, copied to the CPU: later training steps cannot change it.
+
+    Taken on the training thread by :func:`snapshot_checkpoint` (the only part that touches the
+    device), written by :func:`write_checkpoint`, possibly in a background thread.
+    """
+
+    weights: dict[str, dict[str, torch.Tensor]]  # network name -> state_dict (CPU copies)
+    optimizer_tensors: dict[str, torch.Tensor]
+    document: dict[str, Any]  # the JSON state (a deep copy)
+
+    @property
+    def step(self) -> int:
+        """The training step the snapshot was taken at."""
+        return int(self.document.get("step", 0))
+
+
+def snapshot_checkpoint(nets: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+                        state: dict[str, Any]) -> CheckpointSnapshot:
+    """Copy the networks, optimizers and ``state`` off the device into a :class:`CheckpointSnapshot`.
 
     Args:
         nets: ``{"G": generator, "D": discriminator}`` (unwrapped modules; D may be absent).
         optimizers: ``{"G": ..., "D": ...}`` matching ``nets``.
-        state: JSON-able training state (step, epoch, position, scheduler, scaler, rng, ...).
+        state: JSON-able training state (step, epoch, position, scheduler, scaler, rng, ...); a value
+            that JSON cannot hold raises TypeError here, not later in the writer.
+    """
+    weights = {name: module_tensors(net, copy=True) for name, net in nets.items()}
+    tensors, opt_meta = {}, {}
+    for name, opt in optimizers.items():
+        t, meta = optimizer_split(name, opt, copy=True)
+        tensors.update(t)
+        opt_meta[name] = meta
+    document = json.loads(json.dumps({"format": STATE_FORMAT, **state, "networks": sorted(nets), "optimizers": opt_meta}))
+    return CheckpointSnapshot(weights, tensors, document)
+
+
+def write_checkpoint(run_dir: Path, snapshot: CheckpointSnapshot) -> Path:
+    """Write ``snapshot`` whole into ``.tmp-checkpoints`` and swap it in (the module docstring).
+
+    Safe to run in a background thread: it reads only the snapshot. A kill at any moment leaves
+    the previous complete checkpoint (or this one), which :func:`recover` puts in place.
     """
     run_dir = Path(run_dir)
     tmp = run_dir / _TMP
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    step = str(state.get("step", 0))
+    step = str(snapshot.step)
     try:
-        for name, net in nets.items():
-            save_file(module_tensors(net), str(tmp / f"latest_{name}.safetensors"), metadata={"step": step})
-        tensors, opt_meta = {}, {}
-        for name, opt in optimizers.items():
-            t, meta = optimizer_split(name, opt)
-            tensors.update(t)
-            opt_meta[name] = meta
-        save_file(tensors, str(tmp / STATE_TENSORS), metadata={"step": step})
-        document = {"format": STATE_FORMAT, **state, "networks": sorted(nets), "optimizers": opt_meta}
+        for name, tensors in snapshot.weights.items():
+            save_file(tensors, str(tmp / f"latest_{name}.safetensors"), metadata={"step": step})
+        save_file(snapshot.optimizer_tensors, str(tmp / STATE_TENSORS), metadata={"step": step})
         try:
             with open(tmp / STATE_JSON, "w", encoding="utf-8") as fh:  # the commit marker, written last
-                json.dump(document, fh)
+                json.dump(snapshot.document, fh)
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:  # a full disk: one line naming the file
@@ -228,9 +276,19 @@ def save_checkpoint(run_dir: Path, nets: dict[str, nn.Module], optimizers: dict[
     if final.exists():
         os.replace(final, old)
     os.replace(tmp, final)
+    _carry_epoch_weights(old, final)
     shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(run_dir / REPLACED, ignore_errors=True)  # the replacement is resumable: the old run may go
     return final
+
+
+def save_checkpoint(run_dir: Path, nets: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+                    state: dict[str, Any]) -> Path:
+    """Write a complete checkpoint now and swap it in atomically (see the module docstring).
+
+    The same as :func:`write_checkpoint` of :func:`snapshot_checkpoint`; arguments as there.
+    """
+    return write_checkpoint(run_dir, snapshot_checkpoint(nets, optimizers, state))
 
 
 def recover(run_dir: Path) -> None:
@@ -242,8 +300,22 @@ def recover(run_dir: Path) -> None:
             os.replace(tmp, final)
         elif (old / STATE_JSON).is_file():
             os.replace(old, final)
+    for folder in (old, tmp):
+        if folder.is_dir():
+            final.mkdir(exist_ok=True)
+            _carry_epoch_weights(folder, final)
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(old, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# per-epoch weights (written and chosen by :mod:`p2ptools.training.epochs`) across swaps
+
+def _carry_epoch_weights(source: Path, target: Path) -> None:
+    """Move ``epoch_*.safetensors`` files from a replaced checkpoint folder into the new one."""
+    for path in source.glob("epoch_*.safetensors") if source.is_dir() else ():
+        if not (target / path.name).exists():
+            os.replace(path, target / path.name)
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:

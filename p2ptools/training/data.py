@@ -1,7 +1,8 @@
 """Training and validation data of aligned pairs: decoded with OpenCV, jittered on uint8.
 
-Each sample is decoded once (``cv2.imdecode``), split into its A and B halves, resized, cropped and
-flipped while still uint8 (the same jitter for both halves, as in the reference), and handed over as
+Each sample is decoded once (``cv2.imdecode``, EXIF orientation ignored as PIL and the reference
+do), split into its A and B halves, resized (:mod:`~p2ptools.training.resize`: PIL's bicubic by
+default), cropped and flipped while still uint8 (the same jitter for both halves, as in the reference), and handed over as
 uint8 CHW tensors; conversion to float in [-1, 1] happens on the training device
 (:func:`to_network_range`), so workers and the host-to-device copy move 4x fewer bytes.
 
@@ -32,25 +33,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from p2ptools.errors import InputFileError, P2PError
 from p2ptools.imageio import check_complete, check_pixels, decode_image, header_size, opencv_single_threaded
 from p2ptools.pairs import iter_split, split_pair
+from p2ptools.training.resize import RESIZE_BACKENDS, resize  # noqa: F401  (resize: public here too)
 
-PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "none")
-
-
-def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resize a uint8 image (H, W[, C]) to (height, width): bicubic when enlarging, area when shrinking.
-
-    The reference resizes with PIL's bicubic filter, which anti-aliases when shrinking; OpenCV's
-    bicubic does not, so shrinking uses area averaging instead.
-    """
-    if image.dtype != np.uint8 or image.ndim not in (2, 3):
-        raise ValueError(f"expected a uint8 (H, W) or (H, W, C) image, got {image.dtype} {image.shape}")
-    if width < 1 or height < 1:
-        raise ValueError(f"target size must be positive, got {width}x{height}")
-    h, w = image.shape[:2]
-    if (h, w) == (height, width):
-        return image
-    shrinking = width * height < w * h
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 
 
 def scale_width_size(width: int, height: int, load_size: int, crop_size: int) -> tuple[int, int]:
@@ -71,9 +56,11 @@ class Jitter:
 
     Modes (the reference's): ``resize_and_crop`` resizes to ``load_size`` square then crops
     ``crop_size`` at a random place; ``crop`` crops ``crop_size`` from the original; ``scale_width``
-    scales to width ``load_size`` (aspect kept); ``none`` only rounds sides to multiples of 4.
-    ``train=False`` makes it deterministic: no flip, centre crops, and ``resize_and_crop`` resizes
-    straight to ``crop_size`` so that validation sees the whole image.
+    scales to width ``load_size`` (aspect kept, height at least ``crop_size``);
+    ``scale_width_and_crop`` does that and then crops ``crop_size`` at a random place; ``none`` only
+    rounds sides to multiples of 4. ``train=False`` makes it deterministic: no flip, centre crops,
+    and ``resize_and_crop`` / ``scale_width_and_crop`` scale to ``crop_size`` (square / width) first,
+    so that validation sees the whole image (or its full width).
     """
 
     mode: str
@@ -81,11 +68,14 @@ class Jitter:
     crop_size: int = 256
     flip: bool = True
     train: bool = True
+    resize_backend: str = "torchvision"
 
     def __post_init__(self) -> None:
         if self.mode not in PREPROCESS_MODES:
             raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {self.mode!r}")
-        if self.mode == "resize_and_crop" and self.load_size < self.crop_size:
+        if self.resize_backend not in RESIZE_BACKENDS:
+            raise ValueError(f"resize backend must be one of {RESIZE_BACKENDS}, got {self.resize_backend!r}")
+        if self.mode in ("resize_and_crop", "scale_width_and_crop") and self.load_size < self.crop_size:
             raise ValueError(f"load_size {self.load_size} is smaller than crop_size {self.crop_size}")
 
     def apply(self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -100,13 +90,14 @@ class Jitter:
         if self.mode == "resize_and_crop":
             side = self.load_size if self.train else self.crop_size
             size = (side, side)
-        elif self.mode == "scale_width":
-            size = scale_width_size(w, h, self.load_size, self.crop_size)
+        elif self.mode in ("scale_width", "scale_width_and_crop"):
+            target = self.load_size if self.train or self.mode == "scale_width" else self.crop_size
+            size = scale_width_size(w, h, target, self.crop_size)
         elif self.mode == "none":
             size = power_of_two_size(w, h)
         if size is not None:
-            a, b = resize(a, *size), resize(b, *size)
-        if self.mode in ("resize_and_crop", "crop"):
+            a, b = resize(a, *size, self.resize_backend), resize(b, *size, self.resize_backend)
+        if self.mode in ("resize_and_crop", "crop", "scale_width_and_crop"):
             h, w = a.shape[:2]
             c = self.crop_size
             if h < c or w < c:
@@ -175,7 +166,7 @@ class AlignedPairs(Dataset):
             data = path.read_bytes()
         except OSError as exc:
             raise InputFileError(path, f"cannot read ({exc.strerror})") from None
-        a, b = split_pair(decode_image(data, str(path)), str(path))
+        a, b = split_pair(decode_image(data, str(path), exif_orientation=False), str(path))  # stored layout, as PIL
         if self.direction == "BtoA":
             a, b = b, a
         rng = np.random.default_rng([self.seed, epoch, index])
@@ -286,7 +277,7 @@ def check_pair_headers(files: Sequence[Path], jitter: Jitter) -> None:
         check_pixels(data, str(path))
         size = header_size(data)
         if size is None:
-            image = decode_image(data, str(path))
+            image = decode_image(data, str(path), exif_orientation=False)
             size = (image.shape[1], image.shape[0])
         w, h = size
         if w % 2:

@@ -1,123 +1,127 @@
-"""The epoch loop every GAN trainer runs, with the plugin's step and epoch-end as functions.
+"""Per-epoch weights of a run (``--save-epoch-freq``) and choosing weights by ``--epoch``.
 
-:func:`run_epochs` owns what does not depend on the model: resuming inside an epoch (the sampler
-skips what was done), averaged loss lines in ``log.jsonl`` every ``log_every`` steps, the progress
-bar, checkpoints (every ``checkpoint_every`` steps, at ``max_steps`` and at each epoch end), and
-stopping on SIGINT/SIGTERM at a step boundary with a checkpoint (all ranks at the same step). The
-plugin passes :class:`LoopHooks`: its training step, its epoch-end work (lr schedule, validation,
-samples) and how to save.
+Files: ``RUN_DIR/checkpoints/epoch_<N>_<net>.safetensors`` (weights only), written by the
+trainer's background writer beside the full checkpoint (whose swaps carry them over, see
+:mod:`p2ptools.training.checkpoint`). ``--epoch`` is ``latest``, ``best`` (lowest validation L1 in
+``log.jsonl`` among the kept epochs) or an epoch number.
 """
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+import json
+import os
+import re
 from pathlib import Path
-from typing import Any
 
 import torch
-from rich.progress import TextColumn
 
-from p2ptools.progress import console, make_progress
-from p2ptools.training.loop import Meter, append_log
-from p2ptools.training.runtime import Runtime, any_rank, stop_on_signals
+from p2ptools.errors import ConfigError, InputFileError
+from p2ptools.torchstate import save_file
+from p2ptools.training.checkpoint import CHECKPOINTS, STATE_JSON
 
-
-@dataclass
-class Position:
-    """Where training stands: steps done, the current epoch (0-based) and batches done in it."""
-
-    step: int = 0
-    epoch: int = 0
-    batches_done: int = 0
+EPOCH_PATTERN = re.compile(r"epoch_(\d+)_([A-Za-z0-9]+)\.safetensors")
 
 
-@dataclass(frozen=True)
-class LoopHooks:
-    """The plugin's parts of the loop.
+def epoch_weights_path(run_dir: Path, epoch: int, name: str = "G") -> Path:
+    """``RUN_DIR/checkpoints/epoch_<epoch>_<name>.safetensors``."""
+    return Path(run_dir) / CHECKPOINTS / f"epoch_{int(epoch)}_{name}.safetensors"
 
-    Attributes:
-        step: ``batch -> (detached loss terms, images in the batch)``: one optimisation step.
-        epoch_end: ``epoch (0-based) -> None``: lr schedule, validation, samples (called on every rank).
-        save: ``(position) -> None``: a complete checkpoint of everything that decides the future.
-        lr: ``() -> float``: the learning rate to log.
-        epoch_start: ``position -> None``, optional: work before an epoch's first batch (or its resumed part).
+
+def write_epoch_weights(run_dir: Path, epoch: int, tensors: dict[str, torch.Tensor], name: str = "G") -> Path:
+    """Write one network's weights of ``epoch`` (weights only, no optimizer state) atomically.
+
+    Run it on the same :class:`~p2ptools.training.saving.BackgroundWriter` as the checkpoints: a
+    checkpoint swap carries these files over to the new ``checkpoints/`` folder.
     """
-
-    step: Callable[[dict], tuple[dict[str, torch.Tensor], int]]
-    epoch_end: Callable[[int], None]
-    save: Callable[[Position], None]
-    lr: Callable[[], float]
-    epoch_start: Callable[[Position], None] | None = None
-
-
-@dataclass(frozen=True)
-class LoopSettings:
-    """How long and how often: epochs in all, a step limit (0: none), log and checkpoint cadence."""
-
-    total_epochs: int
-    batch_size: int
-    max_steps: int = 0
-    log_every: int = 20
-    checkpoint_every: int = 0
-    title: str = "train"
-    progress: bool = True
-    stall_at: int = 0  # test hook: wait (until a signal) after this step
+    path = epoch_weights_path(run_dir, epoch, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    save_file(tensors, str(partial), metadata={"epoch": str(int(epoch))})
+    os.replace(partial, path)
+    return path
 
 
-def run_epochs(loader: Any, sampler: Any, position: Position, settings: LoopSettings, hooks: LoopHooks, runtime: Runtime,
-               run_dir: Path) -> Position:
-    """Train from ``position`` to the end (or ``max_steps``); returns the final position.
+def epoch_weights(run_dir: Path, name: str = "G") -> dict[int, Path]:
+    """The per-epoch weight files of network ``name`` in a run, by epoch (ascending)."""
+    folder = Path(run_dir) / CHECKPOINTS
+    found = {}
+    for path in folder.glob(f"epoch_*_{name}.safetensors") if folder.is_dir() else ():
+        m = EPOCH_PATTERN.fullmatch(path.name)
+        if m and m.group(2) == name:
+            found[int(m.group(1))] = path
+    return dict(sorted(found.items()))
 
-    ``sampler`` is a :class:`p2ptools.training.data.ResumableSampler` of ``loader``. Raises
-    KeyboardInterrupt after saving when a stop signal arrives.
+
+def drop_epoch_weights_after(run_dir: Path, epoch: int) -> None:
+    """Remove per-epoch files of epochs after ``epoch`` (a resumed run writes them again)."""
+    folder = Path(run_dir) / CHECKPOINTS
+    for path in folder.glob("epoch_*.safetensors") if folder.is_dir() else ():
+        m = EPOCH_PATTERN.fullmatch(path.name)
+        if m and int(m.group(1)) > epoch:
+            path.unlink()
+
+
+def parse_epoch(text: str | int) -> str | int:
+    """``--epoch`` value: ``"latest"``, ``"best"`` or an epoch number >= 1 (as int); else ConfigError."""
+    value = str(text).strip().lower()
+    if value in ("latest", "best"):
+        return value
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise ConfigError(f"--epoch: invalid value {text!r}; choose latest, best or an epoch number (1, 2, ...)")
+
+
+def best_epoch(run_dir: Path, candidates: set[int]) -> int:
+    """The epoch of ``candidates`` with the lowest ``val_L1`` in ``log.jsonl`` (the first on ties)."""
+    log = Path(run_dir) / "log.jsonl"
+    scores: dict[int, float] = {}
+    try:
+        lines = log.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        raise InputFileError(log, "no training log: --epoch best needs the validation L1 of each epoch") from None
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill
+        if isinstance(record, dict) and "val_L1" in record and "epoch" in record:
+            scores[int(record["epoch"])] = float(record["val_L1"])
+    scored = sorted((scores[e], e) for e in candidates if e in scores)
+    if not scored:
+        kept = ", ".join(map(str, sorted(candidates))) or "none"
+        raise InputFileError(log, f"no validation L1 logged for an epoch whose weights were kept (kept: {kept}); "
+                                  "train with --save-epoch-freq K to keep epochs")
+    return scored[0][1]
+
+
+def resolve_weights(run_dir: Path, epoch: str | int = "latest", name: str = "G") -> tuple[Path, int | None]:
+    """The weights file of network ``name`` for ``--epoch`` and the epoch it holds (None if unknown).
+
+    - ``latest``: ``checkpoints/latest_<name>.safetensors``;
+    - ``N``: ``checkpoints/epoch_<N>_<name>.safetensors`` (written by ``--save-epoch-freq``), else
+      latest if its checkpoint was taken at the end of epoch N; an InputFileError lists the kept epochs;
+    - ``best``: the kept epoch (per-epoch files, and latest when taken at an epoch end) with the lowest
+      validation L1 in ``log.jsonl``.
     """
-    main = runtime.is_main
-    steps_per_epoch = math.ceil(sampler.num_samples / settings.batch_size)
-    total_steps = steps_per_epoch * settings.total_epochs
-    if settings.max_steps:
-        total_steps = min(total_steps, settings.max_steps)
-    log_path = Path(run_dir) / "log.jsonl"
-    bar = make_progress(settings.progress and main, TextColumn("{task.fields[stats]}"))
-    meter = Meter()
-    pos = position
-    with stop_on_signals() as stop, bar:
-        task = bar.add_task(settings.title, total=total_steps, completed=pos.step, stats="")
-        while pos.epoch < settings.total_epochs and pos.step < total_steps:
-            if hooks.epoch_start is not None:
-                hooks.epoch_start(pos)
-            sampler.set_epoch(pos.epoch)
-            sampler.set_start(pos.batches_done * settings.batch_size)
-            for batch in loader:
-                terms, images = hooks.step(batch)
-                pos.step, pos.batches_done = pos.step + 1, pos.batches_done + 1
-                meter.add(terms, images * runtime.world_size)
-                if pos.step % settings.log_every == 0 and main:
-                    record = {"step": pos.step, "epoch": pos.epoch + 1, **meter.flush(), "lr": hooks.lr()}
-                    append_log(log_path, record)
-                    bar.update(task, stats=" ".join(f"{k} {v:.3g}" for k, v in record.items() if k not in ("step", "epoch", "lr")))
-                bar.update(task, completed=pos.step)
-                while pos.step == settings.stall_at and not stop:
-                    time.sleep(0.05)
-                # ranks agree on stopping (a collective: every 10 steps under DDP, to spare a sync per step)
-                stopping = any_rank(bool(stop), runtime) if not runtime.distributed or pos.step % 10 == 0 else False
-                finished = pos.step >= total_steps
-                mid_epoch = pos.batches_done < steps_per_epoch
-                if stopping or (finished and mid_epoch) or (
-                        settings.checkpoint_every and pos.step % settings.checkpoint_every == 0 and mid_epoch):
-                    hooks.save(pos)
-                if stopping:
-                    if main:
-                        console.print(f"interrupted: checkpoint saved at step {pos.step}; continue with "
-                                      f"`p2ptools train --resume {run_dir}`")
-                    raise KeyboardInterrupt(f"training stopped by signal {stop.signal} at step {pos.step}")
-                if finished:
-                    break
-            if pos.batches_done < steps_per_epoch:
-                break  # max_steps reached mid-epoch (already saved)
-            hooks.epoch_end(pos.epoch)
-            pos.epoch, pos.batches_done = pos.epoch + 1, 0
-            hooks.save(pos)
-    return pos
+    run_dir = Path(run_dir)
+    spec = parse_epoch(epoch)
+    latest = run_dir / CHECKPOINTS / f"latest_{name}.safetensors"
+    latest_epoch = None
+    try:
+        state = json.loads((run_dir / CHECKPOINTS / STATE_JSON).read_text(encoding="utf-8"))
+        if state.get("batches_done") == 0:
+            latest_epoch = int(state["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    if spec == "latest":
+        return latest, latest_epoch
+    kept = epoch_weights(run_dir, name)
+    candidates = set(kept) | ({latest_epoch} if latest_epoch and latest.is_file() else set())
+    if spec == "best":
+        spec = best_epoch(run_dir, candidates)
+    if spec in kept:
+        return kept[spec], spec
+    if spec == latest_epoch and latest.is_file():
+        return latest, spec
+    listing = ", ".join(map(str, sorted(candidates))) or "none (train with --save-epoch-freq K)"
+    raise InputFileError(run_dir / CHECKPOINTS, f"no weights of epoch {spec}; kept epochs: {listing}")

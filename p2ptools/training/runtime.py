@@ -2,7 +2,9 @@
 
 ``torchrun --nproc_per_node N p2ptools train ...`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``
 (and ``MASTER_ADDR``/``MASTER_PORT``); :func:`setup_distributed` then joins the process group with
-NCCL on GPUs and gloo on the CPU. Without those variables training runs in one process.
+NCCL on GPUs and gloo on the CPU. Without those variables training runs in one process. A
+single torchrun process trains without a process group unless ``P2PTOOLS_DDP=1`` asks for one
+(``benchmarks/gpu_check.sh`` uses it to exercise NCCL, DDP and SyncBatchNorm on one GPU).
 """
 
 from __future__ import annotations
@@ -37,13 +39,18 @@ class Runtime:
         return self.rank == 0
 
 
+#: Set to 1 (under torchrun) to use DistributedDataParallel even with one process.
+FORCE_DDP_ENV = "P2PTOOLS_DDP"
+
+
 def setup_distributed(device_name: str) -> Runtime:
     """Join the torchrun process group if the environment names one, and pick this process's device."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, local_rank)
-    if world_size <= 1:
+    forced = os.environ.get(FORCE_DDP_ENV) == "1" and "RANK" in os.environ and "MASTER_ADDR" in os.environ
+    if world_size <= 1 and not forced:
         return Runtime(0, 1, 0, device, False)
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -85,11 +92,26 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 
 def any_rank(flag: bool, runtime: Runtime) -> bool:
     """True on every rank if ``flag`` is true on any (so that all ranks stop at the same step)."""
+    return any_ranks((flag,), runtime)[0]
+
+
+def any_ranks(flags: tuple[bool, ...], runtime: Runtime) -> tuple[bool, ...]:
+    """:func:`any_rank` of several flags in one collective (e.g. "stop" and "checkpoint due")."""
     if not runtime.distributed:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=runtime.device if runtime.device.type == "cuda" else "cpu")
+        return tuple(bool(f) for f in flags)
+    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=runtime.device if runtime.device.type == "cuda" else "cpu")
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+    return tuple(bool(v > 0) for v in t.tolist())
+
+
+def broadcast_float(value: float | None, runtime: Runtime) -> float:
+    """Rank 0's ``value`` on every rank (e.g. the validation L1 that only rank 0 computes)."""
+    if not runtime.distributed:
+        return float(value if value is not None else 0.0)
+    t = torch.tensor([float(value) if value is not None and runtime.is_main else 0.0], dtype=torch.float64,
+                     device=runtime.device if runtime.device.type == "cuda" else "cpu")
+    dist.broadcast(t, src=0)
+    return float(t.item())
 
 
 class StopRequest:

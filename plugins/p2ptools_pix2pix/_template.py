@@ -80,6 +80,8 @@ class ColorMapPlugin(ModelPlugin):
         return run_dir
 
     def load(self, run_dir: Path, options: LoadOptions) -> ColorMapModel:
+        if options.epoch != "latest":  # one weights file: no per-epoch weights to choose from
+            raise ConfigError(f"--epoch {options.epoch}: the {self.name} plugin keeps only its latest weights")
         config = read_run_config(run_dir)
         opts = from_dict(ColorMapOptions, config["options"], str(Path(run_dir) / CONFIG_NAME))
         weights = Path(run_dir) / "weights.safetensors"

@@ -5,7 +5,10 @@
 paper's full objective, ``G* = arg min_G max_D L_cGAN(G, D) + lambda L_L1(G)``).
 
 GAN losses as in the reference: ``vanilla`` is the cross-entropy on logits (BCEWithLogits, targets
-1 for real and 0 for fake), ``lsgan`` the squared error to the same targets. The discriminator's
+1 for real and 0 for fake), ``lsgan`` the squared error to the same targets, ``wgangp`` the
+Wasserstein critic loss (``-mean D(real)`` and ``mean D(fake)``) with the gradient penalty
+``10 * mean((|grad D(x_hat)|_2 - 1)^2)`` on random interpolates ``x_hat`` between D's real and fake
+inputs (:func:`gradient_penalty`, the reference's ``cal_gradient_penalty`` of type "mixed"). The discriminator's
 loss is halved ("slows down the rate at which D learns relative to G"), and the generator uses the
 non-saturating loss (it maximises log D(x, G(x)) by labelling its fakes as real).
 """
@@ -21,7 +24,9 @@ from torch import nn
 from p2ptools.errors import ConfigError
 
 LOSSES = ("l1", "gan", "cgan", "l1+gan", "l1+cgan")
-GAN_MODES = ("vanilla", "lsgan")
+GAN_MODES = ("vanilla", "lsgan", "wgangp")
+#: Weight of the WGAN-GP gradient penalty (Gulrajani et al.; the reference's ``lambda_gp``).
+LAMBDA_GP = 10.0
 
 
 @dataclass(frozen=True)
@@ -55,10 +60,27 @@ def gan_loss(logits: torch.Tensor, target_is_real: bool, mode: str) -> torch.Ten
     if mode not in GAN_MODES:
         raise ConfigError(f"--gan-mode: invalid value {mode!r}; choose from {', '.join(GAN_MODES)}")
     logits = logits.float()
+    if mode == "wgangp":
+        return -logits.mean() if target_is_real else logits.mean()
     target = torch.ones_like(logits) if target_is_real else torch.zeros_like(logits)
     if mode == "vanilla":
         return F.binary_cross_entropy_with_logits(logits, target)
     return F.mse_loss(logits, target)
+
+
+def gradient_penalty(net_d: nn.Module, real: torch.Tensor, fake: torch.Tensor, lambda_gp: float = LAMBDA_GP) -> torch.Tensor:
+    """WGAN-GP penalty ``lambda_gp * mean_i (|grad_x D(x_i)|_2 - 1)^2`` at ``x_i = a_i real_i + (1 - a_i) fake_i``.
+
+    ``real`` and ``fake`` are D's inputs (N, C, H, W) (``fake`` detached by the caller); ``a_i``
+    is uniform in [0, 1), one per sample, from the global torch RNG. The gradient is taken per
+    sample over all its input values, in float32, with a graph (the penalty is backpropagated).
+    """
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=torch.float32)
+    x_hat = (alpha * real.float() + (1 - alpha) * fake.float()).requires_grad_(True)
+    out = net_d(x_hat).float()
+    (grad,) = torch.autograd.grad(out, x_hat, grad_outputs=torch.ones_like(out), create_graph=True)
+    norms = (grad.reshape(grad.shape[0], -1) + 1e-16).norm(2, dim=1)
+    return lambda_gp * ((norms - 1.0) ** 2).mean()
 
 
 def discriminator_input(objective: Objective, real_a: torch.Tensor, image_b: torch.Tensor) -> torch.Tensor:
@@ -67,17 +89,29 @@ def discriminator_input(objective: Objective, real_a: torch.Tensor, image_b: tor
 
 
 def discriminator_loss(
-    net_d: nn.Module, objective: Objective, real_a: torch.Tensor, real_b: torch.Tensor, fake_b: torch.Tensor, mode: str
+    net_d: nn.Module, objective: Objective, real_a: torch.Tensor, real_b: torch.Tensor, fake_b: torch.Tensor, mode: str,
+    net_d_plain: nn.Module | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """D's loss ``0.5 * (L(D(fake), 0) + L(D(real), 1))``; ``fake_b`` is detached here.
+    """D's loss ``0.5 * (L(D(fake), 0) + L(D(real), 1))``, plus the gradient penalty for
+    ``wgangp``; ``fake_b`` is detached here.
 
-    Returns the loss and the detached terms ``{"D_real", "D_fake"}`` for logging.
+    ``net_d_plain`` (default ``net_d``) is the unwrapped D the penalty's double backward runs
+    through (DistributedDataParallel does not support it; the penalty's parameter gradients
+    still reach DDP's all-reduce in the one backward). Returns the loss and the detached terms
+    ``{"D_real", "D_fake"}`` (and ``"D_GP"`` for wgangp) for logging.
     """
-    pred_fake = net_d(discriminator_input(objective, real_a, fake_b.detach()))
-    loss_fake = gan_loss(pred_fake, False, mode)
-    pred_real = net_d(discriminator_input(objective, real_a, real_b))
-    loss_real = gan_loss(pred_real, True, mode)
-    return 0.5 * (loss_fake + loss_real), {"D_real": loss_real.detach(), "D_fake": loss_fake.detach()}
+    fake_in = discriminator_input(objective, real_a, fake_b.detach())
+    real_in = discriminator_input(objective, real_a, real_b)
+    loss_fake = gan_loss(net_d(fake_in), False, mode)
+    loss_real = gan_loss(net_d(real_in), True, mode)
+    loss = 0.5 * (loss_fake + loss_real)
+    terms = {"D_real": loss_real.detach(), "D_fake": loss_fake.detach()}
+    if mode == "wgangp":
+        with torch.autocast(real_in.device.type, enabled=False):
+            penalty = gradient_penalty(net_d_plain if net_d_plain is not None else net_d, real_in, fake_in)
+        loss = loss + penalty
+        terms["D_GP"] = penalty.detach()
+    return loss, terms
 
 
 def generator_loss(

@@ -212,7 +212,10 @@ def load_generator_weights(net: nn.Module, path: Path, options: Pix2PixOptions) 
 
 
 def load_pix2pix_run(run_dir: Path, options: LoadOptions) -> Pix2PixModel:
-    """Load ``RUN_DIR`` (``config.json`` + ``checkpoints/latest_G.safetensors``) for translation."""
+    """Load ``RUN_DIR`` (``config.json`` + the generator of ``options.epoch``: ``checkpoints/latest_G``
+    or ``checkpoints/epoch_<N>_G.safetensors``) for translation."""
+    from p2ptools.training.epochs import resolve_weights
+
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
     if config.get("plugin") != PLUGIN_NAME:
@@ -222,8 +225,12 @@ def load_pix2pix_run(run_dir: Path, options: LoadOptions) -> Pix2PixModel:
     opts = from_dict(Pix2PixOptions, config["options"], str(run_dir / CONFIG_NAME))
     device = resolve_device(options.device)
     netG = define_G(opts.netG, opts.input_nc, opts.output_nc, opts.ngf, opts.norm, opts.dropout)
-    load_generator_weights(netG, run_dir / G_WEIGHTS, opts)
-    return Pix2PixModel(netG, opts, device, eval_mode=options.eval_mode, seed=options.seed)
+    weights, epoch = resolve_weights(run_dir, options.epoch, "G")
+    load_generator_weights(netG, weights, opts)
+    model = Pix2PixModel(netG, opts, device, eval_mode=options.eval_mode, seed=options.seed)
+    model.epoch = epoch
+    model.weights = weights.name
+    return model
 
 
 __all__ = [

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from p2ptools.errors import ConfigError
+from p2ptools.training.weights_init import init_weights as init_network
 
 NormFactory = Callable[[int], nn.Module]
 
@@ -46,6 +47,11 @@ def norm_factory(norm: str) -> tuple[NormFactory, bool]:
     Convolutions carry a bias only when no batch statistics follow them: with ``instance`` (the
     reference's rule) and with ``none``. ``none`` puts an :class:`~torch.nn.Identity` where the
     norm would be, so layer indices (and state-dict keys) stay those of the other norms.
+
+    Deliberate difference from the reference: its ``--norm none`` convolutions have no bias (its
+    ``use_bias`` is true for instance norm only), which leaves unnormalised layers unable to shift
+    their outputs; ours have one. A reference file imports exactly all the same: the importer
+    adds zero biases, which compute the reference's function (``tests/pix2pix/test_reference_import``).
     """
     if norm == "batch":
         return (lambda c: nn.BatchNorm2d(c, affine=True, track_running_stats=True)), False
@@ -280,8 +286,9 @@ def parse_netD(netD: str) -> int:
     raise ConfigError(f"--netD: invalid value {netD!r}; choose from pixel, patch16, patch70, patch286, n_layers:<K>")
 
 
-def define_G(netG: str, input_nc: int, output_nc: int, ngf: int = 64, norm: str = "batch", dropout: bool = True) -> nn.Module:
-    """A generator by name, with the reference's N(0, 0.02) initialisation.
+def define_G(netG: str, input_nc: int, output_nc: int, ngf: int = 64, norm: str = "batch", dropout: bool = True, *,
+             init_type: str = "normal", init_gain: float = 0.02) -> nn.Module:
+    """A generator by name, initialised as the reference (default N(0, 0.02)).
 
     Args:
         netG: ``unet_<N>``, ``encoder_decoder_<N>``, ``resnet_9blocks`` or ``resnet_6blocks``.
@@ -289,6 +296,7 @@ def define_G(netG: str, input_nc: int, output_nc: int, ngf: int = 64, norm: str 
         ngf: filters of the first layer.
         norm: ``batch`` | ``instance`` | ``none`` | ``syncbatch``.
         dropout: dropout 0.5 in the decoder (U-Net) or the residual blocks (ResNet).
+        init_type, init_gain: see :func:`p2ptools.training.weights_init.init_weights`.
 
     Returns:
         A module mapping (N, input_nc, H, W) in [-1, 1] to (N, output_nc, H, W) in [-1, 1].
@@ -301,34 +309,27 @@ def define_G(netG: str, input_nc: int, output_nc: int, ngf: int = 64, norm: str 
         net: nn.Module = ResnetGenerator(input_nc, output_nc, ngf, norm, dropout, n_blocks=n)
     else:
         net = UnetGenerator(input_nc, output_nc, n, ngf, norm, dropout, skip=kind == "unet")
-    init_weights(net)
+    init_network(net, init_type, init_gain)
     return net
 
 
-def define_D(netD: str, input_nc: int, ndf: int = 64, norm: str = "batch") -> nn.Module:
-    """A discriminator by name, initialised N(0, 0.02).
+def define_D(netD: str, input_nc: int, ndf: int = 64, norm: str = "batch", *, init_type: str = "normal",
+             init_gain: float = 0.02) -> nn.Module:
+    """A discriminator by name, initialised as the reference (default N(0, 0.02)).
 
     ``input_nc`` is what D sees: input + output channels for a conditional GAN, output channels for
     an unconditional one. Output: (N, 1, H', W') logits, one per patch.
     """
     n_layers = parse_netD(netD)
     net = PixelDiscriminator(input_nc, ndf, norm) if n_layers == 0 else NLayerDiscriminator(input_nc, ndf, n_layers, norm)
-    init_weights(net)
+    init_network(net, init_type, init_gain)
     return net
 
 
 def init_weights(net: nn.Module, std: float = 0.02) -> None:
     """The reference's "normal" init: conv weights N(0, std), biases 0; batch-norm weights
-    N(1, std), biases 0. Modifies ``net`` in place."""
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-                nn.init.normal_(m.weight, 0.0, std)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
-                nn.init.normal_(m.weight, 1.0, std)
-                nn.init.zeros_(m.bias)
+    N(1, std), biases 0. Modifies ``net`` in place (``init_network(net, "normal", std)``)."""
+    init_network(net, "normal", std)
 
 
 def count_parameters(net: nn.Module) -> int:

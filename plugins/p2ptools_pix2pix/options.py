@@ -10,10 +10,14 @@ import re
 from dataclasses import dataclass, field
 
 from p2ptools.cpus import default_workers
+from p2ptools.training.tracking import valid_trackers
 
 LOSSES = ("l1", "gan", "cgan", "l1+gan", "l1+cgan")
 NORMS = ("batch", "instance", "none", "syncbatch")
-PREPROCESS = ("resize_and_crop", "crop", "scale_width", "none")
+PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+GAN_MODES = ("vanilla", "lsgan", "wgangp")
+LR_POLICIES = ("linear", "step", "plateau", "cosine")
+INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -44,25 +48,32 @@ class Pix2PixOptions:
                       "choices_help": "pixel, patch16, patch70, patch286, n_layers:<K>"})
     ngf: int = field(default=64, metadata={"help": "Generator filters in the first layer."})
     ndf: int = field(default=64, metadata={"help": "Discriminator filters in the first layer."})
-    norm: str = field(default="batch", metadata={"help": "Normalization layers.", "choices": NORMS})
+    norm: str = field(default="batch", metadata={"help": "Normalization layers (none: convolutions keep their biases, unlike the reference's; imports add zero biases).", "choices": NORMS})
     dropout: bool = field(default=True, metadata={"help": "Dropout 0.5 in the generator (the paper's noise)."})
     input_nc: int = field(default=3, metadata={"help": "Input channels (1 = grayscale, e.g. colorization).", "choices": (1, 3)})
     output_nc: int = field(default=3, metadata={"help": "Output channels.", "choices": (1, 3)})
     # objective
     loss: str = field(default="l1+cgan", metadata={"help": "Objective (the paper's Table 1 rows).", "choices": LOSSES})
     lambda_l1: float = field(default=100.0, metadata={"help": "Weight of the L1 term.", "flag": "--lambda-l1"})
-    gan_mode: str = field(default="vanilla", metadata={"help": "GAN loss.", "choices": ("vanilla", "lsgan")})
+    gan_mode: str = field(default="vanilla", metadata={"help": "GAN loss: vanilla (cross-entropy), lsgan (least squares), wgangp (Wasserstein with gradient penalty, lambda 10).", "choices": GAN_MODES})
+    init_type: str = field(default="normal", metadata={"help": "Weight initialisation of G and D.", "choices": INIT_TYPES})
+    init_gain: float = field(default=0.02, metadata={"help": "Std (normal) or gain (xavier, orthogonal) of the initialisation."})
     # data
     direction: str = field(default="AtoB", metadata={"help": "Which half is the input.", "choices": ("AtoB", "BtoA")})
     preprocess: str = field(default="resize_and_crop", metadata={"help": "Training-time jitter.", "choices": PREPROCESS})
+    resize_backend: str = field(default="torchvision", metadata={"help": "Training-time resize: torchvision (antialiased bicubic, within 1 gray level of the reference's PIL), pil (PIL itself, exact), opencv (fastest, up to ~14 levels off when shrinking).", "choices": ("torchvision", "pil", "opencv")})
     load_size: int = field(default=286, metadata={"help": "Resize to this before cropping."})
     crop_size: int = field(default=256, metadata={"help": "Random crop size (network input size)."})
     flip: bool = field(default=True, metadata={"help": "Random horizontal flips."})
+    serial_batches: bool = field(default=False, metadata={"help": "Take training pairs in file order every epoch (no shuffling)."})
+    max_dataset_size: int = field(default=0, metadata={"help": "Train on the first N pairs (file order) only (0: all)."})
     workers: int = field(default_factory=lambda: default_workers(4),
                          metadata={"help": "Data-loading worker processes (0 = in the main process; default: min(4, cores available))."})
     # optimisation
     epochs: int = field(default=100, metadata={"help": "Epochs at the initial learning rate."})
-    epochs_decay: int = field(default=100, metadata={"help": "Epochs of linear decay to zero."})
+    epochs_decay: int = field(default=100, metadata={"help": "Epochs of linear decay to zero (--lr-policy linear); the run lasts epochs + epochs-decay."})
+    lr_policy: str = field(default="linear", metadata={"help": "Learning-rate policy: linear (constant, then linear decay), step (x0.1 every --lr-decay-iters epochs), plateau (x0.2 when validation L1 stalls 5 epochs), cosine (to 0 over the run).", "choices": LR_POLICIES})
+    lr_decay_iters: int = field(default=50, metadata={"help": "Epochs between the step policy's x0.1 decays."})
     batch_size: int = field(default=1, metadata={"help": "Batch size (per process)."})
     lr: float = field(default=2e-4, metadata={"help": "Adam learning rate."})
     beta1: float = field(default=0.5, metadata={"help": "Adam beta1."})
@@ -74,8 +85,11 @@ class Pix2PixOptions:
     channels_last: bool = field(default=True, metadata={"help": "channels_last memory format on GPU."})
     compile: bool = field(default=False, metadata={"help": "torch.compile the networks."})
     # bookkeeping
-    checkpoint_every: int = field(default=0, metadata={"help": "Also save a checkpoint every N steps (0: only at the end of each epoch)."})
+    checkpoint_every: int = field(default=0, metadata={"help": "Also save the full state every N steps (0: no step rule)."})
+    checkpoint_minutes: float = field(default=10.0, metadata={"help": "Save the full state (written in the background) when this many minutes have passed since the last save, checked after each step; 0: at every epoch end. The end of the run and SIGINT/SIGTERM always save."})
+    save_epoch_freq: int = field(default=0, metadata={"help": "Keep the generator of every K-th epoch as checkpoints/epoch_<N>_G.safetensors (weights only; 0: none; the reference saves every 5)."})
     max_steps: int = field(default=0, metadata={"help": "Stop after this many steps in total (0: train every epoch); for smoke tests and benchmarks."})
     val_limit: int = field(default=0, metadata={"help": "Validation pairs scored per epoch for val_L1 (0: the whole val split)."})
+    log: str = field(default="jsonl", metadata={"help": "Trackers, comma-separated: jsonl (always on), tensorboard (RUN_DIR/tensorboard); rank 0 logs.", "flag": "--log", "choices": valid_trackers, "choices_help": "comma-separated jsonl, tensorboard"})
     log_every: int = field(default=20, metadata={"help": "Append averaged losses and images/s to log.jsonl every N steps."})
     sample_images: int = field(default=4, metadata={"help": "Validation pairs shown in each epoch's sample grid."})

@@ -2,14 +2,16 @@
 
 :func:`train` sets up (processes, data, networks, optimisers, resume) and runs epochs of
 :func:`train_step`, which follows the reference's order: G forward; D update on the detached fake;
-G update with D frozen. At each epoch end: lr schedule step, validation L1, a sample grid, a
-checkpoint. Exact resume comes from saving everything that decides the future (weights, optimiser
+G update with D frozen. At each epoch end: lr schedule step, validation L1, a sample grid, the
+epoch's generator (``--save-epoch-freq``) and, when ``--checkpoint-minutes`` have passed, the full
+state (copied off the device, written in a background thread). Exact resume comes from saving everything that decides the future (weights, optimiser
 and scheduler state, RNG states, the position within the epoch) and from data whose order and
 jitter depend only on ``(seed, epoch, index)``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -30,10 +32,14 @@ from p2ptools.pairs import MANIFEST_NAME, iter_split, manifest_sha256
 from p2ptools.progress import console, make_progress
 from p2ptools.training import checkpoint as ckpt
 from p2ptools.training.data import AlignedPairs, Jitter, ResumableSampler, check_batch, check_dataset_folder, check_pair_headers, check_pair_size, make_loader, split_files, to_network_range, to_uint8
-from p2ptools.training.loop import Meter, append_log, gather_rng, lr_lambda, set_requires_grad
-from p2ptools.training.runtime import Runtime, any_rank, cleanup_distributed, resolve_precision, setup_distributed, stop_on_signals
+from p2ptools.training.epochs import drop_epoch_weights_after
+from p2ptools.training.loop import Meter, lr_lambda, set_requires_grad  # noqa: F401  (lr_lambda: public here)
+from p2ptools.training.runtime import Runtime, any_rank, any_ranks, broadcast_float, cleanup_distributed, resolve_precision, setup_distributed, stop_on_signals
 from p2ptools.training.samples import sample_grid, write_samples
 from p2ptools.training.state import prepare_run
+from p2ptools.training.saving import Checkpointer
+from p2ptools.training.schedules import make_scheduler, needs_metric, step_scheduler
+from p2ptools.training.tracking import RunLog, check_trackers, parse_trackers
 from p2ptools_pix2pix import __version__
 from p2ptools_pix2pix.losses import Objective, discriminator_loss, generator_loss, parse_objective
 from p2ptools_pix2pix.networks import count_parameters, define_D, define_G, generator_depth
@@ -58,25 +64,28 @@ class Nets:
 # building blocks
 
 def build_networks(options: Pix2PixOptions, objective: Objective) -> tuple[nn.Module, nn.Module | None]:
-    """Generator and (if the objective has a GAN term) discriminator, initialised N(0, 0.02)."""
-    net_g = define_G(options.netG, options.input_nc, options.output_nc, options.ngf, options.norm, options.dropout)
+    """Generator and (if the objective has a GAN term) discriminator, initialised per --init-type."""
+    init = {"init_type": options.init_type, "init_gain": options.init_gain}
+    net_g = define_G(options.netG, options.input_nc, options.output_nc, options.ngf, options.norm, options.dropout, **init)
     d_channels = objective.discriminator_channels(options.input_nc, options.output_nc)
-    net_d = define_D(options.netD, d_channels, options.ndf, options.norm) if d_channels else None
+    net_d = define_D(options.netD, d_channels, options.ndf, options.norm, **init) if d_channels else None
     return net_g, net_d
 
 
 def check_setup(options: Pix2PixOptions, runtime: Runtime) -> None:
     """Refuse combinations that would fail later with an obscure message (ConfigError)."""
     depth = generator_depth(options.netG)
-    if options.preprocess in ("resize_and_crop", "crop") and depth and options.crop_size % 2**depth:
+    if options.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop") and depth and options.crop_size % 2**depth:
         raise ConfigError(f"--crop-size {options.crop_size}: --netG {options.netG} needs sizes divisible by {2**depth}")
     if options.norm == "syncbatch" and runtime.distributed and runtime.device.type != "cuda":
         raise ConfigError("--norm syncbatch needs CUDA devices (DistributedDataParallel refuses SyncBatchNorm on the CPU); "
                           "use --norm batch")
-    for name in ("batch_size", "log_every", "epochs"):
+    check_trackers(parse_trackers(options.log))  # a missing tracker package fails before the run starts
+    for name in ("batch_size", "log_every", "epochs", "lr_decay_iters"):
         if getattr(options, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}")
-    for name in ("epochs_decay", "checkpoint_every", "max_steps", "val_limit", "workers", "sample_images"):
+    for name in ("epochs_decay", "checkpoint_every", "checkpoint_minutes", "save_epoch_freq", "max_steps", "val_limit",
+                 "workers", "sample_images", "max_dataset_size"):
         if getattr(options, name) < 0:
             raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {getattr(options, name)}")
 
@@ -108,7 +117,7 @@ def train_step(real_a: torch.Tensor, real_b: torch.Tensor, nets: Nets, optimizer
         set_requires_grad(nets.D_raw, True)
         optimizers["D"].zero_grad(set_to_none=True)
         with autocast:
-            loss_d, d_terms = discriminator_loss(nets.D, objective, real_a, real_b, fake_b, options.gan_mode)
+            loss_d, d_terms = discriminator_loss(nets.D, objective, real_a, real_b, fake_b, options.gan_mode, nets.D_raw)
         scaler.scale(loss_d).backward()
         scaler.step(optimizers["D"])
         terms.update(d_terms)
@@ -194,8 +203,12 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
     # Data: fail early on a missing/empty dataset or a pair that does not fit the preprocessing.
     check_dataset_folder(data_root)
     train_files = split_files(data_root, "train")
-    jitter = Jitter(options.preprocess, options.load_size, options.crop_size, options.flip, train=True)
-    val_jitter = Jitter(options.preprocess, options.load_size, options.crop_size, options.flip, train=False)
+    if options.max_dataset_size:
+        train_files = train_files[: options.max_dataset_size]  # the first pairs in file order, as the reference
+    jitter = Jitter(options.preprocess, options.load_size, options.crop_size, options.flip, train=True,
+                    resize_backend=options.resize_backend)
+    val_jitter = Jitter(options.preprocess, options.load_size, options.crop_size, options.flip, train=False,
+                        resize_backend=options.resize_backend)
     check_pair_size(train_files[0], jitter)
     val_split = next((s for s in ("val", "test") if (data_root / s).is_dir() and any(iter_split(data_root, s))), None)
     val_files = split_files(data_root, val_split) if val_split else train_files[: max(1, options.sample_images)]
@@ -205,7 +218,8 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
     check_pair_headers(val_files, val_jitter)
     pairs = {"direction": options.direction, "input_nc": options.input_nc, "output_nc": options.output_nc, "seed": options.seed}
     train_set = AlignedPairs(train_files, jitter, **pairs)
-    sampler = ResumableSampler(train_set, num_replicas=runtime.world_size, rank=runtime.rank, seed=options.seed)
+    sampler = ResumableSampler(train_set, num_replicas=runtime.world_size, rank=runtime.rank, seed=options.seed,
+                               shuffle=not options.serial_batches)
     pin = device.type == "cuda"
     loader = make_loader(train_set, batch_size=options.batch_size, workers=options.workers, sampler=sampler, pin_memory=pin, seed=options.seed)
     val_loader = make_loader(AlignedPairs(val_files, val_jitter, **pairs), batch_size=options.batch_size,
@@ -226,8 +240,8 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
     fused = {"fused": True} if device.type == "cuda" else {}  # one kernel per step on GPUs
     optimizers = {k: torch.optim.Adam(n.parameters(), lr=options.lr, betas=(options.beta1, options.beta2), **fused)
                   for k, n in nets_raw.items()}
-    rule = lr_lambda(options.epochs, options.epochs_decay)
-    schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, rule) for k, o in optimizers.items()}
+    schedulers = {k: make_scheduler(options.lr_policy, o, epochs=options.epochs, epochs_decay=options.epochs_decay,
+                                    decay_iters=options.lr_decay_iters) for k, o in optimizers.items()}
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     step, epoch, batches_done = 0, 0, 0
     seeds = np.random.SeedSequence([options.seed, runtime.rank]).generate_state(2)
@@ -247,6 +261,7 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
             torch.set_num_threads(state["cpu_threads"])  # CPU sums split over threads: same count, same bits
         if main:
             ckpt.truncate_log(run_dir / "log.jsonl", step)
+            drop_epoch_weights_after(run_dir, epoch)  # written after the checkpoint by the stopped run
 
     # Wrappers: DDP across processes; D's G-loss pass uses the plain module (its weights are frozen
     # there, so there is nothing to synchronise); optional torch.compile.
@@ -263,14 +278,16 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
     if net_d is not None:
         net_d.train()
 
+    # Checkpoints: the full state is copied off the device and written in a background thread, at
+    # most every --checkpoint-minutes (plus --checkpoint-every steps, the end, SIGINT/SIGTERM).
+    checkpointer = Checkpointer(run_dir, runtime, nets_raw, optimizers, options.checkpoint_minutes)
+
     def save(epoch_: int, batches_: int) -> None:
-        rng = gather_rng(runtime)
-        if main:
-            ckpt.save_checkpoint(run_dir, nets_raw, optimizers, {
-                "step": step, "epoch": epoch_, "batches_done": batches_,
-                "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
-                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "world_size": runtime.world_size, "cpu_threads": torch.get_num_threads(), "rng": rng})
+        checkpointer.save({
+            "step": step, "epoch": epoch_, "batches_done": batches_,
+            "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "world_size": runtime.world_size, "distributed": runtime.distributed, "cpu_threads": torch.get_num_threads()})
 
     # The loop.
     steps_per_epoch = math.ceil(sampler.num_samples / options.batch_size)
@@ -279,10 +296,11 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
     if options.max_steps:
         total_steps = min(total_steps, options.max_steps)
     stall_at = int(os.environ.get(STALL_ENV, "0"))
-    log_path = run_dir / "log.jsonl"
+    run_log = RunLog(run_dir, parse_trackers(options.log), resume_step=step) if main else contextlib.nullcontext()
     bar = make_progress(show_progress and main, TextColumn("{task.fields[stats]}"))
     meter = Meter()
-    with stop_on_signals() as stop, bar:
+    evaluated = False
+    with stop_on_signals() as stop, bar, checkpointer, run_log:
         task = bar.add_task("train pix2pix", total=total_steps, completed=step, stats="")
         terms_text, val_text = "", ""  # the bar's status: latest averaged losses, latest val_L1
         while epoch < total_epochs and step < total_steps:
@@ -295,7 +313,7 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
                 meter.add(terms, real_a.shape[0] * runtime.world_size)
                 if step % options.log_every == 0 and main:
                     record = {"step": step, "epoch": epoch + 1, **meter.flush(), "lr": optimizers["G"].param_groups[0]["lr"]}
-                    append_log(log_path, record)
+                    run_log.record(record)
                     terms_text = " ".join(f"{k.replace('images_per_s', 'images/s')} {v:.3g}" for k, v in record.items()
                                           if k not in ("step", "epoch", "lr"))
                     bar.update(task, completed=step, stats=" ".join(filter(None, (f"epoch {epoch + 1}/{total_epochs}", terms_text, val_text))))
@@ -303,13 +321,17 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
                     bar.update(task, completed=step)
                 while step == stall_at and not stop:
                     time.sleep(0.05)
-                # ranks agree on stopping (a collective: every 10 steps under DDP, to spare a sync per step)
-                stopping = any_rank(bool(stop), runtime) if not runtime.distributed or step % 10 == 0 else False
+                # ranks agree on stopping and on a due checkpoint (a collective: every 10 steps under
+                # DDP, to spare a sync per step)
+                timely = options.checkpoint_minutes > 0 and checkpointer.due()
+                stopping, timely = any_ranks((bool(stop), timely), runtime) if not runtime.distributed or step % 10 == 0 else (False, False)
                 finished = step >= total_steps
-                if stopping or (finished and batches_done < steps_per_epoch) or (
-                        options.checkpoint_every and step % options.checkpoint_every == 0 and batches_done < steps_per_epoch):
+                mid_epoch = batches_done < steps_per_epoch
+                every = options.checkpoint_every and step % options.checkpoint_every == 0
+                if stopping or (mid_epoch and (finished or every or timely)):
                     save(epoch, batches_done)
                 if stopping:
+                    checkpointer.wait()
                     if main:
                         console.print(f"interrupted: checkpoint saved at step {step}; continue with "
                                       f"`p2ptools train --resume {run_dir}`")
@@ -318,19 +340,31 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
                     break
             if batches_done < steps_per_epoch:
                 break  # max_steps reached mid-epoch (already saved)
-            # Epoch end: next lr, validation, samples, checkpoint.
-            for sched in schedulers.values():
-                sched.step()
+            # Epoch end: validation, next lr (plateau follows rank 0's validation L1), samples, checkpoint.
+            val_l1, grid = None, None
             if main:
+                if not evaluated and options.workers:
+                    checkpointer.wait()  # no thread running while the validation loader forks its workers
+                evaluated = True
                 val_l1, grid = evaluate(net_g, val_loader, device, channels_last, amp_dtype, options.sample_images)
+            if any(needs_metric(sched) for sched in schedulers.values()):
+                val_l1 = broadcast_float(val_l1, runtime)
+            for sched in schedulers.values():
+                step_scheduler(sched, val_l1)
+            if main:
                 if grid is not None:
                     write_samples(run_dir / "samples", epoch + 1, grid)
+                    run_log.image(step, grid)
                 record = {"step": step, "epoch": epoch + 1, "val_L1": round(val_l1, 6), "val_split": val_split or "train",
                           "lr": optimizers["G"].param_groups[0]["lr"]}
-                append_log(log_path, record)
+                run_log.record(record)
                 val_text = f"val_L1 {val_l1:.4g}"
                 bar.update(task, stats=" ".join(filter(None, (f"epoch {epoch + 1}/{total_epochs} done", terms_text, val_text))))
             epoch, batches_done = epoch + 1, 0
-            save(epoch, batches_done)
+            if options.save_epoch_freq and epoch % options.save_epoch_freq == 0:
+                checkpointer.save_epoch_weights(epoch)
+            last = epoch >= total_epochs or step >= total_steps
+            if last or any_rank(checkpointer.due(), runtime):
+                save(epoch, batches_done)
     return run_dir
 

@@ -27,7 +27,7 @@ from p2ptools.pairs import MANIFEST_NAME, iter_split, manifest_sha256
 from p2ptools.progress import console
 from p2ptools.training import checkpoint as ckpt
 from p2ptools.training.data import Jitter, ResumableSampler, check_batch, check_dataset_folder, check_pair_headers, make_loader, split_files, to_network_range, to_uint8
-from p2ptools.training.epochs import LoopHooks, LoopSettings, Position, run_epochs
+from p2ptools.training.epoch_loop import LoopHooks, LoopSettings, Position, run_epochs
 from p2ptools.training.loop import append_log, lr_lambda, set_requires_grad
 from p2ptools.training.runtime import Runtime, cleanup_distributed, resolve_precision, setup_distributed
 from p2ptools.training.samples import sample_grid, write_samples

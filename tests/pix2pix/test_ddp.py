@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -22,6 +23,7 @@ CHANGES = {"norm": "instance", "dropout": False, "epochs": 1, "epochs_decay": 1}
 SCRIPT = """
 import os, sys, dataclasses
 from pathlib import Path
+import pytest
 import torch
 from safetensors.torch import save_file
 sys.path[:0] = [{tests!r}, str(Path({tests!r}).parent)]  # conftest and p2p_testutils
@@ -72,3 +74,26 @@ def test_two_gloo_processes_train_in_sync(tiny_data, tmp_path):
     # unsynchronised gradients) moves nearly all of them.
     assert (diffs > 1e-5).float().mean().item() < 0.005
     assert diffs.max().item() <= 4 * 2e-4 * 1.5
+
+
+def test_wgangp_and_plateau_under_ddp_stay_in_sync(tiny_data, tmp_path):
+    """The gradient penalty's double backward runs through the plain D inside DDP's backward, and
+    plateau steps on rank 0's validation L1 (broadcast): both ranks still hold the same weights."""
+    script = tmp_path / "ddp_train.py"
+    changes = dict(CHANGES, batch_size=2, gan_mode="wgangp", lr_policy="plateau", epochs=2, epochs_decay=0)
+    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent), changes=changes, data=str(tiny_data),
+                                    run=str(tmp_path / "run"), out=str(tmp_path)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in "GD":
+        r0 = load_file(str(tmp_path / f"rank0_{name}.safetensors"))
+        r1 = load_file(str(tmp_path / f"rank1_{name}.safetensors"))
+        assert all(torch.equal(r0[k], r1[k]) for k in r0), name
+    state = json.loads((tmp_path / "run" / "checkpoints" / "latest_state.json").read_text())
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    v1, v2 = [r["val_L1"] for r in log if "val_L1" in r]
+    best = v2 if v2 < v1 * (1 - 0.01) else v1  # ReduceLROnPlateau's rule (mode min, threshold 1% relative)
+    for name in "GD":  # rank 0's schedulers stepped on its validation L1
+        assert state["schedulers"][name]["best"] == pytest.approx(best, abs=1e-6)
+    assert all(r["D_GP"] > 0 for r in log if "G_L1" in r)

@@ -92,3 +92,59 @@ def test_generator_loss_non_saturating_plus_weighted_l1():
     assert terms["G_L1"].item() == 0 and only_gan.item() == pytest.approx((2 * 0.5 - 1) ** 2)
     with pytest.raises(ValueError, match="no discriminator"):
         generator_loss(None, parse_objective("gan"), a, b, fake, "vanilla", 1.0)
+
+
+def test_wgangp_critic_losses_by_hand():
+    logits = torch.tensor([[-2.0, 0.0], [1.0, 3.0]])
+    assert gan_loss(logits, True, "wgangp").item() == pytest.approx(-0.5)  # -mean D(real)
+    assert gan_loss(logits, False, "wgangp").item() == pytest.approx(0.5)  # mean D(fake)
+
+
+def test_gradient_penalty_of_a_linear_critic_is_lambda_times_squared_norm_gap():
+    """D(x) = <w, x>: its gradient is w at every interpolate, so GP = 10 (|w| - 1)^2 whatever alpha."""
+    from p2ptools_pix2pix.losses import gradient_penalty
+
+    d = nn.Conv2d(2, 1, kernel_size=3, bias=False)  # a 3x3 kernel over a 3x3 input: one output, <w, x>
+    with torch.no_grad():
+        d.weight.copy_(torch.arange(18, dtype=torch.float32).reshape(1, 2, 3, 3) / 20)
+    real, fake = torch.randn(4, 2, 3, 3), torch.randn(4, 2, 3, 3)
+    norm = math.sqrt(sum((i / 20) ** 2 for i in range(18)))
+    assert gradient_penalty(d, real, fake).item() == pytest.approx(10 * (norm - 1) ** 2, rel=1e-5)
+
+
+def test_gradient_penalty_of_a_quadratic_critic_uses_per_sample_interpolates():
+    """D(x) = sum(x^2) / 2 per sample: gradient x_hat = a real + (1 - a) fake; with fake 0, |grad| = a |real|."""
+    from p2ptools_pix2pix.losses import gradient_penalty
+
+    class Quadratic(nn.Module):
+        def forward(self, x):
+            return (x**2).sum(dim=(1, 2, 3)) / 2
+
+    real = torch.randn(3, 2, 4, 4)
+    torch.manual_seed(5)
+    penalty = gradient_penalty(Quadratic(), real, torch.zeros_like(real))
+    torch.manual_seed(5)
+    alpha = torch.rand(3).tolist()  # the same draw: one per sample
+    expected = 10 * sum((a * real[i].norm().item() - 1) ** 2 for i, a in enumerate(alpha)) / 3
+    assert penalty.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_wgangp_discriminator_loss_adds_the_penalty_and_it_trains_d():
+    objective = parse_objective("l1+cgan")
+    d = nn.Sequential(nn.Conv2d(6, 4, 3), nn.LeakyReLU(0.2), nn.Conv2d(4, 1, 3))
+    a, b, fake = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    torch.manual_seed(1)
+    loss, terms = discriminator_loss(d, objective, a, b, fake, "wgangp")
+    assert set(terms) == {"D_real", "D_fake", "D_GP"}
+    assert loss.item() == pytest.approx(0.5 * (terms["D_real"] + terms["D_fake"]).item() + terms["D_GP"].item(), rel=1e-6)
+    from p2ptools_pix2pix.losses import gradient_penalty
+
+    torch.manual_seed(1)
+    by_hand = gradient_penalty(d, torch.cat([a, b], 1), torch.cat([a, fake], 1))  # interpolates of D's inputs
+    assert terms["D_GP"].item() == pytest.approx(by_hand.item(), rel=1e-6)
+    loss.backward()  # the penalty's double backward reaches D's weights (the last bias cancels out)
+    assert all(m.weight.grad.abs().sum() > 0 for m in (d[0], d[2]))
+    d.zero_grad()
+    torch.manual_seed(1)
+    gradient_penalty(d, torch.cat([a, b], 1), torch.cat([a, fake], 1)).backward()
+    assert d[0].weight.grad.abs().sum() > 0

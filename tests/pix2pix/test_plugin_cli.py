@@ -39,7 +39,8 @@ def test_help_lists_the_model_options(capsys, monkeypatch):
     code, out, _ = cli(capsys, "train", "--model", "pix2pix", "--help")
     assert code == 0
     for flag in ("--netG", "--netD", "--lambda-l1", "--gan-mode", "--loss", "--norm", "--direction", "--preprocess",
-                 "--epochs-decay", "--batch-size", "--precision", "--compile", "--checkpoint-every", "--seed"):
+                 "--epochs-decay", "--batch-size", "--precision", "--compile", "--checkpoint-every", "--seed",
+                 "--resize-backend", "--log", "--lr-policy", "--gan-mode", "--init-type", "--save-epoch-freq", "--checkpoint-minutes"):
         assert flag in out, flag
     assert "[default: l1+cgan]" in out and "[default: unet_256]" in out
 

@@ -69,9 +69,10 @@ def test_jitter_moves_maps_and_photo_together(tmp_path):
         assert item["A"].shape == (1, 16, 16)
         labels = item["A"][0].numpy()
         photo = item["B"].permute(1, 2, 0).numpy()
-        # the label map stays aligned with the photo: where the photo is not blended, it is the label's color
-        same = (photo == PHOTO_COLORS[labels]).all(axis=2)
-        assert same.mean() > 0.6
+        # the label map stays aligned with the photo: away from blended edges (the default resize is
+        # PIL's antialiased bicubic), each pixel is near its label's color
+        near = (np.abs(photo.astype(int) - PHOTO_COLORS[labels].astype(int)).max(axis=2) <= 12)
+        assert near.mean() > 0.6, near.mean()
     assert torch.equal(data[(1, 0)]["A"], data[(1, 0)]["A"])  # seeded by (seed, epoch, index)
 
 

@@ -1,0 +1,113 @@
+"""Experiment tracking: ``log.jsonl`` always, plus TensorBoard on request.
+
+``--log jsonl,tensorboard`` names the backends (``jsonl`` is always on; a Weights & Biases backend
+is not written yet: its package is not installed here to test it against). Every record the
+trainer logs goes to each: scalars under ``train/<term>`` (every loss term, ``lr``,
+``images_per_s``) and ``val/<name>`` (``val_L1`` -> ``val/L1``), the step as the x axis; each
+epoch's sample grid as the image ``samples``. Only rank 0 logs (the trainer makes a
+:class:`RunLog` there only).
+
+Resuming: the trainer resumes from the checkpoint of step S and truncates ``log.jsonl`` after S;
+TensorBoard gets the same through the writer's ``purge_step=S + 1`` (readers drop the killed run's
+events after S, so a curve has each step once).
+
+Layout: ``RUN_DIR/tensorboard/`` (event files; ``tensorboard --logdir RUN_DIR``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from p2ptools.errors import ConfigError
+
+TRACKERS = ("jsonl", "tensorboard")
+TENSORBOARD_DIR = "tensorboard"
+#: Record keys that are not curves.
+_NOT_SCALARS = ("step", "epoch", "val_split")
+
+
+def parse_trackers(text: str) -> tuple[str, ...]:
+    """``"jsonl,tensorboard"`` -> ``("jsonl", "tensorboard")``; jsonl is always included; unknown names
+    raise ConfigError naming the choices."""
+    names = [n.strip().lower() for n in str(text).split(",") if n.strip()]
+    unknown = [n for n in names if n not in TRACKERS]
+    if unknown:
+        raise ConfigError(f"--log: unknown tracker(s) {', '.join(unknown)}; choose from {', '.join(TRACKERS)} (comma-separated)")
+    return tuple(n for n in TRACKERS if n == "jsonl" or n in names)
+
+
+def valid_trackers(text: str) -> bool:
+    """Whether ``text`` is a valid ``--log`` value (for the options' ``choices``)."""
+    try:
+        parse_trackers(text)
+    except ConfigError:
+        return False
+    return True
+
+
+def scalar_tag(key: str) -> str:
+    """``"val_L1"`` -> ``"val/L1"``, ``"G_GAN"`` -> ``"train/G_GAN"``."""
+    return f"val/{key[4:]}" if key.startswith("val_") else f"train/{key}"
+
+
+def check_trackers(names: Sequence[str]) -> None:
+    """Fail before training when a requested tracker's package is missing (one line naming the extra)."""
+    if "tensorboard" in names:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise ConfigError("--log tensorboard needs the tensorboard package: pip install 'p2ptools[tracking]'") from None
+
+
+class RunLog:
+    """The run's log: ``log.jsonl`` plus the requested trackers (module docstring).
+
+    Args:
+        run_dir: the run directory.
+        trackers: parsed ``--log`` names.
+        resume_step: the step training starts from (0, or the checkpoint's step).
+    """
+
+    def __init__(self, run_dir: Path, trackers: Sequence[str], *, resume_step: int = 0) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / "log.jsonl"
+        check_trackers(trackers)
+        self._tb = None
+        if "tensorboard" in trackers:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.run_dir / TENSORBOARD_DIR), purge_step=resume_step + 1 if resume_step else None)
+
+    def record(self, record: dict[str, Any]) -> None:
+        """Append ``record`` (with ``"step"``) to log.jsonl and send its numbers to the trackers."""
+        from p2ptools.training.loop import append_log  # torch: not needed to parse options
+
+        append_log(self.path, record)
+        step = int(record["step"])
+        scalars = {scalar_tag(k): float(v) for k, v in record.items()
+                   if k not in _NOT_SCALARS and isinstance(v, (int, float)) and not isinstance(v, bool)
+                   and not (k == "lr" and "val_L1" in record)}  # the lr is a train curve
+        if self._tb is not None:
+            for tag, value in scalars.items():
+                self._tb.add_scalar(tag, value, step)
+
+    def image(self, step: int, grid: np.ndarray, tag: str = "samples") -> None:
+        """Send a uint8 (H, W, 3) image (an epoch's sample grid) to the trackers."""
+        if self._tb is not None:
+            self._tb.add_image(tag, grid, step, dataformats="HWC")
+
+    def close(self) -> None:
+        """Flush and close the trackers."""
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,79 @@
+"""--log tensorboard: every curve and the sample grids, read back with TensorBoard's own event
+reader; a run resumed after a crash continues its curves with each step once."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import tiny_options  # noqa: E402
+from p2ptools_pix2pix import trainer  # noqa: E402
+
+from p2ptools.errors import ConfigError  # noqa: E402
+from p2ptools.training.tracking import parse_trackers, scalar_tag  # noqa: E402
+
+event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+
+
+def read_events(run: Path):
+    acc = event_accumulator.EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    return acc
+
+
+def read_log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_parse_trackers():
+    assert parse_trackers("tensorboard") == ("jsonl", "tensorboard")
+    assert parse_trackers(" jsonl,tensorboard") == ("jsonl", "tensorboard")
+    assert parse_trackers("") == ("jsonl",)
+    with pytest.raises(ConfigError, match="--log: unknown tracker.*mlflow"):
+        parse_trackers("jsonl,mlflow")
+    assert (scalar_tag("val_L1"), scalar_tag("G_GAN")) == ("val/L1", "train/G_GAN")
+
+
+def test_tensorboard_holds_every_curve_and_the_samples(tiny_data, tmp_path):
+    run = trainer.train(tiny_options(log="tensorboard", epochs=1, epochs_decay=1), tiny_data, tmp_path / "run", progress=False)
+    acc = read_events(run)
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/G_GAN", "train/G_L1", "train/D_real", "train/D_fake", "train/lr", "train/images_per_s", "val/L1"} <= tags
+    log = read_log(run)
+    train_records, val_records = [r for r in log if "G_L1" in r], [r for r in log if "val_L1" in r]
+    assert [e.step for e in acc.Scalars("train/G_L1")] == [r["step"] for r in train_records] == list(range(1, 9))
+    assert [e.value for e in acc.Scalars("train/G_L1")] == pytest.approx([r["G_L1"] for r in train_records], rel=1e-6)
+    assert [e.step for e in acc.Scalars("val/L1")] == [4, 8]
+    assert [e.value for e in acc.Scalars("val/L1")] == pytest.approx([r["val_L1"] for r in val_records], rel=1e-6)
+    images = acc.Images("samples")
+    assert [i.step for i in images] == [4, 8] and (images[0].width, images[0].height) == (3 * 32, 4 * 32)
+
+
+def test_a_resumed_run_continues_its_curves_without_duplicate_steps(monkeypatch, tiny_data, tmp_path):
+    options = tiny_options(log="tensorboard", checkpoint_every=3, epochs=2, epochs_decay=1)
+    step_fn, calls = trainer.train_step, {"n": 0}
+
+    def crash_at_eight(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise RuntimeError("simulated crash")  # no checkpoint: the last one is step 6
+        return step_fn(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_step", crash_at_eight)
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        trainer.train(options, tiny_data, run, progress=False)
+    assert [e.step for e in read_events(run).Scalars("train/G_L1")] == list(range(1, 8))  # step 7 after the checkpoint
+    monkeypatch.setattr(trainer, "train_step", step_fn)
+    trainer.train(options, tiny_data, run, resume=True, progress=False)
+    acc = read_events(run)
+    steps = [e.step for e in acc.Scalars("train/G_L1")]
+    assert steps == list(range(1, 13))  # the crashed run's step 7 is purged, redone once
+    assert [e.step for e in acc.Scalars("val/L1")] == [4, 8, 12]
+    # the curves agree with log.jsonl, which holds each step once too
+    assert [e.value for e in acc.Scalars("train/G_L1")] == pytest.approx([r["G_L1"] for r in read_log(run) if "G_L1" in r], rel=1e-6)
+    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 2  # one file per process, as TensorBoard expects
