@@ -32,7 +32,8 @@ def test_usage_errors_are_one_line_with_exit_2(cli, args, message, where):
 
 def test_usage_errors_one_line_in_a_real_process():
     res = run_p2ptools("train", "--bogus")
-    assert res.code == 2 and res.stderr == "error: No such option: --bogus (Possible options: --loss, --out) (see 'p2ptools train --help')\n"
+    assert res.code == 2 and res.stderr.startswith("error: No such option: --bogus (Possible options: ") and res.stderr.count("\n") == 1
+    assert res.stderr.endswith(" (see 'p2ptools train --help')\n") and "--loss" in res.stderr
 
 
 def test_readme_documents_usage_errors():
