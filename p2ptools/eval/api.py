@@ -3,7 +3,6 @@ ablation table. ``p2ptools eval`` and ``p2ptools demo`` both call :func:`run_eva
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pandas as pd
 
 from p2ptools.errors import ConfigError
 from p2ptools.eval.evaluate import EvalOptions
-from p2ptools.locks import maybe_output_lock
+from p2ptools.locks import maybe_output_lock, rank_zero
 from p2ptools.outputs import carry_over, discard, refuse_foreign, refuse_overlap, staging_path, swap_in
 
 #: Files that mark a folder as an evaluation p2ptools wrote (a report, an ablation table, an --shard state).
@@ -83,17 +82,17 @@ def run_evaluation(request: EvalRequest) -> EvalOutcome:
         raise ConfigError(f"--out {out}: holds an evaluation already ({' / '.join(REPORT_MARKERS)}); use --overwrite to replace it "
                           "(the old one stays until the new one is complete) or another --out")
     with maybe_output_lock(out), distributed_session(request.device) as device:
-        rank = int(os.environ.get("RANK", "0"))
+        writer = rank_zero()  # only rank 0 writes and swaps
         staging = staging_path(out)
-        if rank == 0:
+        if writer:
             discard(staging)
         try:
             outcome = _evaluate(replace(request, out=staging), device)
         except BaseException:
-            if rank == 0:
+            if writer:
                 discard(staging)
             raise
-        if rank != 0:
+        if not writer:
             return outcome
         carry_over(out, staging)  # a file of the user's in the old folder is kept, not deleted
         swap_in(staging, out)
@@ -121,37 +120,24 @@ def _evaluate(request: EvalRequest, device: str) -> EvalOutcome:
         from p2ptools.eval.fidelity import FidelityModels
 
         fidelity = FidelityModels(options.fidelity, device)
-    out = Path(request.out)
-    existed = out.exists()
-    try:
-        if single is not None:
-            evaluation = evaluate_results(single, options, scorer, scorer_info=scorer_info, fidelity=fidelity, feature_dir=out / "features", shard=request.shard)
-            if rank != 0:
-                return EvalOutcome(None, None)
-            if request.shard is not None:
-                from p2ptools.eval.partial import write_partial
+    out = Path(request.out)  # the staging folder: run_evaluation removes it on failure
+    if single is not None:
+        evaluation = evaluate_results(single, options, scorer, scorer_info=scorer_info, fidelity=fidelity, feature_dir=out / "features", shard=request.shard)
+        if rank != 0:
+            return EvalOutcome(None, None)
+        if request.shard is not None:
+            from p2ptools.eval.partial import write_partial
 
-                write_partial(evaluation.partial, out)
-                return EvalOutcome(None, out / "partial.json")
-            write_report(evaluation, out, options.bins)
-            return EvalOutcome(summary_frame(evaluation), out / "report.html")
-        title, rows = plan_rows(list(request.runs), list(request.results), out)
-        evaluations = evaluate_rows(rows, options, scorer, out, title=title, device=device, batch_size=options.batch_size,
-                                    scorer_info=scorer_info, fidelity=fidelity, epoch=str(request.epoch))
-    except BaseException:
-        if not existed and rank == 0:  # no partial report: what this call created goes again
-            _remove_created(out)
-        raise
+            write_partial(evaluation.partial, out)
+            return EvalOutcome(None, out / "partial.json")
+        write_report(evaluation, out, options.bins)
+        return EvalOutcome(summary_frame(evaluation), out / "report.html")
+    title, rows = plan_rows(list(request.runs), list(request.results), out)
+    evaluations = evaluate_rows(rows, options, scorer, out, title=title, device=device, batch_size=options.batch_size,
+                                scorer_info=scorer_info, fidelity=fidelity, epoch=str(request.epoch))
     if rank != 0:
         return EvalOutcome(None, None)
     return EvalOutcome(table_frame(evaluations, title), out / "table.html")
-
-
-def _remove_created(out: Path) -> None:
-    """Remove the report folder this evaluation created (KID features, translated rows)."""
-    import shutil
-
-    shutil.rmtree(out, ignore_errors=True)
 
 
 @dataclass(frozen=True)
