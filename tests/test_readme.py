@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -25,8 +26,11 @@ def test_first_screen_says_how_to_run_the_command():
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 @pytest.mark.parametrize("target", ["install", "demo"])
 def test_make_prints_the_hint(target):
-    # a dry run lists the recipe without running it: the hint is its last line
-    proc = subprocess.run(["make", "-n", target, "VENV=/nonexistent-venv"], cwd=ROOT, capture_output=True, text=True, check=True)
+    # a dry run lists the recipe without running it: the hint is its last line. Run under `make test`
+    # this make is nested: without the parent's MAKEFLAGS/MAKELEVEL it prints no "Leaving directory".
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
+    proc = subprocess.run(["make", "--no-print-directory", "-n", target, "VENV=/nonexistent-venv"], cwd=ROOT, capture_output=True,
+                          text=True, check=True, env=env)  # fmt: skip
     last = proc.stdout.strip().splitlines()[-1]
     assert "/nonexistent-venv/bin/p2ptools --help" in last and "/nonexistent-venv/bin/activate" in last
 
