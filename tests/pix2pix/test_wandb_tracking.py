@@ -198,3 +198,23 @@ def test_the_mode_is_offline_without_credentials_and_never_probes_then(monkeypat
     assert wandb_backend.choose_mode({"HOME": str(tmp_path / "x"), "WANDB_API_KEY": "k"}) == "online"
     monkeypatch.setattr(wandb_backend, "reachable", lambda *a, **k: False)  # credentials, no network
     assert wandb_backend.choose_mode(home) == "offline"
+
+
+def test_a_server_that_refuses_the_rewind_gets_the_run_resumed_instead(monkeypatch, tmp_path):
+    """Online only (rewinding is a server preview): wandb.init stands in for a server saying no."""
+    wandb_backend.write_run_id(tmp_path, "abc12345")
+    calls = []
+
+    def init(**kwargs):
+        calls.append(kwargs)
+        if "resume_from" in kwargs:
+            raise wandb.errors.CommError("rewinding runs is not enabled")
+        return object()
+
+    monkeypatch.setattr(wandb, "init", init)
+    monkeypatch.setattr(wandb_backend, "choose_mode", lambda: "online")
+    with pytest.warns(UserWarning, match="could not rewind run abc12345 to step 6 .*resuming it after its last logged step"):
+        tracker = wandb_backend.WandbTracker(tmp_path, resume_step=6, config={"options": {"lr": 1}})
+    assert tracker.run_id == "abc12345" and [c.get("resume_from") for c in calls] == ["abc12345?_step=6", None]
+    assert (calls[1]["id"], calls[1]["resume"], calls[1]["mode"]) == ("abc12345", "allow", "online")
+    assert calls[1]["config"] == {"options": {"lr": 1}} and calls[1]["dir"] == str(tmp_path)
