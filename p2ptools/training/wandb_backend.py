@@ -5,19 +5,21 @@ Layout: ``wandb.init(dir=RUN_DIR)``, so wandb's files go to ``RUN_DIR/wandb/`` (
 Project: ``$WANDB_PROJECT``, else ``p2ptools``; entity: wandb's own default (``$WANDB_ENTITY``);
 name: the run folder's name; config: the run's ``config.json`` content (options, data, sizes).
 
-Mode: ``$WANDB_MODE`` when set (``online``, ``offline``, ``disabled``); otherwise online only when
-credentials are at hand (``$WANDB_API_KEY``, ``$WANDB_IDENTITY_TOKEN_FILE`` or a ``.netrc`` entry
-for the server) and the server answers a TCP connection within 2 s; else offline (nothing leaves
-the machine; upload later with ``wandb sync RUN_DIR/wandb``). Console capture is off and wandb's
-own messages are cut to the essential lines (``WANDB_SILENT=true`` silences those too).
+Mode: offline when ``$WANDB_MODE`` is unset and either no credentials are at hand
+(``$WANDB_API_KEY``, ``$WANDB_IDENTITY_TOKEN_FILE`` or a ``.netrc`` entry for the server, where
+``wandb login`` writes) or the server does not answer a TCP connection within 2 s: nothing leaves
+the machine, and ``wandb sync RUN_DIR/wandb`` uploads it later. Otherwise wandb decides as usual
+(``$WANDB_MODE``, ``wandb offline``/``wandb online``, else online); no network access is made
+without credentials. Console capture is off and wandb's own messages are cut to the essential
+lines (``WANDB_SILENT=true`` silences those too).
 
 Resuming from the checkpoint of step S reuses the run id and *rewinds* the run to S
 (``wandb.init(resume_from=f"{id}?_step={S}")``): the resumed process logs S + 1 onwards, and on the
 server the history of the killed process after S is replaced by the new one, so every step is on
 the curves once, with the values of ``log.jsonl``. Offline, wandb records the rewind point in the
-new process's ``.wandb`` file and performs the rewind when ``wandb sync`` uploads it; ``wandb sync
-RUN_DIR/wandb`` uploads the files of one run in the order they were started, which is the order
-this needs. Online, rewinding is a preview feature of the W&B server; where the server refuses it,
+new process's ``.wandb`` file (the run record's ``branch_point``: run id, ``_step``, S) and
+performs the rewind when ``wandb sync`` uploads it; ``wandb sync RUN_DIR/wandb`` uploads the files
+of one run in the order they were started, which is the order this needs. Online, rewinding is a preview feature of the W&B server; where the server refuses it,
 the run is resumed with ``resume="allow"`` instead: wandb then continues after the last step the
 server holds and drops logged steps at or below it, so each step is still there once, but the steps
 between S and the kill keep the killed process's values.
@@ -79,12 +81,12 @@ def reachable(host: str, port: int = 443, timeout: float = 2.0) -> bool:
 
 
 def choose_mode(environ: Mapping[str, str] = os.environ) -> str | None:
-    """``None`` when ``$WANDB_MODE`` is set (wandb reads it), else ``"online"`` or ``"offline"``
-    (module docstring); no network access unless credentials exist."""
+    """``"offline"`` without ``$WANDB_MODE`` and without credentials or a reachable server; else
+    ``None``: wandb's own choice (module docstring). Probes the server only when credentials exist."""
     if environ.get("WANDB_MODE"):
         return None
     host = wandb_host(environ)
-    return "online" if has_credentials(host, environ) and reachable(host) else "offline"
+    return None if has_credentials(host, environ) and reachable(host) else "offline"
 
 
 def read_run_id(run_dir: Path) -> str | None:
@@ -134,7 +136,7 @@ class WandbTracker:
         else:
             try:
                 self.run = wandb.init(resume_from=f"{run_id}?_step={int(resume_step)}", **init)
-            except wandb.Error as exc:  # online, a server without run rewinding (offline never refuses)
+            except wandb.Error as exc:  # online, a server without run rewinding (offline, nothing refuses)
                 warnings.warn(f"wandb could not rewind run {run_id} to step {resume_step} ({exc}); "
                               "resuming it after its last logged step instead", stacklevel=2)
                 self.run = wandb.init(id=run_id, resume="allow", **init)

@@ -193,9 +193,9 @@ def test_the_mode_is_offline_without_credentials_and_never_probes_then(monkeypat
     assert wandb_backend.choose_mode(home) == "offline" and probes == []
     assert wandb_backend.choose_mode(home | {"WANDB_MODE": "online"}) is None  # the user's choice: wandb reads it
     (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password k3y\n")
-    assert wandb_backend.choose_mode(home) == "online" and probes == ["api.wandb.ai"]
+    assert wandb_backend.choose_mode(home) is None and probes == ["api.wandb.ai"]  # wandb's default: online
     assert wandb_backend.choose_mode(home | {"WANDB_BASE_URL": "https://wandb.example.org"}) == "offline"  # no entry there
-    assert wandb_backend.choose_mode({"HOME": str(tmp_path / "x"), "WANDB_API_KEY": "k"}) == "online"
+    assert wandb_backend.choose_mode({"HOME": str(tmp_path / "x"), "WANDB_API_KEY": "k"}) is None
     monkeypatch.setattr(wandb_backend, "reachable", lambda *a, **k: False)  # credentials, no network
     assert wandb_backend.choose_mode(home) == "offline"
 
@@ -212,9 +212,9 @@ def test_a_server_that_refuses_the_rewind_gets_the_run_resumed_instead(monkeypat
         return object()
 
     monkeypatch.setattr(wandb, "init", init)
-    monkeypatch.setattr(wandb_backend, "choose_mode", lambda: "online")
+    monkeypatch.setattr(wandb_backend, "choose_mode", lambda: None)  # credentials and a server
     with pytest.warns(UserWarning, match="could not rewind run abc12345 to step 6 .*resuming it after its last logged step"):
         tracker = wandb_backend.WandbTracker(tmp_path, resume_step=6, config={"options": {"lr": 1}})
     assert tracker.run_id == "abc12345" and [c.get("resume_from") for c in calls] == ["abc12345?_step=6", None]
-    assert (calls[1]["id"], calls[1]["resume"], calls[1]["mode"]) == ("abc12345", "allow", "online")
+    assert (calls[1]["id"], calls[1]["resume"], calls[1]["mode"]) == ("abc12345", "allow", None)
     assert calls[1]["config"] == {"options": {"lr": 1}} and calls[1]["dir"] == str(tmp_path)
