@@ -24,9 +24,12 @@ the run is resumed with ``resume="allow"`` instead: wandb then continues after t
 server holds and drops logged steps at or below it, so each step is still there once, but the steps
 between S and the kill keep the killed process's values.
 
-Limits (wandb's, not ours): offline, wandb-core writes its ``.wandb`` file in 32 KiB blocks, and a
-process killed with SIGKILL loses the unwritten block (an exception, Ctrl-C or SIGTERM finishes
-the run and writes everything); online, the data already streamed to the server stays.
+Limits (wandb's, not ours): a process killed with SIGKILL loses what wandb had not written to its
+``.wandb`` file yet, which offline is the data of up to the last 15 s (wandb-core writes the file
+when a 32 KiB block fills and every ``x_transaction_log_flush_interval`` = 15 s) and always the
+row of the last logged step (wandb commits a row when a later step arrives). Online, what was
+already streamed to the server stays. An exception, Ctrl-C or SIGTERM finishes the run (exit code
+1) and writes everything.
 """
 
 from __future__ import annotations
