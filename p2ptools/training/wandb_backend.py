@@ -26,8 +26,9 @@ between S and the kill keep the killed process's values.
 
 Limits (wandb's, not ours): a process killed with SIGKILL loses what wandb had not written to its
 ``.wandb`` file yet, which offline is the data of up to the last 15 s (wandb-core writes the file
-when a 32 KiB block fills and every ``x_transaction_log_flush_interval`` = 15 s) and always the
-row of the last logged step (wandb commits a row when a later step arrives). Online, what was
+when a 32 KiB block fills and every ``x_transaction_log_flush_interval`` = 15 s, a private setting
+that ``WANDB__TRANSACTION_LOG_FLUSH_INTERVAL`` changes) and always the row of the last logged step
+(wandb commits a row when a later step arrives). Online, what was
 already streamed to the server stays. An exception, Ctrl-C or SIGTERM finishes the run (exit code
 1) and writes everything.
 """

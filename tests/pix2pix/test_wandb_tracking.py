@@ -5,14 +5,18 @@ the uploaded curves hold each step once, equal to log.jsonl. No network: WANDB_M
 from __future__ import annotations
 
 import json
+import os
+import signal
 import struct
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import tiny_options  # noqa: E402
+from conftest import TINY_ARGS, tiny_options  # noqa: E402
 from p2ptools_pix2pix import trainer  # noqa: E402
 
 from p2ptools.errors import ConfigError  # noqa: E402
@@ -173,6 +177,46 @@ def test_a_resumed_run_rewinds_the_same_wandb_run_to_its_checkpoint(monkeypatch,
     assert [s for s, _ in curve(rows, "val/L1")] == [4, 8, 12] and [s for s, _ in curve(rows, "samples")] == [4, 8, 12]
     for tag, key in (("train/G_L1", "G_L1"), ("val/L1", "val_L1"), ("train/lr", "lr")):
         assert curve(rows, tag) == [(s, pytest.approx(v, rel=1e-6)) for s, v in log_curve(run, key)], tag
+
+
+def test_sigkill_then_resume_continues_the_curves_with_each_step_once(tiny_data, tmp_path):
+    """A real SIGKILL: the killed process leaves what wandb had written (flushed every 0.5 s here,
+    15 s by default); the resumed one rewinds to the checkpoint and logs the rest."""
+    run = tmp_path / "run"
+    train = [sys.executable, "-m", "p2ptools", "train"]
+    # each process its own wandb service, as from a shell (WANDB_SERVICE, set by this process's wandb,
+    # would attach both to ours, where the killed process's stream keeps the run id "in use")
+    own = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    env = dict(own, **{trainer.STALL_ENV: "7", "WANDB__TRANSACTION_LOG_FLUSH_INTERVAL": "0.5"})
+    proc = subprocess.Popen([*train, "--data", str(tiny_data), "--out", str(run), *TINY_ARGS, "--checkpoint-every", "6",
+                             "--log", "wandb"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+    def killable() -> bool:  # checkpoint 6, step 7 logged (so wandb committed the row of step 6), all written
+        state = run / "checkpoints" / "latest_state.json"
+        if proc.poll() is not None:
+            raise AssertionError(f"trainer exited early ({proc.returncode}): {proc.stderr.read()}")
+        if not state.is_file() or json.loads(state.read_text())["step"] != 6 or not (run / "wandb").is_dir():
+            return False
+        processes = read_offline_runs(run) if list((run / "wandb").glob("offline-run-*/*.wandb")) else []
+        return bool(processes) and "run" in processes[0] and 6 in processes[0]["rows"]
+
+    deadline = time.monotonic() + 120
+    while not killable():
+        assert time.monotonic() < deadline, "timed out waiting for the trainer"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = subprocess.run([*train, "--resume", str(run), "--no-progress"], env=own, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    killed, resumed = read_offline_runs(run)
+    assert killed["exit_code"] is None and resumed["exit_code"] == 0  # no exit record: killed without warning
+    assert set(range(1, 7)) <= set(killed["rows"]) and resumed["run"].run_id == killed["run"].run_id
+    assert resumed["run"].branch_point.value == 6 and sorted(resumed["rows"]) == list(range(7, 13))
+    rows = combined_history([killed, resumed])
+    for tag, key in (("train/G_L1", "G_L1"), ("val/L1", "val_L1")):
+        assert curve(rows, tag) == [(s, pytest.approx(v, rel=1e-6)) for s, v in log_curve(run, key)], tag
+    assert [s for s, _ in curve(rows, "train/G_L1")] == list(range(1, 13))
 
 
 def test_log_wandb_without_the_package_fails_before_training(monkeypatch, tiny_data, tmp_path):
