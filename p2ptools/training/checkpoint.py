@@ -66,7 +66,7 @@ def differing_options(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 #: What a run directory holds that p2ptools wrote: ``--overwrite`` removes these and nothing else.
-RUN_ENTRIES = (CHECKPOINTS, _TMP, _OLD, "samples", "log.jsonl", "tensorboard", CONFIG_NAME)
+RUN_ENTRIES = (CHECKPOINTS, _TMP, _OLD, "samples", "log.jsonl", "tensorboard", "wandb", CONFIG_NAME)
 
 
 def _has_progress(run_dir: Path) -> bool:
@@ -160,6 +160,7 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], *, resume: bool, over
         shutil.rmtree(run_dir / "samples", ignore_errors=True)
         shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)  # per-epoch files of the failed start
         shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+        # RUN/wandb stays: the kept run id makes the new start rewind that wandb run to step 0
         return False
     state = refuse_foreign(run_dir, (CONFIG_NAME,), "--out", "run")
     if state != "ours":

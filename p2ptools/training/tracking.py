@@ -1,7 +1,6 @@
-"""Experiment tracking: ``log.jsonl`` always, plus TensorBoard on request.
+"""Experiment tracking: ``log.jsonl`` always, plus TensorBoard and Weights & Biases on request.
 
-``--log jsonl,tensorboard`` names the backends (``jsonl`` is always on; a Weights & Biases backend
-is not written yet: its package is not installed here to test it against). Every record the
+``--log jsonl,tensorboard,wandb`` names the backends (``jsonl`` is always on). Every record the
 trainer logs goes to each: scalars under ``train/<term>`` (every loss term, ``lr``,
 ``images_per_s``) and ``val/<name>`` (``val_L1`` -> ``val/L1``), the step as the x axis; each
 epoch's sample grid as the image ``samples``. Only rank 0 logs (the trainer makes a
@@ -9,14 +8,16 @@ epoch's sample grid as the image ``samples``. Only rank 0 logs (the trainer make
 
 Resuming: the trainer resumes from the checkpoint of step S and truncates ``log.jsonl`` after S;
 TensorBoard gets the same through the writer's ``purge_step=S + 1`` (readers drop the killed run's
-events after S, so a curve has each step once).
+events after S, so a curve has each step once); wandb through rewinding its run to S
+(:mod:`p2ptools.training.wandb_backend` has the details and wandb's limits).
 
-Layout: ``RUN_DIR/tensorboard/`` (event files; ``tensorboard --logdir RUN_DIR``).
+Layout: ``RUN_DIR/tensorboard/`` (event files; ``tensorboard --logdir RUN_DIR``), ``RUN_DIR/wandb/``
+(wandb's files and the run id; offline runs upload with ``wandb sync RUN_DIR/wandb``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from p2ptools.errors import ConfigError
 
-TRACKERS = ("jsonl", "tensorboard")
+TRACKERS = ("jsonl", "tensorboard", "wandb")
 TENSORBOARD_DIR = "tensorboard"
 #: Record keys that are not curves.
 _NOT_SCALARS = ("step", "epoch", "val_split")
@@ -61,6 +62,11 @@ def check_trackers(names: Sequence[str]) -> None:
             import tensorboard  # noqa: F401
         except ImportError:
             raise ConfigError("--log tensorboard needs the tensorboard package: pip install 'p2ptools[tracking]'") from None
+    if "wandb" in names:
+        try:
+            import wandb  # noqa: F401
+        except ImportError:
+            raise ConfigError("--log wandb needs the wandb package: pip install 'p2ptools[wandb]'") from None
 
 
 class RunLog:
@@ -70,9 +76,11 @@ class RunLog:
         run_dir: the run directory.
         trackers: parsed ``--log`` names.
         resume_step: the step training starts from (0, or the checkpoint's step).
+        config: the run's settings for the trackers that keep them (wandb's run config).
     """
 
-    def __init__(self, run_dir: Path, trackers: Sequence[str], *, resume_step: int = 0) -> None:
+    def __init__(self, run_dir: Path, trackers: Sequence[str], *, resume_step: int = 0,
+                 config: Mapping[str, Any] | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / "log.jsonl"
         check_trackers(trackers)
@@ -81,6 +89,15 @@ class RunLog:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(str(self.run_dir / TENSORBOARD_DIR), purge_step=resume_step + 1 if resume_step else None)
+        self._wandb = None
+        if "wandb" in trackers:
+            from p2ptools.training.wandb_backend import WandbTracker
+
+            try:
+                self._wandb = WandbTracker(self.run_dir, resume_step=resume_step, config=config)
+            except BaseException:
+                self.close(failed=True)  # the TensorBoard writer opened above
+                raise
 
     def record(self, record: dict[str, Any]) -> None:
         """Append ``record`` (with ``"step"``) to log.jsonl and send its numbers to the trackers."""
@@ -94,20 +111,27 @@ class RunLog:
         if self._tb is not None:
             for tag, value in scalars.items():
                 self._tb.add_scalar(tag, value, step)
+        if self._wandb is not None:
+            self._wandb.log(scalars, step)
 
     def image(self, step: int, grid: np.ndarray, tag: str = "samples") -> None:
         """Send a uint8 (H, W, 3) image (an epoch's sample grid) to the trackers."""
         if self._tb is not None:
             self._tb.add_image(tag, grid, step, dataformats="HWC")
+        if self._wandb is not None:
+            self._wandb.image(tag, grid, step)
 
-    def close(self) -> None:
-        """Flush and close the trackers."""
+    def close(self, failed: bool = False) -> None:
+        """Flush and close the trackers; ``failed`` marks the wandb run as failed (exit code 1)."""
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+        if self._wandb is not None:
+            tracker, self._wandb = self._wandb, None
+            tracker.finish(exit_code=1 if failed else 0)
 
     def __enter__(self) -> RunLog:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self.close(failed=exc_type is not None)

@@ -90,6 +90,6 @@ class Pix2PixOptions:
     save_epoch_freq: int = field(default=0, metadata={"help": "Keep the generator of every K-th epoch as checkpoints/epoch_<N>_G.safetensors (weights only; 0: none; the reference saves every 5)."})
     max_steps: int = field(default=0, metadata={"help": "Stop after this many steps in total (0: train every epoch); for smoke tests and benchmarks."})
     val_limit: int = field(default=0, metadata={"help": "Validation pairs scored per epoch for val_L1 (0: the whole val split)."})
-    log: str = field(default="jsonl", metadata={"help": "Trackers, comma-separated: jsonl (always on), tensorboard (RUN_DIR/tensorboard); rank 0 logs.", "flag": "--log", "choices": valid_trackers, "choices_help": "comma-separated jsonl, tensorboard"})
+    log: str = field(default="jsonl", metadata={"help": "Trackers, comma-separated: jsonl (always on), tensorboard (RUN_DIR/tensorboard), wandb (RUN_DIR/wandb; offline without credentials); rank 0 logs.", "flag": "--log", "choices": valid_trackers, "choices_help": "comma-separated jsonl, tensorboard, wandb"})
     log_every: int = field(default=20, metadata={"help": "Append averaged losses and images/s to log.jsonl every N steps."})
     sample_images: int = field(default=4, metadata={"help": "Validation pairs shown in each epoch's sample grid."})

@@ -296,7 +296,7 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
     if options.max_steps:
         total_steps = min(total_steps, options.max_steps)
     stall_at = int(os.environ.get(STALL_ENV, "0"))
-    run_log = RunLog(run_dir, parse_trackers(options.log), resume_step=step) if main else contextlib.nullcontext()
+    run_log = RunLog(run_dir, parse_trackers(options.log), resume_step=step, config=config) if main else contextlib.nullcontext()
     bar = make_progress(show_progress and main, TextColumn("{task.fields[stats]}"))
     meter = Meter()
     evaluated = False
