@@ -38,6 +38,7 @@ def train(
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the training split.")] = 50,
     batch_size: BatchSize = 4,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 1e-4,
+    lr_policy: Annotated[str, typer.Option("--lr-policy", help="fixed (constant) or poly (lr * (1 - step/steps) ** 0.9 over the run).")] = "fixed",
     size: Annotated[int, typer.Option("--size", min=8, help="Training image size (photos and labels resized to size x size).")] = 256,
     vgg_weights: Annotated[
         Optional[Path],  # noqa: UP007
@@ -62,7 +63,7 @@ def train(
         data=data, out=out_dir, width=width, epochs=epochs, batch_size=batch_size, lr=lr, size=size,
         vgg_weights=vgg_weights, classes=classes, photo=photo, split=split, val_split=val_split,
         device=device, seed=seed, overwrite=overwrite, resume=resume, progress=not no_progress, position_jitter=position_jitter,
-        photometric_jitter=photometric_jitter,
+        photometric_jitter=photometric_jitter, lr_policy=lr_policy,
     )  # fmt: skip
     result = train_fcn(options)
     val = ", ".join(f"val {k} {v:.3f}" for k, v in result.val.items())

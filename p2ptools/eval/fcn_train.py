@@ -8,7 +8,7 @@ first pairs (the label half fits the class palette) unless ``photo`` says ``A`` 
 
 Training reads top to bottom: load the pair list, measure the photos' mean (BGR, the scorer's mean
 subtraction), build the network (FCN's initialisation, or VGG16 from a local torchvision weights
-file), then epochs of Adam on per-pixel cross-entropy (ignore 255) with random horizontal flips,
+file), then epochs of Adam (constant rate, or the "poly" decay) on per-pixel cross-entropy (ignore 255) with random horizontal flips,
 each followed by validation (pixel accuracy, mean IoU) when a val split exists and an atomic save.
 
 Output folder: ``fcn8s.safetensors`` (weights + metadata: class table, width, channels, mean, training
@@ -73,6 +73,22 @@ class FCNTrainOptions:
     # per-image brightness, contrast and colour-balance changes of up to this fraction (0 = none), so
     # the scorer cannot key on a class's mean colour and must read texture and shape (see photometric_jitter)
     photometric_jitter: float = 0.0
+    # "fixed" (the FCN paper's constant rate) or "poly": lr * (1 - i / n) ** 0.9 over the n steps of
+    # the run (DeepLab's schedule), which settles a short from-scratch run instead of ending it noisy
+    lr_policy: str = "fixed"
+
+
+#: The learning-rate policies of :class:`FCNTrainOptions` and their exponent (poly).
+LR_POLICIES, POLY_POWER = ("fixed", "poly"), 0.9
+
+
+def learning_rate(base: float, policy: str, step: int, total: int) -> float:
+    """The rate of ``step`` (0-based) out of ``total``: ``base`` (fixed) or ``base * (1 - step/total) ** 0.9`` (poly)."""
+    if policy == "fixed":
+        return base
+    if policy == "poly":
+        return base * max(0.0, 1.0 - step / max(total, 1)) ** POLY_POWER
+    raise ConfigError(f"--lr-policy must be one of {', '.join(LR_POLICIES)}, got {policy!r}")
 
 
 @dataclass
@@ -313,9 +329,10 @@ def _load_resume_state(out: Path, opts: FCNTrainOptions, net: FCN8s, optimizer, 
     path = out / RESUME_STATE
     if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
         raise InputFileError(path, f"not a p2ptools fcn resume state (format {RESUME_FORMAT!r} expected)")
-    changed = sorted(k for k, v in _resume_options(opts).items() if state["options"].get(k) != v)
+    saved = {"lr_policy": "fixed", **state["options"]}  # states written before --lr-policy existed ran fixed
+    changed = sorted(k for k, v in _resume_options(opts).items() if saved.get(k) != v)
     if changed:
-        diffs = ", ".join(f"{k}: {state['options'].get(k)!r} -> {_resume_options(opts)[k]!r}" for k in changed)
+        diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {_resume_options(opts)[k]!r}" for k in changed)
         raise ConfigError(f"{out}: cannot resume with other options ({diffs}); only {', '.join(_RESUMABLE_CHANGES[:1])} may grow")
     blob = (out / RESUME_TENSORS).read_bytes() if (out / RESUME_TENSORS).is_file() else b""
     if hashlib.sha256(blob).hexdigest() != state["tensors_sha256"]:
@@ -336,6 +353,7 @@ def train_fcn(options: FCNTrainOptions) -> FCNTrainResult:
         raise ConfigError(f"invalid options: width {opts.width}, epochs {opts.epochs}, batch size {opts.batch_size}, size {opts.size}, lr {opts.lr} (all positive, size >= 8)")
     if opts.photo not in ("A", "B", "auto"):
         raise ConfigError(f"--photo must be A, B or auto, got {opts.photo!r}")
+    learning_rate(opts.lr, opts.lr_policy, 0, 1)  # an unknown policy fails before any work
     data, out = Path(opts.data), Path(opts.out)
     checkpoint = out / CHECKPOINT_NAME
     if checkpoint.exists() and not (opts.overwrite or opts.resume):
@@ -381,7 +399,10 @@ def train_fcn(options: FCNTrainOptions) -> FCNTrainResult:
             order = items[:]
             rng.shuffle(order)
             losses = []
-            for start in range(0, len(order), opts.batch_size):
+            for index, start in enumerate(range(0, len(order), opts.batch_size)):
+                lr = learning_rate(opts.lr, opts.lr_policy, (epoch - 1) * steps_per_epoch + index, opts.epochs * steps_per_epoch)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
                 batch = [load_example(it, photo_side, classes, opts.size) for it in order[start : start + opts.batch_size]]
                 photos = np.stack([p for p, _ in batch])
                 labels = np.stack([lab for _, lab in batch])

@@ -215,3 +215,31 @@ def test_resume_continues_exactly(tmp_path):
     assert (tmp_path / "resumed/log.jsonl").read_text() == (tmp_path / "straight/log.jsonl").read_text()
     with pytest.raises(Exception, match="nothing to resume"):
         train_fcn(FCNTrainOptions(out=tmp_path / "empty", epochs=1, resume=True, **common))
+
+
+def test_poly_learning_rate_follows_its_formula_step_by_step(tmp_path, monkeypatch):
+    """--lr-policy poly: each Adam step runs at lr * (1 - i / n) ** 0.9, i over all epochs; fixed stays put."""
+    from p2ptools.errors import ConfigError
+    from p2ptools.eval.fcn_train import FCNTrainOptions, learning_rate, train_fcn
+
+    assert learning_rate(1e-3, "fixed", 7, 10) == 1e-3
+    assert learning_rate(1e-3, "poly", 0, 10) == 1e-3 and learning_rate(1e-3, "poly", 10, 10) == 0.0
+    assert learning_rate(1e-3, "poly", 5, 10) == pytest.approx(1e-3 * 0.5**0.9, rel=1e-12)
+    seen: list[float] = []
+    real_step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    data = make_dataset(tmp_path / "data", counts=(("train", 8), ("val", 2)))
+    common = dict(data=data, width=1 / 16, batch_size=4, size=32, lr=1e-3, progress=False, epochs=3)
+    train_fcn(FCNTrainOptions(out=tmp_path / "poly", lr_policy="poly", **common))
+    assert seen == pytest.approx([1e-3 * (1 - i / 6) ** 0.9 for i in range(6)], rel=1e-12)
+    seen.clear()
+    train_fcn(FCNTrainOptions(out=tmp_path / "fixed", **common))
+    assert seen == [1e-3] * 6
+    with pytest.raises(ConfigError, match="--lr-policy must be one of fixed, poly, got 'step'"):
+        train_fcn(FCNTrainOptions(out=tmp_path / "bad", lr_policy="step", **common))
+    assert not (tmp_path / "bad").exists()
