@@ -41,3 +41,22 @@ def one_thread():
         os.environ.pop("OMP_NUM_THREADS", None)
     else:
         os.environ["OMP_NUM_THREADS"] = env
+
+
+def train_until_crash(monkeypatch, options: Pix2PixOptions, data, run, *, crash_at: int) -> None:
+    """Train ``run`` until its ``crash_at``-th step raises RuntimeError (a crash between checkpoints),
+    then put the real step back so that a resume trains normally."""
+    from p2ptools_pix2pix import trainer
+
+    step_fn, calls = trainer.train_step, {"n": 0}
+
+    def crashing_step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == crash_at:
+            raise RuntimeError("simulated crash")
+        return step_fn(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_step", crashing_step)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        trainer.train(options, data, run, progress=False)
+    monkeypatch.setattr(trainer, "train_step", step_fn)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import tiny_options  # noqa: E402
+from conftest import tiny_options, train_until_crash  # noqa: E402
 from p2ptools_pix2pix import trainer  # noqa: E402
 
 from p2ptools.errors import ConfigError  # noqa: E402
@@ -55,20 +55,9 @@ def test_tensorboard_holds_every_curve_and_the_samples(tiny_data, tmp_path):
 
 def test_a_resumed_run_continues_its_curves_without_duplicate_steps(monkeypatch, tiny_data, tmp_path):
     options = tiny_options(log="tensorboard", checkpoint_every=3, epochs=2, epochs_decay=1)
-    step_fn, calls = trainer.train_step, {"n": 0}
-
-    def crash_at_eight(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 8:
-            raise RuntimeError("simulated crash")  # no checkpoint: the last one is step 6
-        return step_fn(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "train_step", crash_at_eight)
     run = tmp_path / "run"
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        trainer.train(options, tiny_data, run, progress=False)
+    train_until_crash(monkeypatch, options, tiny_data, run, crash_at=8)  # no checkpoint after step 6
     assert [e.step for e in read_events(run).Scalars("train/G_L1")] == list(range(1, 8))  # step 7 after the checkpoint
-    monkeypatch.setattr(trainer, "train_step", step_fn)
     trainer.train(options, tiny_data, run, resume=True, progress=False)
     acc = read_events(run)
     steps = [e.step for e in acc.Scalars("train/G_L1")]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import TINY_ARGS, tiny_options  # noqa: E402
+from conftest import TINY_ARGS, tiny_options, train_until_crash  # noqa: E402
 from p2ptools_pix2pix import trainer  # noqa: E402
 
 from p2ptools.errors import ConfigError  # noqa: E402
@@ -148,23 +148,12 @@ def test_wandb_offline_run_holds_every_curve_the_samples_and_the_config(tiny_dat
 
 def test_a_resumed_run_rewinds_the_same_wandb_run_to_its_checkpoint(monkeypatch, tiny_data, tmp_path):
     options = tiny_options(log="wandb", checkpoint_every=3, epochs=2, epochs_decay=1)
-    step_fn, calls = trainer.train_step, {"n": 0}
-
-    def crash_at_eight(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 8:
-            raise RuntimeError("simulated crash")  # no checkpoint: the last one is step 6
-        return step_fn(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "train_step", crash_at_eight)
     run = tmp_path / "run"
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        trainer.train(options, tiny_data, run, progress=False)
+    train_until_crash(monkeypatch, options, tiny_data, run, crash_at=8)  # no checkpoint after step 6
     [crashed] = read_offline_runs(run)
     assert sorted(crashed["rows"]) == list(range(1, 8)) and crashed["exit_code"] == 1  # finished as failed
     run_id = wandb_backend.read_run_id(run)
 
-    monkeypatch.setattr(trainer, "train_step", step_fn)
     trainer.train(options, tiny_data, run, resume=True, progress=False)
     first, resumed = read_offline_runs(run)
     assert first["dir"] == crashed["dir"] and wandb_backend.read_run_id(run) == run_id
