@@ -39,10 +39,13 @@ class DemoConfig:
     batch_size: int = 4
     ngf: int = 32
     ndf: int = 32
+    net_d: str = "patch70"
     fcn_width: float = 0.0625
     fcn_epochs: int = 10
     fcn_batch_size: int = 8
     fcn_lr: float = 1e-3
+    fcn_photometric_jitter: float = 0.0
+    fcn_lr_policy: str = "fixed"
     workers: int = 2
     device: str = "cpu"
     progress: bool = True
@@ -55,6 +58,38 @@ class DemoConfig:
             raise ConfigError(f"--count must be at least 20, got {self.count}")
         if not self.losses:
             raise ConfigError("the demo needs at least one --loss")
+
+
+#: What the demo must show (the paper's Table 1): these FCN scores ordered ground truth > L1+cGAN > L1,
+#: each gap at least ``MIN_GAP``, and the Lab histogram intersections of L1+cGAN above L1's.
+ORDERED_SCORES, COLOR_COLUMNS, MIN_GAP = ("Per-pixel acc.", "Class IOU"), ("Color L", "Color a", "Color b"), 0.02
+GROUND_TRUTH, L1_ROW, CGAN_ROW = "Ground truth", "L1", "L1+cGAN"
+
+
+def ordering_problems(table_csv: Path, *, gap: float = MIN_GAP) -> list[str]:
+    """Where the demo's ``table.csv`` breaks the paper's orderings (see ``ORDERED_SCORES``); empty when they hold.
+
+    Each problem is one line naming the column, the rows and their values. A table without the
+    ground-truth, L1 and L1+cGAN rows is a problem too.
+    """
+    import pandas as pd
+
+    frame = pd.read_csv(table_csv)
+    frame = frame.set_index(frame.columns[0])
+    missing = [row for row in (GROUND_TRUTH, CGAN_ROW, L1_ROW) if row not in frame.index]
+    if missing:
+        return [f"{table_csv}: no row {', '.join(missing)} (rows: {', '.join(map(str, frame.index))})"]
+    problems, chain = [], (GROUND_TRUTH, CGAN_ROW, L1_ROW)
+    for column in ORDERED_SCORES:
+        for high, low in zip(chain, chain[1:]):
+            a, b = float(frame.loc[high, column]), float(frame.loc[low, column])
+            if a - b < gap:
+                problems.append(f"{column}: {high} {a:.3f} is not {gap} above {low} {b:.3f}")
+    for column in COLOR_COLUMNS:
+        a, b = float(frame.loc[CGAN_ROW, column]), float(frame.loc[L1_ROW, column])
+        if not a > b:
+            problems.append(f"{column}: {CGAN_ROW} {a:.3f} is not above {L1_ROW} {b:.3f}")
+    return problems
 
 
 def _step(text: str) -> None:
@@ -83,7 +118,8 @@ def train_scorer(config: DemoConfig, data: Path) -> Path:
     options = FCNTrainOptions(
         data=data, out=out, width=config.fcn_width, epochs=config.fcn_epochs, batch_size=config.fcn_batch_size,
         lr=config.fcn_lr, size=config.size, classes="cityscapes", photo="B", device=config.device, seed=config.seed, overwrite=True,
-        progress=config.progress, position_jitter=True,
+        progress=config.progress, position_jitter=True, photometric_jitter=config.fcn_photometric_jitter,
+        lr_policy=config.fcn_lr_policy,
     )  # fmt: skip
     result = train_fcn(options)
     val = ", ".join(f"{k} {v:.3f}" for k, v in result.val.items())
@@ -105,7 +141,7 @@ def train_runs(config: DemoConfig, data: Path) -> list[Path]:
     for loss in config.losses:
         run_dir = config.out / "runs" / loss.replace("+", "_")
         values = {
-            "netG": f"unet_{config.size}", "netD": "patch70", "ngf": config.ngf, "ndf": config.ndf, "loss": loss,
+            "netG": f"unet_{config.size}", "netD": config.net_d, "ngf": config.ngf, "ndf": config.ndf, "loss": loss,
             "direction": "AtoB", "load_size": config.size + config.size // 8, "crop_size": config.size,
             "epochs": config.epochs, "epochs_decay": config.epochs_decay, "batch_size": config.batch_size,
             "seed": config.seed, "workers": 0, "device": config.device,

@@ -99,3 +99,22 @@ def test_demo_config_rejects_bad_sizes():
         DemoConfig(size=48)
     with pytest.raises(ConfigError, match="at least 20"):
         DemoConfig(count=5)
+
+
+def test_ordering_problems_names_each_broken_ordering(tmp_path: Path):
+    from p2ptools.demo import ordering_problems
+
+    header = "Loss,Per-pixel acc.,Per-class acc.,Class IOU,Color L,Color a,Color b,L1 (0-255)\n"
+    good = tmp_path / "good.csv"
+    good.write_text(header + "L1,0.50,0.1,0.10,0.5,0.6,0.6,30\nL1+cGAN,0.60,0.1,0.13,0.8,0.9,0.9,35\nGround truth,0.80,0.2,0.16,,,,\n")
+    assert ordering_problems(good) == []
+    bad = tmp_path / "bad.csv"
+    bad.write_text(header + "L1,0.50,0.1,0.12,0.5,0.95,0.6,30\nL1+cGAN,0.60,0.1,0.13,0.8,0.9,0.9,35\nGround truth,0.61,0.2,0.16,,,,\n")
+    assert ordering_problems(bad) == [
+        "Per-pixel acc.: Ground truth 0.610 is not 0.02 above L1+cGAN 0.600",
+        "Class IOU: L1+cGAN 0.130 is not 0.02 above L1 0.120",
+        "Color a: L1+cGAN 0.900 is not above L1 0.950",
+    ]
+    partial = tmp_path / "partial.csv"
+    partial.write_text(header + "L1,0.50,0.1,0.12,0.5,0.95,0.6,30\n")
+    assert ordering_problems(partial) == [f"{partial}: no row Ground truth, L1+cGAN (rows: L1)"]
