@@ -322,6 +322,28 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("fork")
 
 
+def start_forkserver_ignoring_sigint() -> None:
+    """Start multiprocessing's forkserver, if it is not running yet, with SIGINT ignored.
+
+    The server hands the SIGINT disposition it started with to every worker it forks, and Python
+    keeps SIGINT ignored when it starts with it ignored, so the workers ignore Ctrl-C from their
+    first instruction. ``_init_worker``'s own ``SIG_IGN`` comes only after a worker has imported the
+    builder's modules; a Ctrl-C in that window printed a worker's traceback. A Ctrl-C during the
+    server's start (milliseconds) is dropped. Outside the main thread, where signal handlers cannot
+    be set, the server starts as it would anyway.
+    """
+    from multiprocessing import forkserver
+
+    if threading.current_thread() is not threading.main_thread():
+        forkserver.ensure_running()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _execute(builder: DatasetBuilder, pending: list[PairJob], build: BuildOptions, out: Path, record) -> None:
     if not pending:
         return
@@ -345,6 +367,7 @@ def _execute(builder: DatasetBuilder, pending: list[PairJob], build: BuildOption
             if ctx.get_start_method() == "fork":
                 run_forked(chunker.take, done, workers, _run_chunk, _init_worker, (builder, build, out))
             else:
+                start_forkserver_ignoring_sigint()
                 with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(builder, build, out)) as pool:
                     _drain(pool, _run_chunk, chunker.take, done, workers)
 

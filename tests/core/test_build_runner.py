@@ -1,5 +1,6 @@
 """The shared build runner: journal lag after a kill, chunk sizing, the fork pool, Ctrl-C, dead workers."""
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -128,3 +129,19 @@ def test_fork_pool_moves_chunks_and_replies_larger_than_a_pipe(tmp_path: Path, m
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
     assert len(got) == 6 and all(reply == [b"r" * 700_000] * 3 for reply in got)
+
+
+def test_forkserver_workers_ignore_ctrl_c_from_their_first_instruction():
+    """A worker forked by the server ignores SIGINT before any initializer runs (a Ctrl-C while it
+    still imports the builder's modules printed its traceback); the parent keeps its own handler."""
+    code = """
+import multiprocessing, signal
+from concurrent.futures import ProcessPoolExecutor
+from p2ptools.buildkit.runner import start_forkserver_ignoring_sigint
+start_forkserver_ignoring_sigint()
+with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver")) as pool:
+    print(pool.submit(signal.getsignal, signal.SIGINT).result() == signal.SIG_IGN, signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True"]
