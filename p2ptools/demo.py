@@ -5,7 +5,9 @@ Steps (each reads only the files of the one before, like the real pipeline):
 1. ``synthetic-scenes``: procedural street scenes with Cityscapes labels (A = label colors,
    B = rendered photo, ``labels/`` = trainId maps), deterministic for the seed;
 2. a small FCN-8s scorer trained on the *real* rendered photos (the paper's "FCN score" needs a
-   segmenter of the target domain), with position jitter so it scores appearance, not layout;
+   segmenter of the target domain), with position jitter so it scores appearance, not layout, and
+   photometric jitter (brightness, contrast, colour balance up to 30%) so that the real photos'
+   lighting, which no generator can know, does not count against them;
 3. one small pix2pix run per objective (default the paper's Table 1 rows ``l1`` and ``l1+cgan``),
    labels -> photo;
 4. the evaluator: each run translated on the test split, FCN scores with the ground-truth row,
@@ -42,9 +44,9 @@ class DemoConfig:
     net_d: str = "patch70"
     fcn_width: float = 0.0625
     fcn_epochs: int = 10
-    fcn_batch_size: int = 8
+    fcn_batch_size: int = 4
     fcn_lr: float = 1e-3
-    fcn_photometric_jitter: float = 0.0
+    fcn_photometric_jitter: float = 0.3
     fcn_lr_policy: str = "fixed"
     workers: int = 2
     device: str = "cpu"
