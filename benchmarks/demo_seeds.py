@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from p2ptools.demo import COLOR_COLUMNS, ORDERED_SCORES, DemoConfig, ordering_problems, run_demo
+from p2ptools.demo import COLOR_COLUMNS, ORDERED_SCORES, DemoConfig, ordering_problems, read_table, run_demo
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,8 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             start = time.perf_counter()
             table = run_demo(DemoConfig(out=Path(tmp) / f"seed_{seed}", seed=seed, progress=False)).with_suffix(".csv")
-            frame = pd.read_csv(table)
-            frame = frame.set_index(frame.columns[0])
+            frame = read_table(table)
             rows = {str(row): {c: round(float(frame.loc[row, c]), 4) for c in (*ORDERED_SCORES, *COLOR_COLUMNS) if pd.notna(frame.loc[row, c])}
                     for row in frame.index}
             results.append({"seed": seed, "seconds": round(time.perf_counter() - start, 1), "rows": rows, "problems": ordering_problems(table)})

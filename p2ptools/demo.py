@@ -20,11 +20,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from p2ptools.buildkit.contract import BuildOptions
 from p2ptools.errors import ConfigError
 from p2ptools.plugin import TrainRequest
 from p2ptools.progress import console
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -68,16 +72,21 @@ ORDERED_SCORES, COLOR_COLUMNS, MIN_GAP = ("Per-pixel acc.", "Class IOU"), ("Colo
 GROUND_TRUTH, L1_ROW, CGAN_ROW = "Ground truth", "L1", "L1+cGAN"
 
 
+def read_table(table_csv: Path) -> pd.DataFrame:
+    """The demo's ``table.csv`` as a pandas DataFrame indexed by its row labels (``L1``, ``Ground truth``, ...)."""
+    import pandas as pd
+
+    frame = pd.read_csv(table_csv)
+    return frame.set_index(frame.columns[0])
+
+
 def ordering_problems(table_csv: Path, *, gap: float = MIN_GAP) -> list[str]:
     """Where the demo's ``table.csv`` breaks the paper's orderings (see ``ORDERED_SCORES``); empty when they hold.
 
     Each problem is one line naming the column, the rows and their values. A table without the
     ground-truth, L1 and L1+cGAN rows is a problem too.
     """
-    import pandas as pd
-
-    frame = pd.read_csv(table_csv)
-    frame = frame.set_index(frame.columns[0])
+    frame = read_table(table_csv)
     missing = [row for row in (GROUND_TRUTH, CGAN_ROW, L1_ROW) if row not in frame.index]
     if missing:
         return [f"{table_csv}: no row {', '.join(missing)} (rows: {', '.join(map(str, frame.index))})"]

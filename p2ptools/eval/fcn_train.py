@@ -353,7 +353,8 @@ def train_fcn(options: FCNTrainOptions) -> FCNTrainResult:
         raise ConfigError(f"invalid options: width {opts.width}, epochs {opts.epochs}, batch size {opts.batch_size}, size {opts.size}, lr {opts.lr} (all positive, size >= 8)")
     if opts.photo not in ("A", "B", "auto"):
         raise ConfigError(f"--photo must be A, B or auto, got {opts.photo!r}")
-    learning_rate(opts.lr, opts.lr_policy, 0, 1)  # an unknown policy fails before any work
+    if opts.lr_policy not in LR_POLICIES:
+        raise ConfigError(f"--lr-policy must be one of {', '.join(LR_POLICIES)}, got {opts.lr_policy!r}")
     data, out = Path(opts.data), Path(opts.out)
     checkpoint = out / CHECKPOINT_NAME
     if checkpoint.exists() and not (opts.overwrite or opts.resume):

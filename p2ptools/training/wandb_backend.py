@@ -104,12 +104,12 @@ def read_run_id(run_dir: Path) -> str | None:
 
 
 def write_run_id(run_dir: Path, run_id: str) -> None:
-    """Keep ``run_id`` in ``RUN_DIR/wandb/run_id`` (written whole, then renamed into place)."""
+    """Keep ``run_id`` in ``RUN_DIR/wandb/run_id`` (atomically; a full disk is one line naming the file)."""
+    from p2ptools.imageio import write_text_atomic
+
     folder = Path(run_dir) / WANDB_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{RUN_ID_FILE}.tmp"
-    tmp.write_text(run_id + "\n")
-    tmp.replace(folder / RUN_ID_FILE)
+    write_text_atomic(folder / RUN_ID_FILE, run_id + "\n")
 
 
 class WandbTracker:
