@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -155,7 +156,16 @@ def run_trapped_build(builder: str, action: str, after: int, args: list, out: Pa
     script = out.parent / f".trap-{builder}-{action}.py"
     script.write_text(_TRAPPED_BUILD)
     return subprocess.run([sys.executable, str(script), builder, action, str(after), *map(str, args), "--out", str(out)],
-                          capture_output=True, text=True, timeout=300, start_new_session=True, env={**os.environ, **(env or {})})
+                          capture_output=True, text=True, timeout=300, start_new_session=True, env={**os.environ, **(env or {})},
+                          preexec_fn=default_sigint)
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that must see Ctrl-C: SIGINT back to its default disposition.
+
+    A suite started in the background of a script (``make test &``) inherits SIGINT ignored, and
+    Python then installs no KeyboardInterrupt handler in its children, as a shell expects."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def pair_files(out: Path) -> int:

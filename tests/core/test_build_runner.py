@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from p2p_testutils import assert_resumes_like_a_clean_build, run_trapped_build
+from p2p_testutils import assert_resumes_like_a_clean_build, default_sigint, run_trapped_build
 
 from p2ptools.buildkit.memory import keep_freed_memory
 from p2ptools.buildkit.runner import JOURNAL_NAME, _Chunker
@@ -142,6 +142,6 @@ start_forkserver_ignoring_sigint()
 with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver")) as pool:
     print(pool.submit(signal.getsignal, signal.SIGINT).result() == signal.SIG_IGN, signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, preexec_fn=default_sigint)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "True"]
