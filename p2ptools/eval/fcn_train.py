@@ -82,13 +82,18 @@ class FCNTrainOptions:
 LR_POLICIES, POLY_POWER = ("fixed", "poly"), 0.9
 
 
+def check_lr_policy(policy: str) -> None:
+    """Raise :class:`ConfigError` (one line) unless ``policy`` is one of ``LR_POLICIES``."""
+    if policy not in LR_POLICIES:
+        raise ConfigError(f"--lr-policy must be one of {', '.join(LR_POLICIES)}, got {policy!r}")
+
+
 def learning_rate(base: float, policy: str, step: int, total: int) -> float:
     """The rate of ``step`` (0-based) out of ``total``: ``base`` (fixed) or ``base * (1 - step/total) ** 0.9`` (poly)."""
-    if policy == "fixed":
-        return base
+    check_lr_policy(policy)
     if policy == "poly":
         return base * max(0.0, 1.0 - step / max(total, 1)) ** POLY_POWER
-    raise ConfigError(f"--lr-policy must be one of {', '.join(LR_POLICIES)}, got {policy!r}")
+    return base
 
 
 @dataclass
@@ -353,8 +358,7 @@ def train_fcn(options: FCNTrainOptions) -> FCNTrainResult:
         raise ConfigError(f"invalid options: width {opts.width}, epochs {opts.epochs}, batch size {opts.batch_size}, size {opts.size}, lr {opts.lr} (all positive, size >= 8)")
     if opts.photo not in ("A", "B", "auto"):
         raise ConfigError(f"--photo must be A, B or auto, got {opts.photo!r}")
-    if opts.lr_policy not in LR_POLICIES:
-        raise ConfigError(f"--lr-policy must be one of {', '.join(LR_POLICIES)}, got {opts.lr_policy!r}")
+    check_lr_policy(opts.lr_policy)
     data, out = Path(opts.data), Path(opts.out)
     checkpoint = out / CHECKPOINT_NAME
     if checkpoint.exists() and not (opts.overwrite or opts.resume):
