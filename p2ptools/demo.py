@@ -3,7 +3,9 @@
 Steps (each reads only the files of the one before, like the real pipeline):
 
 1. ``synthetic-scenes``: procedural street scenes with Cityscapes labels (A = label colors,
-   B = rendered photo, ``labels/`` = trainId maps), deterministic for the seed;
+   B = rendered photo, ``labels/`` = trainId maps), deterministic for the seed; the classes share
+   one colour palette and differ in fine texture of random phase, so, as with real photos, a blurry
+   translation loses the evidence a segmenter reads;
 2. a small FCN-8s scorer trained on the *real* rendered photos (the paper's "FCN score" needs a
    segmenter of the target domain), with position jitter so it scores appearance, not layout, and
    photometric jitter (brightness, contrast, colour balance up to 30%) so that the real photos'
@@ -18,7 +20,7 @@ Sizes are the demo's, not the paper's: 64x64 scenes, a 1/16-width FCN, U-Nets wi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -108,14 +110,27 @@ def _step(text: str) -> None:
 
 
 def build_scenes(config: DemoConfig) -> Path:
-    """Step 1: the synthetic dataset (resumable: a finished build is reused as it is)."""
+    """Step 1: the synthetic dataset.
+
+    Resumable: a finished build with the same options is reused as it is, an interrupted one is
+    resumed. A finished synthetic-scenes build with other options or by an older version of the
+    builder (an earlier demo's, in the demo's own folder) is replaced, the old one staying until the
+    new one is complete.
+    """
     from p2ptools import registry
+    from p2ptools.buildkit.runner import build_config, manifest_matches
+    from p2ptools.pairs import MANIFEST_NAME, load_manifest
 
     cls = registry.load("datasets", "synthetic-scenes")
-    options = cls.Options(count=config.count)
+    builder = cls(cls.Options(count=config.count))
     data = config.out / "data"
     build = BuildOptions(size=config.size, seed=config.seed, workers=config.workers, format="png")
-    manifest = cls(options).build([], data, build, progress=config.progress)
+    if (data / MANIFEST_NAME).is_file():
+        previous = load_manifest(data)
+        if previous.builder.get("name") == builder.name and not manifest_matches(previous, build_config(builder, [], build)):
+            console.print(f"   {data} holds an earlier demo's scenes (builder version {previous.builder.get('version')}): rebuilding")
+            build = replace(build, overwrite=True)
+    manifest = builder.build([], data, build, progress=config.progress)
     counts = ", ".join(f"{k} {v}" for k, v in manifest.counts.items())
     console.print(f"   synthetic-scenes: {counts} -> {data}")
     return data

@@ -150,8 +150,7 @@ def _check_out(out: Path, config: dict[str, Any], overwrite: bool) -> tuple[Path
     manifest_path, state_path = out / MANIFEST_NAME, out / STATE_NAME
     if manifest_path.exists() and not state_path.exists():
         manifest = load_manifest(out)
-        previous = {"builder": manifest.builder, **manifest.options}
-        if previous == {"builder": config["builder"], **_manifest_options(config)}:
+        if manifest_matches(manifest, config):
             return out, manifest
         raise ConfigError(f"{out}: holds a dataset built with other options; use --overwrite (the old one stays until "
                           "the new one is complete) or another --out")
@@ -204,6 +203,12 @@ def _builder_inputs(builder: DatasetBuilder, sources: Sequence[Path]) -> list[Pa
     if is_dataclass(builder.options):
         found += [v for v in (getattr(builder.options, f.name) for f in fields(builder.options)) if isinstance(v, Path)]
     return found
+
+
+def manifest_matches(manifest: Manifest, config: dict[str, Any]) -> bool:
+    """Whether a finished dataset's manifest was built by the same builder version with the same options
+    as ``config`` (a :func:`build_config`)."""
+    return {"builder": manifest.builder, **manifest.options} == {"builder": config["builder"], **_manifest_options(config)}
 
 
 def _manifest_options(config: dict[str, Any]) -> dict[str, Any]:

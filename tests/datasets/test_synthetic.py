@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 from p2p_testutils import build_then_sigkill
 from p2ptools_datasets.synthetic import SyntheticScenesBuilder, SyntheticScenesOptions, render_scene
@@ -52,6 +53,64 @@ def test_classes_and_variety_across_scenes():
     assert all(photo[ids == 8].std(0).mean() > 8 for photo, ids in scenes if (ids == 8).sum() > 30)  # foliage texture
     flat = [photo.astype(np.float32) for photo, _ in scenes]
     assert min(np.abs(flat[i] - flat[j]).mean() for i in range(8) for j in range(i + 1, 8)) > 10
+
+
+TEXTURED = ("road", "sidewalk", "building", "vegetation")  # terrain is too rare in 24 scenes to count on
+
+
+def _interior(ids: np.ndarray, cls: int) -> np.ndarray:
+    """The pixels of ``cls`` at least 2 pixels from any other class (texture, not boundaries)."""
+    return cv2.erode((ids == cls).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+
+
+def _nearest_centroid_accuracy(features: np.ndarray, classes: np.ndarray) -> float:
+    """Accuracy of classifying each row by the nearest class mean (means from all rows: optimistic)."""
+    centroids = np.stack([features[classes == k].mean(0) for k in np.unique(classes)])
+    return float((np.linalg.norm(features[:, None] - centroids[None], axis=2).argmin(1) == classes).mean())
+
+
+def _gradient_energy(photo: np.ndarray, mask: np.ndarray) -> list[float]:
+    """Mean absolute differences along x, y and both diagonals inside ``mask``, relative to its brightness."""
+    grey = photo.astype(np.float32).mean(2)
+    grey /= max(float(grey[mask].mean()), 1.0)
+    m = mask[:-1, :-1]
+    steps = (grey[:-1, 1:] - grey[:-1, :-1], grey[1:, :-1] - grey[:-1, :-1], grey[1:, 1:] - grey[:-1, :-1], grey[1:, :-1] - grey[:-1, 1:])
+    return [float(np.abs(d)[m].mean()) for d in steps]
+
+
+def test_classes_differ_in_texture_not_colour():
+    """The FCN-score's premise (see the module docstring): colour names no textured class, texture does,
+    and the texture's phase is random, so the average over scenes, what an L1 generator learns, is flat."""
+    scenes = [render_scene(np.random.default_rng(s), 64) for s in range(24)]
+    colour, texture = [], []  # (features, class) per scene and class
+    for k, name in enumerate(TEXTURED):
+        cls = CITYSCAPES.names.index(name)
+        for photo, ids in scenes:
+            inner = _interior(ids, cls)
+            if inner.sum() > 40:
+                colour.append((photo[ids == cls].mean(0), k))
+                texture.append((_gradient_energy(photo, inner), k))
+    assert len(texture) >= 50
+    by_colour = _nearest_centroid_accuracy(np.array([f for f, _ in colour]), np.array([k for _, k in colour]))
+    by_texture = _nearest_centroid_accuracy(np.array([f for f, _ in texture]), np.array([k for _, k in texture]))
+    assert by_colour < 0.6 and by_texture > 0.85, (by_colour, by_texture)
+    # fine detail (photo minus its Gaussian blur): strong inside textured classes, almost none in the sky
+    sky = CITYSCAPES.names.index("sky")
+    def detail(cls: int) -> float:
+        values = []
+        for photo, ids in scenes:
+            grey, inner = photo.astype(np.float32).mean(2), _interior(ids, cls)
+            if inner.sum() > 40:
+                values.append(np.abs(grey - cv2.GaussianBlur(grey, (0, 0), 1.5))[inner].mean())
+        return float(np.median(values))
+    assert all(detail(CITYSCAPES.names.index(name)) > max(6.0, 3 * detail(sky)) for name in TEXTURED)
+    # random phase: the road's fine detail averaged over scenes (where it is road in all of them) is flat
+    road = CITYSCAPES.names.index("road")
+    mask = np.logical_and.reduce([_interior(ids, road) for _p, ids in scenes[:12]])
+    assert mask.sum() > 100
+    highs = [(g := p.astype(np.float32).mean(2)) - cv2.GaussianBlur(g, (0, 0), 1.5) for p, _ in scenes[:12]]
+    one = np.mean([np.abs(h[mask]).mean() for h in highs])
+    assert np.abs(np.mean(highs, 0)[mask]).mean() < 0.45 * one
 
 
 def test_builder_output_exact_labels_and_splits(tmp_path):
