@@ -7,7 +7,7 @@ L1+cGAN's Lab intersections above L1's). Writes the same as JSON with ``--json``
 
     python benchmarks/demo_seeds.py [--seeds 0 1 2] [--workdir DIR] [--json out.json]
 
-Each seed takes what ``make demo`` takes (about 5 minutes on 2 CPU cores). Exit code 1 when a seed
+Each seed takes what ``make demo`` takes (about 3 minutes on 2 CPU cores). Exit code 1 when a seed
 breaks an ordering.
 """
 
