@@ -128,7 +128,8 @@ def build_scenes(config: DemoConfig) -> Path:
     if (data / MANIFEST_NAME).is_file():
         previous = load_manifest(data)
         if previous.builder.get("name") == builder.name and not manifest_matches(previous, build_config(builder, [], build)):
-            console.print(f"   {data} holds an earlier demo's scenes (builder version {previous.builder.get('version')}): rebuilding")
+            console.print(f"   {data} holds an earlier demo's scenes, built with other options or by synthetic-scenes version "
+                          f"{previous.builder.get('version')}: rebuilding")
             build = replace(build, overwrite=True)
     manifest = builder.build([], data, build, progress=config.progress)
     counts = ", ".join(f"{k} {v}" for k, v in manifest.counts.items())

@@ -172,3 +172,21 @@ def test_resume_after_sigkill_is_byte_identical(tmp_path):
     for rel in files:
         assert (out / rel).read_bytes() == (tmp_path / "clean" / rel).read_bytes(), rel
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no .tmp- files, no journal
+
+
+def test_dataset_of_an_older_builder_version_is_named_and_refused(tmp_path, cli):
+    import json
+
+    out = tmp_path / "out"
+    args = ("make-dataset", "synthetic-scenes", "--count", "4", "--size", "32", "--out", out, "--workers", "1", "--no-progress")
+    assert cli(*args).code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["builder"]["version"] = "1"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    before = sorted((p.name, p.read_bytes()) for p in out.rglob("*.png"))
+    res = cli(*args)
+    assert res.code == 1, res.stdout
+    assert f"{out}: holds a dataset built by synthetic-scenes version 1, not synthetic-scenes version 2; use --overwrite" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert sorted((p.name, p.read_bytes()) for p in out.rglob("*.png")) == before  # nothing touched
+    assert cli(*args, "--overwrite").code == 0 and load_manifest(out).builder["version"] == "2"
