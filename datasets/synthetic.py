@@ -308,7 +308,7 @@ def _texture(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
     """
     n = labels.shape[0]
     yy, xx = np.mgrid[0:n, 0:n]
-    ph = rng.integers(0, 60, (8, 2))
+    ph = rng.integers(0, 60, (8, 2))  # rows 0-4 used; the spare draws keep the random stream, so the scenes, as measured
     y, x = yy + ph[0, 0], xx + ph[0, 1]
     bricks = np.where((y % 4 == 0) | ((x + 3 * ((y // 4) % 2)) % 6 == 0), -1.0, 0.35)  # a mortar line every 4 rows, joints every 6 px, offset on alternate courses
     y, x = yy + ph[1, 0], xx + ph[1, 1]

@@ -152,12 +152,10 @@ def _check_out(out: Path, config: dict[str, Any], overwrite: bool) -> tuple[Path
         manifest = load_manifest(out)
         if manifest_matches(manifest, config):
             return out, manifest
-        if manifest.builder != config["builder"]:
-            made = f"by {manifest.builder.get('name')} version {manifest.builder.get('version')}"
-            now = f"{config['builder']['name']} version {config['builder']['version']}"
-            raise ConfigError(f"{out}: holds a dataset built {made}, not {now}; use --overwrite (the old one stays until "
-                              "the new one is complete) or another --out")
-        raise ConfigError(f"{out}: holds a dataset built with other options; use --overwrite (the old one stays until "
+        made, now = manifest.builder, config["builder"]
+        how = (f"by {made.get('name')} version {made.get('version')}, not {now['name']} version {now['version']}"
+               if made != now else "with other options")  # fmt: skip
+        raise ConfigError(f"{out}: holds a dataset built {how}; use --overwrite (the old one stays until "
                           "the new one is complete) or another --out")
     if state_path.exists():
         previous = json.loads(state_path.read_text())

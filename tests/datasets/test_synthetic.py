@@ -63,6 +63,12 @@ def _interior(ids: np.ndarray, cls: int) -> np.ndarray:
     return cv2.erode((ids == cls).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
 
 
+def _fine_detail(photo: np.ndarray) -> np.ndarray:
+    """The grey photo minus its Gaussian blur (sigma 1.5): what a blur erases."""
+    grey = photo.astype(np.float32).mean(2)
+    return grey - cv2.GaussianBlur(grey, (0, 0), 1.5)
+
+
 def _nearest_centroid_accuracy(features: np.ndarray, classes: np.ndarray) -> float:
     """Accuracy of classifying each row by the nearest class mean (means from all rows: optimistic)."""
     centroids = np.stack([features[classes == k].mean(0) for k in np.unique(classes)])
@@ -94,21 +100,21 @@ def test_classes_differ_in_texture_not_colour():
     by_colour = _nearest_centroid_accuracy(np.array([f for f, _ in colour]), np.array([k for _, k in colour]))
     by_texture = _nearest_centroid_accuracy(np.array([f for f, _ in texture]), np.array([k for _, k in texture]))
     assert by_colour < 0.6 and by_texture > 0.85, (by_colour, by_texture)
-    # fine detail (photo minus its Gaussian blur): strong inside textured classes, almost none in the sky
+    # fine detail: strong inside textured classes, almost none in the sky
     sky = CITYSCAPES.names.index("sky")
     def detail(cls: int) -> float:
         values = []
         for photo, ids in scenes:
-            grey, inner = photo.astype(np.float32).mean(2), _interior(ids, cls)
+            inner = _interior(ids, cls)
             if inner.sum() > 40:
-                values.append(np.abs(grey - cv2.GaussianBlur(grey, (0, 0), 1.5))[inner].mean())
+                values.append(np.abs(_fine_detail(photo))[inner].mean())
         return float(np.median(values))
     assert all(detail(CITYSCAPES.names.index(name)) > max(6.0, 3 * detail(sky)) for name in TEXTURED)
     # random phase: the road's fine detail averaged over scenes (where it is road in all of them) is flat
     road = CITYSCAPES.names.index("road")
     mask = np.logical_and.reduce([_interior(ids, road) for _p, ids in scenes[:12]])
     assert mask.sum() > 100
-    highs = [(g := p.astype(np.float32).mean(2)) - cv2.GaussianBlur(g, (0, 0), 1.5) for p, _ in scenes[:12]]
+    highs = [_fine_detail(p) for p, _ in scenes[:12]]
     one = np.mean([np.abs(h[mask]).mean() for h in highs])
     assert np.abs(np.mean(highs, 0)[mask]).mean() < 0.45 * one
 
