@@ -203,14 +203,15 @@ def fetch_prebuilt(
     """
     from p2ptools.buildkit.sources import safe_extract
     from p2ptools.locks import output_lock
-    from p2ptools.outputs import discard, refuse_foreign, refuse_overlap, refuse_unknown_entries, staging_path, swap_in
+    from p2ptools.outputs import OWNER_NAME, claim, discard, refuse_foreign, refuse_overlap, refuse_unknown_entries, staging_path, swap_in
+    from p2ptools.pairs import DATASET
 
     out = Path(out)
     refuse_overlap(out, [dest_dir], "--out")
     with output_lock(out):
         # every check before anything is touched: a foreign folder is refused even with --overwrite,
         # a dataset of ours is replaced only with it, and only once the new one is complete
-        state = refuse_foreign(out, ("manifest.json",), "--out", "dataset")
+        state = refuse_foreign(out, DATASET, "--out")
         if state == "ours" and not overwrite:
             raise DownloadError(f"{out}: holds a dataset already; use --overwrite to replace it (the old one stays until "
                                 "the new one is complete) or another --out")
@@ -218,7 +219,7 @@ def fetch_prebuilt(
             from p2ptools.pairs import SPLITS, load_manifest
 
             listed = {rec.file for rec in load_manifest(out).pairs}
-            refuse_unknown_entries(out, lambda name: name in (*SPLITS, "manifest.json"), "--out", listed=listed, within=SPLITS)
+            refuse_unknown_entries(out, lambda name: name in (*SPLITS, "manifest.json", OWNER_NAME), "--out", listed=listed, within=SPLITS)
         (remote,) = builder_downloads(builder_cls, "prebuilt")
         archive = download_file(remote, dest_dir, base_url=base_url, progress=progress)
         staging = staging_path(out)
@@ -235,6 +236,7 @@ def fetch_prebuilt(
             dataset = staging / "dataset"
             os.replace(root, dataset)
             counts = _write_prebuilt_manifest(dataset, builder_cls, remote, archive, top)
+            claim(dataset, DATASET)
             swap_in(dataset, out)
         finally:
             discard(staging)

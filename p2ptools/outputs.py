@@ -1,9 +1,16 @@
 """The output contract: what p2ptools may write over, and how a replacement is swapped in.
 
-- **Ownership.** A folder is ours when it holds one of our marker files (``manifest.json`` of a
-  dataset, ``config.json`` of a run, ``translate.json`` of translations, ``report.json`` /
-  ``table.json`` of an evaluation). ``--overwrite`` replaces only a folder that is ours; a foreign
-  non-empty folder is refused, with or without it.
+- **Ownership.** A folder is ours when it holds our ownership record, ``.p2ptools.json``: a JSON
+  object with ``"format": "p2ptools-output/1"``, the kind of output (``dataset``, ``run``,
+  ``translation``, ``evaluation``, ``scorer``) and, for outputs written whole (translations,
+  evaluations), every file p2ptools wrote there (:func:`claim`, :func:`seal`). A file that merely
+  has a marker's name (a user's ``config.json`` or ``report.json``) proves nothing, and neither
+  does a record that is a symbolic link. Folders written before the record existed are recognised
+  by a p2ptools format key inside their own marker (:class:`OutputKind`'s ``legacy`` proof: a
+  dataset's manifest, a run's checkpoint state). ``--overwrite`` replaces only a folder that is
+  ours, and removes only what p2ptools recorded having written there: anything else is carried
+  into the replacement (:func:`carry_over`) or the command is refused before it starts
+  (:func:`refuse_unrecorded`). A foreign non-empty folder is refused, with or without it.
 - **No overlap.** An output equal to, inside, or containing one of the command's inputs is refused.
 - **Replace, don't delete.** A replacement is built beside the old folder
   (``<parent>/.<name>.p2ptools-new``) and swapped in with two renames when complete
@@ -13,9 +20,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-from collections.abc import Callable, Collection, Iterable, Sequence
+import stat
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from p2ptools.errors import ConfigError
@@ -55,16 +65,140 @@ def check_folder_path(path: str | Path, flag: str) -> None:
             break
 
 
-def folder_state(path: str | Path, markers: Sequence[str]) -> str:
-    """``"absent"``, ``"empty"`` (no entries at all), ``"ours"`` (holds a marker) or ``"foreign"``."""
+#: The ownership record of every output folder p2ptools writes, and its format key.
+OWNER_NAME, OWNER_FORMAT = ".p2ptools.json", "p2ptools-output/1"
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """A kind of output folder: its ``name`` in the ownership record, the marker files a user
+    recognises it by (named in messages only: they prove nothing), ``legacy``, a proof of authorship
+    for folders written before ownership records existed (a p2ptools format key inside one of those
+    markers) or None, and ``label``, how messages call it (default: ``name``)."""
+
+    name: str
+    markers: tuple[str, ...]
+    legacy: Callable[[Path], bool] | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """A valid ownership record: the kind, and the files p2ptools wrote (posix paths relative to the
+    folder), or None where the record does not list them (datasets list theirs in the manifest;
+    runs' files are named by :data:`p2ptools.training.checkpoint.RUN_ENTRIES`)."""
+
+    kind: str
+    files: frozenset[str] | None
+
+
+def read_ownership(folder: str | Path) -> Ownership | None:
+    """The ownership record of ``folder`` when it is one p2ptools wrote (a regular file, not a link,
+    holding our format key), else None. Never raises for a foreign or damaged file."""
+    path = Path(folder) / OWNER_NAME
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != OWNER_FORMAT or not isinstance(data.get("kind"), str):
+        return None
+    files = data.get("files")
+    if files is not None and not (isinstance(files, list) and all(isinstance(f, str) for f in files)):
+        return None
+    return Ownership(data["kind"], frozenset(files) if files is not None else None)
+
+
+def claim(folder: str | Path, kind: OutputKind, files: Iterable[str] | None = None) -> Path:
+    """Write the ownership record of ``folder`` (created by p2ptools, or proven ours), listing
+    ``files`` when given; returns the record's path."""
+    from p2ptools.imageio import write_text_atomic  # imageio is above this module
+
+    record = {"format": OWNER_FORMAT, "kind": kind.name, "files": sorted(files) if files is not None else None}
+    path = Path(folder) / OWNER_NAME
+    write_text_atomic(path, json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def _entries(folder: Path) -> list[str]:
+    """Every file and link below ``folder`` (posix paths relative to it), the record excepted."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        rel = Path(root).relative_to(folder)
+        links = [d for d in dirs if os.path.islink(os.path.join(root, d))]  # listed, not followed
+        dirs[:] = sorted(d for d in dirs if d not in links)
+        found += [(rel / name).as_posix() for name in (*files, *links)]
+    return sorted(f for f in found if f != OWNER_NAME)
+
+
+def seal(folder: str | Path, kind: OutputKind) -> list[str]:
+    """Record every file now in ``folder`` (a complete replacement, before :func:`swap_in` and
+    before :func:`carry_over` adds the user's files) as written by p2ptools; returns them."""
+    files = _entries(Path(folder))
+    claim(folder, kind, files)
+    return files
+
+
+def is_ours(path: str | Path, kind: OutputKind) -> bool:
+    """Whether ``path`` is a folder p2ptools wrote as ``kind`` (its record, or the legacy proof)."""
+    path = Path(path)
+    record = read_ownership(path)
+    if record is not None:
+        return record.kind == kind.name
+    return kind.legacy is not None and path.is_dir() and kind.legacy(path)
+
+
+def folder_state(path: str | Path, kind: OutputKind) -> str:
+    """``"absent"``, ``"empty"`` (no entries at all), ``"ours"`` (:func:`is_ours`) or ``"foreign"``."""
     path = Path(path)
     if not path.exists():
         return "absent"
-    if any((path / m).is_file() for m in markers):
+    if is_ours(path, kind):
         return "ours"
-    if not any(path.iterdir()):
+    if path.is_dir() and not any(path.iterdir()):
         return "empty"
     return "foreign"
+
+
+def unrecorded(folder: str | Path) -> list[str]:
+    """Entries of a folder of ours that its record does not list as written by p2ptools (a user's
+    files; p2ptools' own temporaries ``.tmp-*`` excepted): a folder none of whose files are
+    recorded counts as one entry (``"notes/"``). Empty for a record that lists no files."""
+    folder = Path(folder)
+    record = read_ownership(folder)
+    if record is None or record.files is None or not folder.is_dir():
+        return []
+    recorded_dirs = {p.as_posix() for f in record.files for p in Path(f).parents}
+    found = []
+    for root, dirs, files in os.walk(folder):
+        rel = Path(root).relative_to(folder)
+        descend = []
+        for name in dirs:
+            sub = (rel / name).as_posix()
+            if os.path.islink(folder / sub):
+                files.append(name)  # a link is an entry of its own, never followed
+            elif sub in recorded_dirs:
+                descend.append(name)
+            else:
+                found.append(sub + "/")  # none of its files are ours: the folder moves whole
+        dirs[:] = descend
+        found += [(rel / n).as_posix() for n in files if not n.startswith(".tmp-")
+                  and (rel / n).as_posix() not in record.files and (rel / n).as_posix() != OWNER_NAME]
+    return sorted(found)
+
+
+def _shown(entries: list[str]) -> str:
+    return ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+
+
+def refuse_unrecorded(path: str | Path, flag: str) -> None:
+    """Before replacing a folder of ours whole: refuse when it holds entries its record does not
+    list (:func:`unrecorded`), so that a user's file is never deleted with the folder."""
+    extra = unrecorded(path)
+    if extra:
+        raise ConfigError(f"{flag} {path}: also holds files p2ptools did not write ({_shown(extra)}); --overwrite would replace "
+                          "the whole folder, so move them out first or choose another " + flag)
 
 
 def refuse_unknown_entries(path: str | Path, known: Callable[[str], bool], flag: str, *,
@@ -92,19 +226,19 @@ def refuse_unknown_entries(path: str | Path, known: Callable[[str], bool], flag:
                                   if not name.startswith(".tmp-") and f"{rel_root}/{name}" not in wanted)
                 dirs.sort()
     if unknown:
-        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        raise ConfigError(f"{flag} {path}: also holds files p2ptools did not write ({shown}); --overwrite would replace "
+        raise ConfigError(f"{flag} {path}: also holds files p2ptools did not write ({_shown(unknown)}); --overwrite would replace "
                           "the whole folder, so move them out first or choose another " + flag)
 
 
-def refuse_foreign(path: str | Path, markers: Sequence[str], flag: str, kind: str) -> str:
+def refuse_foreign(path: str | Path, kind: OutputKind, flag: str) -> str:
     """:func:`folder_state` of ``path``, raising :class:`ConfigError` for a foreign folder."""
     check_folder_path(path, flag)
-    state = folder_state(path, markers)
+    state = folder_state(path, kind)
     if state == "foreign":
-        raise ConfigError(f"{flag} {path}: folder is not empty and holds no p2ptools {kind} (no {' / '.join(markers)}); "
-                          f"p2ptools never writes into or deletes a folder it did not create, even with --overwrite: "
-                          f"choose a new or empty {flag}")
+        named = " / ".join(kind.markers)
+        raise ConfigError(f"{flag} {path}: folder is not empty and holds no p2ptools {kind.label or kind.name} (no valid ownership record "
+                          f"{OWNER_NAME}; a file named {named} proves nothing); p2ptools never writes into or deletes a folder "
+                          f"it did not create, even with --overwrite: choose a new or empty {flag}")
     return state
 
 
@@ -159,18 +293,31 @@ def swap_in(staging: str | Path, output: str | Path) -> None:
 
 
 def carry_over(old: str | Path, new: str | Path) -> list[str]:
-    """Before :func:`swap_in` of a folder whose files p2ptools does not list (an evaluation): move
-    every top-level entry of ``old`` that ``new`` does not have into ``new``, so that replacing the
-    folder replaces what was written again and loses nothing else. Returns the names moved."""
+    """Before :func:`swap_in` of a replacement ``new`` (already :func:`seal`-ed) for ``old``: move
+    every entry of ``old`` that its record does not list (:func:`unrecorded`: the user's files) to
+    the same place in ``new``, so that replacing the folder replaces what p2ptools wrote and loses
+    nothing else. An entry whose place ``new`` has taken is refused (ConfigError, nothing moved).
+    Returns the entries moved."""
     old, new = Path(old), Path(new)
     if not old.is_dir():
         return []
-    moved = []
-    for entry in sorted(old.iterdir()):
-        if not (new / entry.name).exists() and not os.path.islink(new / entry.name):
-            os.replace(entry, new / entry.name)
-            moved.append(entry.name)
-    return moved
+    entries = unrecorded(old)
+    taken = [e for e in entries if os.path.lexists(new / e.rstrip("/"))]
+    if taken:
+        raise ConfigError(f"{old}: holds {_shown(taken)}, which p2ptools did not write and the new output would replace; "
+                          "move them out of the folder first (nothing was changed)")
+    moved: list[str] = []
+    try:
+        for entry in entries:
+            target = new / entry.rstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(old / entry.rstrip("/"), target)
+            moved.append(entry)
+    except BaseException:  # the user's files go back where they were before the replacement is discarded
+        for entry in moved:
+            os.replace(new / entry.rstrip("/"), old / entry.rstrip("/"))
+        raise
+    return entries
 
 
 def discard(staging: str | Path) -> None:

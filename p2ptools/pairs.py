@@ -27,10 +27,24 @@ import numpy as np
 
 from p2ptools.errors import InputFileError
 from p2ptools.imageio import encode_image, is_image_name, read_image, read_json, sha256_file, write_bytes_atomic, write_text_atomic
+from p2ptools.outputs import OutputKind
 
 SPLITS = ("train", "val", "test")
 MANIFEST_NAME = "manifest.json"
 FORMAT_ID = "p2ptools-aligned/1"
+
+
+def _manifest_is_ours(folder: Path) -> bool:
+    """A dataset built before ownership records: its manifest is a file holding our format key."""
+    path = folder / MANIFEST_NAME
+    try:
+        return not path.is_symlink() and json.loads(path.read_text(encoding="utf-8")).get("format") == FORMAT_ID
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+#: A dataset folder (``p2ptools.outputs``): its ownership record lists no files, the manifest does.
+DATASET = OutputKind("dataset", (MANIFEST_NAME,), legacy=_manifest_is_ours)
 
 
 def split_pair(image: np.ndarray, name: str = "<array>") -> tuple[np.ndarray, np.ndarray]:

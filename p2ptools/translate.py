@@ -38,12 +38,14 @@ import numpy as np
 from p2ptools.errors import ConfigError, InputFileError
 from p2ptools.imageio import decode_image, is_image_name, write_image, write_text_atomic
 from p2ptools.locks import output_lock
-from p2ptools.outputs import check_folder_path, discard, refuse_foreign, refuse_overlap, refuse_unknown_entries, staging_path, swap_in
+from p2ptools.outputs import OutputKind, check_folder_path, discard, refuse_foreign, refuse_overlap, refuse_unrecorded, seal, staging_path, swap_in
 from p2ptools.pairs import MANIFEST_NAME, split_pair
 from p2ptools.plugin import TrainedModel
 from p2ptools.progress import make_progress
 
 INFO_NAME = "translate.json"
+#: A translation folder (``p2ptools.outputs``): its ownership record lists every file written.
+TRANSLATION = OutputKind("translation", (INFO_NAME,), label="translation folder")
 
 
 @dataclass(frozen=True)
@@ -202,21 +204,17 @@ def _run_model(model: TrainedModel, images: list[np.ndarray], extras: list[dict[
     return [np.ascontiguousarray(r[:h, :w]) for r in results] if pad else results
 
 
-def _is_translation_entry(name: str) -> bool:
-    return name in (INFO_NAME, "input", "target") or name.lower().endswith(".png") or name.startswith(".tmp-")
-
-
 def check_output(output: Path, inputs: TranslateInputs, *, overwrite: bool) -> None:
     """Refuse an output that is a file, is or holds or sits inside an input, is a foreign folder,
     or holds translations already (unless ``overwrite``). Writes nothing."""
     check_folder_path(output, "--output")
     refuse_overlap(output, [inputs.source, inputs.dataset_root, *inputs.files], "--output")
-    state = refuse_foreign(output, (INFO_NAME,), "--output", "translation folder")
+    state = refuse_foreign(output, TRANSLATION, "--output")
     if state == "ours":
         if not overwrite:
             raise ConfigError(f"--output {output}: holds translations already ({INFO_NAME}); use --overwrite to replace them "
                               "or choose another --output")
-        refuse_unknown_entries(output, _is_translation_entry, "--output")
+        refuse_unrecorded(output, "--output")
 
 
 def translate_files(
@@ -262,6 +260,7 @@ def translate_files(
                 "skipped": skipped,
             }
             write_text_atomic(staging / INFO_NAME, json.dumps(info, indent=1) + "\n")
+            seal(staging, TRANSLATION)
             swap_in(staging, output)
         finally:
             discard(staging)

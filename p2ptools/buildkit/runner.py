@@ -40,8 +40,8 @@ from p2ptools.errors import ConfigError, P2PError
 from p2ptools.imageio import encode_image, opencv_single_threaded, write_bytes_atomic, write_text_atomic
 from p2ptools.locks import output_lock
 from p2ptools.options import to_dict
-from p2ptools.outputs import discard, recover_swap, refuse_foreign, refuse_overlap, refuse_unknown_entries, staging_path, swap_in
-from p2ptools.pairs import MANIFEST_NAME, SPLITS, Manifest, PairRecord, SkippedRecord, encode_pair, load_manifest
+from p2ptools.outputs import OWNER_NAME, claim, discard, recover_swap, refuse_foreign, refuse_overlap, refuse_unknown_entries, staging_path, swap_in
+from p2ptools.pairs import DATASET, MANIFEST_NAME, SPLITS, Manifest, PairRecord, SkippedRecord, encode_pair, load_manifest
 from p2ptools.progress import make_progress
 
 if TYPE_CHECKING:  # annotations only: the contract's build() imports this module
@@ -141,7 +141,7 @@ def _check_out(out: Path, config: dict[str, Any], overwrite: bool) -> tuple[Path
     """Decide where to build (nothing is written here): ``(out, None)`` to build or resume in ``out``,
     ``(staging, None)`` to build a replacement beside ``out`` (``--overwrite`` of a dataset of ours),
     or ``(out, manifest)`` when ``out`` already holds this exact build."""
-    state = refuse_foreign(out, (MANIFEST_NAME, STATE_NAME), "--out", "dataset")
+    state = refuse_foreign(out, DATASET, "--out")
     recover_swap(out)
     if overwrite and state == "ours":
         kinds, files = _dataset_files(out)
@@ -184,7 +184,7 @@ def _dataset_files(out: Path) -> tuple[set[str], set[str]]:
 
 def _is_build_entry(kinds: set[str], name: str) -> bool:
     """Whether a top-level entry of a dataset folder is one a build writes."""
-    return name in SPLITS or name in kinds or name in (MANIFEST_NAME, STATE_NAME, JOURNAL_NAME) or name.startswith(".tmp-")
+    return name in SPLITS or name in kinds or name in (MANIFEST_NAME, STATE_NAME, JOURNAL_NAME, OWNER_NAME) or name.startswith(".tmp-")
 
 
 def _prepare_staging(staging: Path, config: dict[str, Any]) -> None:
@@ -264,6 +264,7 @@ def _run_build_locked(builder: DatasetBuilder, sources: list[Path], out: Path, b
         _prepare_staging(target, config)
     final, out = out, target
     out.mkdir(parents=True, exist_ok=True)
+    claim(out, DATASET)  # first: from here on the folder is provably ours (an interrupted build resumes)
     state_path, journal_path = out / STATE_NAME, out / JOURNAL_NAME
     write_text_atomic(state_path, json.dumps({"config": config}, indent=1))
     _remove_stale_temporaries(out)

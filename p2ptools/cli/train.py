@@ -15,6 +15,7 @@ from p2ptools.cli.common import out
 from p2ptools.cli.dynamic import build_options, dataclass_parameters, find_value, run_command
 from p2ptools.errors import ConfigError, P2PError
 from p2ptools.locks import maybe_output_lock, rank_zero
+from p2ptools.outputs import refuse_overlap
 from p2ptools.options import from_dict
 from p2ptools.plugin import TrainRequest, read_run_config
 
@@ -31,7 +32,10 @@ def train(ctx: typer.Context) -> None:
     args = list(ctx.args)
     resume = find_value(args, "--resume")
     if resume is not None and not resume.startswith("-") and "--help" not in args:
-        config = read_run_config(resume)
+        from p2ptools.training.checkpoint import require_run
+
+        config = read_run_config(resume)  # a missing or broken config.json is one line naming it
+        require_run(resume)
         cls = registry.load("models", config["plugin"])
         options = from_dict(cls.Options, config.get("options", {}), f"{resume}/config.json")
         data = config.get("data")
@@ -61,6 +65,7 @@ def train(ctx: typer.Context) -> None:
                                      param_hint="'--resume'")
         if values["data"] is None or values["run_dir"] is None:
             raise ConfigError("train needs --data DIR and --out RUN_DIR (or --resume RUN_DIR)")
+        refuse_overlap(values["run_dir"], [values["data"]], "--out")  # before the lock file is made beside it
         options = build_options(cls.Options, values, PREFIX)
         request = TrainRequest(values["data"], values["run_dir"], overwrite=values["overwrite"], progress=not values["no_progress"])
         with maybe_output_lock(values["run_dir"]):

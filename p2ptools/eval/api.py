@@ -11,10 +11,13 @@ import pandas as pd
 from p2ptools.errors import ConfigError
 from p2ptools.eval.evaluate import EvalOptions
 from p2ptools.locks import maybe_output_lock, rank_zero
-from p2ptools.outputs import carry_over, discard, refuse_foreign, refuse_overlap, staging_path, swap_in
+from p2ptools.outputs import OutputKind, carry_over, discard, refuse_foreign, refuse_overlap, seal, staging_path, swap_in
 
 #: Files that mark a folder as an evaluation p2ptools wrote (a report, an ablation table, an --shard state).
 REPORT_MARKERS = ("report.json", "table.csv", "partial.json")
+#: An evaluation folder (``p2ptools.outputs``): its ownership record lists every file written, so an
+#: ``--overwrite`` carries the user's other files into the new report.
+EVALUATION = OutputKind("evaluation", REPORT_MARKERS)
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ def run_evaluation(request: EvalRequest) -> EvalOutcome:
     request.check()
     out, opts = Path(request.out), request.options
     refuse_overlap(out, [*request.runs, *request.results, opts.data, opts.real, opts.labels, opts.cityscapes], "--out")
-    state = refuse_foreign(out, REPORT_MARKERS, "--out", "evaluation")
+    state = refuse_foreign(out, EVALUATION, "--out")
     rerun_shard = request.shard is not None and not any((out / m).is_file() for m in ("report.json", "table.csv"))
     if state == "ours" and not request.overwrite and not rerun_shard:  # a job array's retried shard just runs again
         raise ConfigError(f"--out {out}: holds an evaluation already ({' / '.join(REPORT_MARKERS)}); use --overwrite to replace it "
@@ -88,16 +91,24 @@ def run_evaluation(request: EvalRequest) -> EvalOutcome:
             discard(staging)
         try:
             outcome = _evaluate(replace(request, out=staging), device)
+            if writer:
+                _replace(staging, out)
         except BaseException:
             if writer:
                 discard(staging)
             raise
         if not writer:
             return outcome
-        carry_over(out, staging)  # a file of the user's in the old folder is kept, not deleted
-        swap_in(staging, out)
         index = out / outcome.index.name if outcome.index is not None else None
         return EvalOutcome(outcome.summary, index)
+
+
+def _replace(staging: Path, out: Path) -> None:
+    """Record what the evaluation wrote, carry the user's files of an old ``out`` into it (a file
+    in the new one's way stops the replacement, the old folder untouched), and swap it in."""
+    seal(staging, EVALUATION)
+    carry_over(out, staging)
+    swap_in(staging, out)
 
 
 def _evaluate(request: EvalRequest, device: str) -> EvalOutcome:
@@ -156,7 +167,7 @@ def run_merge(request: MergeRequest) -> EvalOutcome:
 
     out = Path(request.out)
     refuse_overlap(out, list(request.parts), "--out")
-    state = refuse_foreign(out, REPORT_MARKERS, "--out", "evaluation")
+    state = refuse_foreign(out, EVALUATION, "--out")
     if state == "ours" and not request.overwrite:
         raise ConfigError(f"--out {out}: holds an evaluation already ({' / '.join(REPORT_MARKERS)}); use --overwrite to replace it "
                           "(the old one stays until the new one is complete) or another --out")
@@ -170,9 +181,8 @@ def run_merge(request: MergeRequest) -> EvalOutcome:
 
             bins = partial.context["bins"]
             write_report(evaluation, staging, LabBins(float(bins["width"]), tuple(bins["L"]), tuple(bins["a"])))
+            _replace(staging, out)
         except BaseException:
             discard(staging)
             raise
-        carry_over(out, staging)
-        swap_in(staging, out)
     return EvalOutcome(summary_frame(evaluation), out / "report.html")

@@ -34,6 +34,7 @@ from safetensors.torch import save as save_tensors
 from p2ptools.errors import CheckpointError, ConfigError, InputFileError
 from p2ptools.eval.scorer import CHECKPOINT_NAME, ScorerConfig, save_fcn_weights, to_network_input
 from p2ptools.imageio import read_image, read_json, write_bytes_atomic, write_text_atomic
+from p2ptools.outputs import OutputKind, claim, refuse_foreign, refuse_overlap
 from p2ptools.labels import CITYSCAPES, IGNORE, ClassTable
 from p2ptools.nets.fcn8s import FCN8s
 from p2ptools.nets.vgg import TORCHVISION_FEATURE_INDEX
@@ -305,6 +306,19 @@ def photometric_jitter(photos: np.ndarray, strength: float, rng: random.Random) 
 
 
 RESUME_TENSORS, RESUME_STATE, RESUME_FORMAT = "resume.safetensors", "resume.json", "p2ptools-fcn-resume/1"
+
+
+def _scorer_is_ours(folder: Path) -> bool:
+    """A scorer folder written before ownership records: its resume state holds our format key."""
+    path = folder / RESUME_STATE
+    try:
+        return not path.is_symlink() and json.loads(path.read_text(encoding="utf-8")).get("format") == RESUME_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+#: An ``fcn train`` output folder (``p2ptools.outputs``).
+SCORER = OutputKind("scorer", (CHECKPOINT_NAME, "config.json"), legacy=_scorer_is_ours)
 #: options that may change between an interrupted run and its resumption
 _RESUMABLE_CHANGES = ("epochs", "resume", "overwrite", "progress", "device")
 
@@ -361,6 +375,8 @@ def train_fcn(options: FCNTrainOptions) -> FCNTrainResult:
     check_lr_policy(opts.lr_policy)
     data, out = Path(opts.data), Path(opts.out)
     checkpoint = out / CHECKPOINT_NAME
+    refuse_overlap(out, [data, opts.vgg_weights], "--out")
+    refuse_foreign(out, SCORER, "--out")  # a folder of the user's is never written into
     if checkpoint.exists() and not (opts.overwrite or opts.resume):
         raise ConfigError(f"{checkpoint} exists; pass --resume to continue it or --overwrite to replace it")
     device = torch.device(opts.device)
@@ -390,6 +406,7 @@ def train_fcn(options: FCNTrainOptions) -> FCNTrainResult:
     config = ScorerConfig(classes.num_classes, float(opts.width), classes, mean_bgr, source, opts.size)
 
     out.mkdir(parents=True, exist_ok=True)
+    claim(out, SCORER)
     log_lines: list[str] = []
     first_epoch = 1
     if opts.resume:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ from torch import nn
 
 from p2ptools.errors import CheckpointError, ConfigError, InputFileError, OutputError
 from p2ptools.imageio import read_json, write_text_atomic
-from p2ptools.outputs import refuse_foreign
+from p2ptools.outputs import OWNER_NAME, OutputKind, claim, is_ours, refuse_foreign, refuse_overlap
 from p2ptools.plugin import CONFIG_NAME
 from p2ptools.progress import console
 from p2ptools.torchstate import module_tensors, optimizer_join, optimizer_split, rng_state, save_file, set_rng_state  # noqa: F401  (the RNG helpers are part of this API)
@@ -67,6 +68,53 @@ def differing_options(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 #: What a run directory holds that p2ptools wrote: ``--overwrite`` removes these and nothing else.
 RUN_ENTRIES = (CHECKPOINTS, _TMP, _OLD, "samples", "log.jsonl", "tensorboard", "wandb", CONFIG_NAME)
+#: The names p2ptools writes inside the run's own folders (``tensorboard/`` and ``wandb/`` belong to
+#: those libraries whole): a file of any other name there is a user's, and ``--overwrite`` refuses.
+_OWN_FILES = {
+    CHECKPOINTS: re.compile(r"latest_[A-Za-z0-9]+\.safetensors|latest_state\.json|epoch_\d+_[A-Za-z0-9]+\.safetensors|\.tmp.*"),
+    "samples": re.compile(r"epoch_\d+\.(png|jpg)|index\.html|\.tmp.*"),
+}
+_OWN_FILES[_TMP] = _OWN_FILES[_OLD] = _OWN_FILES[CHECKPOINTS]
+
+
+def _has_state(run_dir: Path) -> bool:
+    """A run written before ownership records: a checkpoint state holding our format key."""
+    for folder in (CHECKPOINTS, _TMP, _OLD):
+        path = run_dir / folder / STATE_JSON
+        try:
+            if not path.is_symlink() and json.loads(path.read_text(encoding="utf-8")).get("format") == STATE_FORMAT:
+                return True
+        except (OSError, ValueError, AttributeError):
+            continue
+    return False
+
+
+#: A run directory (``p2ptools.outputs``); its files are :data:`RUN_ENTRIES`.
+RUN = OutputKind("run", (CONFIG_NAME,), legacy=_has_state)
+
+
+def refuse_foreign_run_files(run_dir: Path, *, whole: bool = False) -> None:
+    """Before ``--overwrite`` removes a run: refuse when the run's folders hold files p2ptools does
+    not write there (``samples/keep.png``), naming them; nothing is touched. With ``whole`` (the
+    folder is replaced whole, as by import-checkpoint) any top-level entry but the run's counts too."""
+    found = []
+    if whole:
+        found += sorted(p.name for p in run_dir.iterdir() if p.name not in (*RUN_ENTRIES, OWNER_NAME, REPLACED))
+    for folder, pattern in _OWN_FILES.items():
+        top = run_dir / folder
+        if top.is_symlink():
+            found.append(f"{folder} (a link)")
+            continue
+        for root, dirs, files in os.walk(top):
+            rel = Path(root).relative_to(run_dir)
+            found += [f"{(rel / d).as_posix()}/" for d in sorted(dirs)]
+            found += [(rel / f).as_posix() for f in sorted(files) if not pattern.fullmatch(f)]
+            dirs.clear()
+    found += [name for name in RUN_ENTRIES if name not in _OWN_FILES and (run_dir / name).is_symlink()]
+    if found:
+        shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        raise ConfigError(f"--out {run_dir}: also holds files p2ptools did not write ({shown}); --overwrite would remove "
+                          "them with the old run, so move them out first or choose another --out")
 
 
 def _has_progress(run_dir: Path) -> bool:
@@ -144,29 +192,35 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], *, resume: bool, over
     """
     run_dir = Path(run_dir)
     config_path = run_dir / CONFIG_NAME
+    if config.get("data"):
+        refuse_overlap(run_dir, [config["data"]], "--out")  # a run never writes into its dataset
     if resume:
         if not config_path.is_file():
             raise InputFileError(config_path, "no config.json: nothing to resume")
+        require_run(run_dir)
         old = read_json(config_path)
         diffs = differing_options(_comparable(with_new_defaults(old, config)), _comparable(config))
         if diffs:
             raise ConfigError(f"{run_dir}: cannot resume with another configuration ({'; '.join(diffs)})")
+        claim(run_dir, RUN)  # a run written before ownership records gets one
         recover(run_dir)
         if (run_dir / CHECKPOINTS / STATE_JSON).is_file():
             return True
         if _has_progress(run_dir):
             console.print(f"{run_dir}: no checkpoint yet (the run stopped before its first one): starting again from step 0")
+        refuse_foreign_run_files(run_dir)
         truncate_log(run_dir / "log.jsonl", 0)
         shutil.rmtree(run_dir / "samples", ignore_errors=True)
         shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)  # per-epoch files of the failed start
         shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
         # RUN/wandb stays: the kept run id makes the new start rewind that wandb run to step 0
         return False
-    state = refuse_foreign(run_dir, (CONFIG_NAME,), "--out", "run")
+    state = refuse_foreign(run_dir, RUN, "--out")
     if state != "ours":
+        _start(run_dir)
         return False
-    old = read_json(config_path)
-    diffs = differing_options(_comparable(with_new_defaults(old, config)), _comparable(config))
+    old = read_json(config_path) if config_path.is_file() else {}  # {}: a run that stopped before writing it
+    diffs = differing_options(_comparable(with_new_defaults(old, config)), _comparable(config)) if old else []
     if not overwrite:
         if diffs:
             raise ConfigError(f"{run_dir}: holds a run of another configuration ({'; '.join(diffs)}); "
@@ -174,11 +228,26 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], *, resume: bool, over
         if _has_progress(run_dir):
             raise ConfigError(f"{run_dir}: already holds this run; continue it with "
                               f"`p2ptools train --resume {run_dir}` or start over with --overwrite")
+    refuse_foreign_run_files(run_dir)
     if overwrite and _has_progress(run_dir):
         _set_aside(run_dir)
     else:
         _clear_run(run_dir)  # the same run that failed before its first step: start again
+    _start(run_dir)
     return False
+
+
+def require_run(run_dir: str | Path) -> None:
+    """Refuse to resume (or otherwise change) ``run_dir`` unless p2ptools wrote it as a run."""
+    if not is_ours(run_dir, RUN):
+        raise ConfigError(f"{run_dir}: holds no p2ptools run (no valid ownership record {OWNER_NAME} and no checkpoint "
+                          "of ours; a file named config.json proves nothing): nothing to resume")
+
+
+def _start(run_dir: Path) -> None:
+    """Create the run directory of a new run with its ownership record (before config.json)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    claim(run_dir, RUN)
 
 
 def with_new_defaults(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

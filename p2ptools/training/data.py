@@ -259,6 +259,15 @@ def check_dataset_folder(root: str | Path) -> None:
         raise InputFileError(root, "no such dataset folder (expected train/ [val/ test/] of A|B pair images)")
 
 
+def image_size(data: bytes, name: str) -> tuple[int, int]:
+    """(width, height) of an encoded image: from its header, decoding only where it gives none."""
+    size = header_size(data)
+    if size is None:
+        image = decode_image(data, name, exif_orientation=False)
+        size = (image.shape[1], image.shape[0])
+    return size
+
+
 def check_pair_headers(files: Sequence[Path], jitter: Jitter) -> None:
     """Check every pair file before training touches anything: readable, complete (end marker),
     under the pixel limit, an even width, and halves large enough for ``jitter``'s crop.
@@ -275,11 +284,7 @@ def check_pair_headers(files: Sequence[Path], jitter: Jitter) -> None:
             raise InputFileError(path, "empty file")
         check_complete(data, str(path))
         check_pixels(data, str(path))
-        size = header_size(data)
-        if size is None:
-            image = decode_image(data, str(path), exif_orientation=False)
-            size = (image.shape[1], image.shape[0])
-        w, h = size
+        w, h = image_size(data, str(path))
         if w % 2:
             raise InputFileError(path, f"width {w} is odd: not an A|B pair of two equal halves")
         if jitter.mode == "crop" and (h < jitter.crop_size or w // 2 < jitter.crop_size):

@@ -9,16 +9,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 
 from p2ptools.errors import CheckpointError, ConfigError
-from p2ptools.plugin import CONFIG_NAME
+from p2ptools.outputs import claim, discard, refuse_foreign, staging_path, swap_in
 
 
 def _shape(t: torch.Tensor) -> tuple[int, ...]:
@@ -84,43 +81,37 @@ def read_state_dict(checkpoint: Path) -> dict[str, torch.Tensor]:
 
 
 def check_import_target(run_dir: Path, overwrite: bool) -> bool:
-    """Check that ``run_dir`` may be (re)written; True when an existing run is to be replaced."""
-    if not run_dir.exists():
+    """Check that ``run_dir`` may be (re)written; True when an existing run is to be replaced.
+
+    A folder is replaced only when it is a p2ptools run (its ownership record, see
+    :mod:`p2ptools.outputs`) and holds nothing p2ptools did not write (the whole folder is replaced).
+    """
+    from p2ptools.training.checkpoint import RUN, refuse_foreign_run_files
+
+    state = refuse_foreign(run_dir, RUN, "--out")
+    if state != "ours":
         return False
-    if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: exists and is not a folder; choose another --out")
-    if not any(run_dir.iterdir()):
-        return False
-    if not (run_dir / CONFIG_NAME).is_file():
-        raise ConfigError(f"{run_dir}: not empty and not a p2ptools run directory; refusing to write into it")
     if not overwrite:
         raise ConfigError(f"{run_dir}: already holds a run; use --overwrite to replace it")
+    refuse_foreign_run_files(run_dir, whole=True)
     return True
 
 
 def write_run(run_dir: Path, files: Mapping[str, bytes], overwrite: bool) -> None:
-    """Write ``files`` (relative path -> bytes) as the run directory ``run_dir``: into a temporary
-    sibling folder first, then renamed into place (replacing an existing run only with ``overwrite``)."""
-    replace = check_import_target(run_dir, overwrite)
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tmp-", dir=run_dir.parent))
+    """Write ``files`` (relative path -> bytes) as the run directory ``run_dir``: into its staging
+    folder beside it first, then swapped into place (replacing an existing run only with ``overwrite``)."""
+    from p2ptools.imageio import write_bytes_atomic
+    from p2ptools.training.checkpoint import RUN
+
+    check_import_target(run_dir, overwrite)
+    staging = staging_path(run_dir)
+    discard(staging)
     try:
+        staging.mkdir(parents=True)
+        claim(staging, RUN)
         for rel, data in files.items():
-            target = tmp / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        if replace:
-            trash = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.old-", dir=run_dir.parent))
-            run_dir.rename(trash / "run")
-            tmp.rename(run_dir)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            if run_dir.exists():
-                run_dir.rmdir()  # empty, checked above
-            tmp.rename(run_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(staging / rel, data)
+        swap_in(staging, run_dir)
+    finally:
+        discard(staging)

@@ -139,6 +139,18 @@ def read_id_map(path: Path) -> np.ndarray:
     return image.astype(np.int32)
 
 
+def read_pair_map(pair: Path, kind: str, halves: tuple[int, int], label_nc: int | None = None) -> np.ndarray:
+    """The ``kind`` map of ``pair`` (:func:`extra_path`), checked: single-channel 8/16-bit, the size
+    ``halves`` (H, W) of the pair's halves and, with ``label_nc``, every id below it."""
+    path = extra_path(pair, kind)
+    ids = read_id_map(path)
+    if ids.shape != tuple(halves):
+        raise InputFileError(path, f"size {ids.shape[1]}x{ids.shape[0]} differs from its pair's halves {halves[1]}x{halves[0]}")
+    if label_nc is not None and ids.size and int(ids.max()) >= label_nc:
+        raise InputFileError(path, f"label id {int(ids.max())} does not fit --label-nc {label_nc}")
+    return ids
+
+
 class HDPairs(Dataset):
     """Samples ``{"A": packed input (C, H, W) int32 or uint8, "B": target (C, H, W) uint8, "index"}``.
 
@@ -167,20 +179,9 @@ class HDPairs(Dataset):
         source, target = (b, a) if self.direction == "BtoA" else (a, b)
         maps = []
         if self.label_nc:
-            label_file = extra_path(path, LABEL_DIR)
-            labels = read_id_map(label_file)
-            if labels.shape != target.shape[:2]:
-                raise InputFileError(label_file, f"size {labels.shape[1]}x{labels.shape[0]} differs from its pair's halves "
-                                                 f"{target.shape[1]}x{target.shape[0]}")
-            if int(labels.max()) >= self.label_nc:
-                raise InputFileError(label_file, f"label id {int(labels.max())} does not fit --label-nc {self.label_nc}")
-            maps.append(labels)
+            maps.append(read_pair_map(path, LABEL_DIR, target.shape[:2], self.label_nc))
         if self.instance:
-            inst_file = extra_path(path, INSTANCE_DIR)
-            inst = read_id_map(inst_file)
-            if inst.shape != target.shape[:2]:
-                raise InputFileError(inst_file, f"size {inst.shape[1]}x{inst.shape[0]} differs from its pair's halves")
-            maps.append(inst)
+            maps.append(read_pair_map(path, INSTANCE_DIR, target.shape[:2]))
         images = [target] if self.label_nc else [target, source]
         try:
             images, maps = self.jitter.apply(images, maps, np.random.default_rng([self.seed, epoch, index]))

@@ -12,6 +12,7 @@ starts the generator's Adam afresh over all parameters, as the official code doe
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,14 +27,14 @@ from p2ptools.options import check_choices, to_dict
 from p2ptools.pairs import MANIFEST_NAME, iter_split, manifest_sha256
 from p2ptools.progress import console
 from p2ptools.training import checkpoint as ckpt
-from p2ptools.training.data import Jitter, ResumableSampler, check_batch, check_dataset_folder, check_pair_headers, make_loader, split_files, to_network_range, to_uint8
+from p2ptools.training.data import Jitter, ResumableSampler, check_batch, check_dataset_folder, check_pair_headers, image_size, make_loader, split_files, to_network_range, to_uint8
 from p2ptools.training.epoch_loop import LoopHooks, LoopSettings, Position, run_epochs
 from p2ptools.training.loop import append_log, lr_lambda, set_requires_grad
 from p2ptools.training.runtime import Runtime, cleanup_distributed, resolve_precision, setup_distributed
 from p2ptools.training.samples import sample_grid, write_samples
 from p2ptools.training.state import prepare_run, restore_training, save_training, seed_rank
 from p2ptools_pix2pixhd import __version__
-from p2ptools_pix2pixhd.data import INSTANCE_DIR, LABEL_DIR, HDJitter, HDPairs, encode_input, extra_path, input_channels, input_preview
+from p2ptools_pix2pixhd.data import INSTANCE_DIR, LABEL_DIR, HDJitter, HDPairs, encode_input, extra_path, input_channels, input_preview, read_pair_map
 from p2ptools_pix2pixhd.losses import VGG19Features, discriminator_loss, feature_matching_loss, gan_loss, load_vgg19, vgg_loss
 from p2ptools_pix2pixhd.networks import count_parameters, define_D, define_G
 from p2ptools_pix2pixhd.options import Pix2PixHDOptions
@@ -117,7 +118,9 @@ def check_setup(options: Pix2PixHDOptions) -> None:
 
 
 def check_files(files: list[Path], options: Pix2PixHDOptions) -> None:
-    """Every pair's header and extras before anything is written (the first bad file raises)."""
+    """Every pair's header and every label and instance map (decoded: type, size, label ids below
+    --label-nc) before anything is written, so that bad data never replaces a run with --overwrite
+    halfway through an epoch. The first bad file raises, in the files' order."""
     check_pair_headers(files, Jitter("none"))
     kinds = ([LABEL_DIR] if options.label_nc else []) + ([INSTANCE_DIR] if options.instance else [])
     for path in files:
@@ -127,6 +130,17 @@ def check_files(files: list[Path], options: Pix2PixHDOptions) -> None:
                 hint = ("build Cityscapes with `p2ptools make-dataset cityscapes --ids-extras`, or train on RGB inputs "
                         "with --label-nc 0" + (" --no-instance" if kind == INSTANCE_DIR else ""))
                 raise InputFileError(extra, f"missing {kind} map of pair {path.name} ({hint})")
+    if not kinds:
+        return
+
+    def check(path: Path) -> None:
+        w, h = image_size(path.read_bytes(), str(path))  # read and checked by check_pair_headers just before
+        for kind in kinds:
+            read_pair_map(path, kind, (h, w // 2), options.label_nc if kind == LABEL_DIR else None)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:  # OpenCV decodes without the GIL
+        for _ in pool.map(check, files):  # map re-raises the first failure in the files' order
+            pass
 
 
 def run_config(options: Pix2PixHDOptions, data_root: Path, net_g: nn.Module, net_d: nn.Module) -> dict[str, Any]:

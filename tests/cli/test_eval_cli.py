@@ -259,6 +259,45 @@ def test_rerun_needs_overwrite_replaces_when_complete_and_keeps_a_users_files(cl
     _one_error_line(cli(*args[:-3], "--out", user, "--overwrite"), f"--out {user}", "holds no p2ptools evaluation")
 
 
+def test_issue23_a_users_report_json_does_not_make_the_folder_an_evaluation(cli, scene, fake_load, tmp_path):
+    root, _, _ = scene
+    (root / "w.safetensors").write_bytes(b"x")
+    user = tmp_path / "user"
+    (user / "samples").mkdir(parents=True)
+    (user / "report.json").write_text(json.dumps({"fcn": {"per_pixel_acc": 0.9}}))
+    (user / "table.csv").write_text("a,b\n")
+    (user / "samples" / "keep.png").write_bytes(b"a user's picture")
+    (user / "notes.txt").write_text("keep")
+    before = tree_bytes(user)
+    link = tmp_path / "link"
+    link.symlink_to(user)
+    for out in (user, link):
+        res = cli("eval", "--fcn", "--results", root / "res", "--cityscapes", root / "cs", "--fcn-weights", root / "w.safetensors",
+                  "--out", out, "--no-progress", "--overwrite")  # fmt: skip
+        _one_error_line(res, f"--out {out}", "holds no p2ptools evaluation", "proves nothing")
+    assert tree_bytes(user) == before and link.is_symlink()
+
+
+def test_issue23_overwrite_carries_a_users_files_inside_the_report_folders_over(cli, scene, fake_load):
+    root, _, _ = scene
+    (root / "w.safetensors").write_bytes(b"x")
+    args = ("eval", "--fcn", "--results", root / "res", "--cityscapes", root / "cs", "--fcn-weights", root / "w.safetensors",
+            "--out", root / "rep", "--no-progress")  # fmt: skip
+    assert cli(*args).code == 0
+    folders = sorted(p.relative_to(root / "rep") for p in (root / "rep").rglob("*") if p.is_dir())
+    assert folders, "the report has folders of its own"
+    kept = root / "rep" / folders[0] / "keep.txt"  # a user's file inside one of the report's own folders
+    kept.write_text("the user's")
+    (root / "rep" / "mine").mkdir()
+    (root / "rep" / "mine" / "a.txt").write_text("the user's too")
+    assert cli(*args, "--overwrite").code == 0
+    assert kept.read_text() == "the user's" and (root / "rep" / "mine" / "a.txt").read_text() == "the user's too"
+    assert cli(*args, "--overwrite").code == 0  # and again: carried files stay the user's, never recorded as ours
+    assert kept.read_text() == "the user's"
+    recorded = json.loads((root / "rep" / ".p2ptools.json").read_text())["files"]
+    assert "report.json" in recorded and kept.relative_to(root / "rep").as_posix() not in recorded and "mine/a.txt" not in recorded
+
+
 def test_full_disk_during_eval_is_one_line_and_leaves_the_old_report(cli, scene, fake_load, monkeypatch):
     import errno
     import os

@@ -88,6 +88,20 @@ def test_ablation_table_columns(cli, tmp_path, tiny_inception, alexnet_file):
     assert (tmp_path / "table" / "l1" / "features" / "results.rank0-of-1.npy").is_file()
 
 
+def test_issue23_merge_never_replaces_a_users_folder_with_a_report_json(cli, tmp_path, tiny_inception, alexnet_file):
+    res = make_set(tmp_path / "res", n=3)
+    args = fidelity_args(tiny_inception, alexnet_file)
+    for i in range(2):
+        assert cli("eval", "--results", res, *args, "--shard", f"{i}/2", "--out", tmp_path / f"part{i}").code == 0
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "report.json").write_text("{}")
+    (user / "notes.txt").write_text("keep")
+    r = cli("eval", "merge", tmp_path / "part0", tmp_path / "part1", "--out", user, "--overwrite")
+    assert r.code == 1 and "holds no p2ptools evaluation" in r.stderr, r.stderr
+    assert sorted(p.name for p in user.iterdir()) == ["notes.txt", "report.json"] and (user / "report.json").read_text() == "{}"
+
+
 def test_shards_and_merge_write_the_single_run_report(cli, tmp_path, tiny_inception, alexnet_file):
     res = make_set(tmp_path / "res", n=5)
     args = fidelity_args(tiny_inception, alexnet_file)

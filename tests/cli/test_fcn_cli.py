@@ -92,7 +92,7 @@ def test_train_command(cli, tmp_path, tiny_dataset):
     res = cli("fcn", "train", "--data", tiny_dataset, "--out", out, "--width", "0.03125", "--epochs", "1", "--size", "16", "--lr", "1e-3", "--no-progress")
     assert res.code == 0, res.stderr
     assert "trained 1 epoch(s)" in res.stdout and "val pixel_acc" in res.stdout
-    assert {p.name for p in out.iterdir()} == {"fcn8s.safetensors", "config.json", "log.jsonl", "resume.safetensors", "resume.json"}
+    assert {p.name for p in out.iterdir()} == {"fcn8s.safetensors", "config.json", "log.jsonl", "resume.safetensors", "resume.json", ".p2ptools.json"}
     config = json.loads((out / "config.json").read_text())
     assert config["options"]["width"] == 0.03125 and config["classes"]["name"] == "cityscapes" and config["photo"] == "A"
     assert load_scorer(out).classes == CITYSCAPES

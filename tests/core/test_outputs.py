@@ -9,21 +9,23 @@ import pytest
 
 from p2ptools.cache import cache_root, file_key
 from p2ptools.errors import ConfigError
-from p2ptools.outputs import (carry_over, check_folder_path, folder_state, recover_swap, refuse_foreign, refuse_overlap,
-                              refuse_unknown_entries, staging_path, swap_in)  # fmt: skip
+from p2ptools.outputs import (OutputKind, carry_over, check_folder_path, claim, folder_state, recover_swap, refuse_foreign,
+                              refuse_overlap, refuse_unknown_entries, seal, staging_path, swap_in)  # fmt: skip
+
+DATASET = OutputKind("dataset", ("manifest.json",))
 
 
 def test_folder_state_and_refuse_foreign(tmp_path):
-    assert folder_state(tmp_path / "none", ("manifest.json",)) == "absent"
+    assert folder_state(tmp_path / "none", DATASET) == "absent"
     (tmp_path / "empty").mkdir()
-    assert folder_state(tmp_path / "empty", ("manifest.json",)) == "empty"
+    assert folder_state(tmp_path / "empty", DATASET) == "empty"
     (tmp_path / "ours").mkdir()
-    (tmp_path / "ours" / "manifest.json").write_text("{}")
-    assert refuse_foreign(tmp_path / "ours", ("manifest.json",), "--out", "dataset") == "ours"
+    claim(tmp_path / "ours", DATASET)
+    assert refuse_foreign(tmp_path / "ours", DATASET, "--out") == "ours"
     (tmp_path / "theirs").mkdir()
     (tmp_path / "theirs" / "x.txt").write_text("x")
     with pytest.raises(ConfigError, match=r"--out .*theirs: folder is not empty and holds no p2ptools dataset"):
-        refuse_foreign(tmp_path / "theirs", ("manifest.json",), "--out", "dataset")
+        refuse_foreign(tmp_path / "theirs", DATASET, "--out")
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="is a file; --out expects a folder"):
         check_folder_path(tmp_path / "file", "--out")
@@ -78,6 +80,7 @@ def test_carry_over_moves_only_what_the_new_folder_lacks(tmp_path):
     for folder in (old, new):
         folder.mkdir()
         (folder / "report.json").write_text(folder.name)
+        seal(folder, DATASET)
     (old / "notes.txt").write_text("mine")
     assert carry_over(old, new) == ["notes.txt"]
     assert (new / "notes.txt").read_text() == "mine" and (new / "report.json").read_text() == "new"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -243,3 +244,19 @@ def test_poly_learning_rate_follows_its_formula_step_by_step(tmp_path, monkeypat
     with pytest.raises(ConfigError, match="--lr-policy must be one of fixed, poly, got 'step'"):
         train_fcn(FCNTrainOptions(out=tmp_path / "bad", lr_policy="step", **common))
     assert not (tmp_path / "bad").exists()
+
+
+def test_issue23_fcn_train_never_writes_into_a_users_folder(tmp_path):
+    root = make_dataset(tmp_path / "toy", counts=(("train", 2),))
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "config.json").write_text("my own config")
+    (user / "log.jsonl").write_text("my own log\n")
+    opts = FCNTrainOptions(data=root, out=user, width=1 / 32, epochs=1, size=SIZE, classes="manifest", photo="A", progress=False)
+    for overwrite in (False, True):
+        with pytest.raises(ConfigError, match=r"holds no p2ptools scorer"):
+            train_fcn(dataclasses.replace(opts, overwrite=overwrite))
+    assert (user / "config.json").read_text() == "my own config" and (user / "log.jsonl").read_text() == "my own log\n"
+    with pytest.raises(ConfigError, match="is inside the input"):
+        train_fcn(dataclasses.replace(opts, out=root / "fcn"))
+    assert not (root / "fcn").exists()

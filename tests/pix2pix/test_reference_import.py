@@ -177,7 +177,7 @@ def test_run_directory_contents(tmp_path):
     assert config["data"] is None and config["discriminator_params"] is None
     assert config["generator_params"] == sum(p.numel() for p in reference_net().parameters())
     assert config["imported_from"] == str(ckpt)
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json"]
+    assert sorted(p.name for p in run.iterdir()) == [".p2ptools.json", "checkpoints", "config.json"]  # with its ownership record
     assert not [p for p in run.parent.iterdir() if p.name.startswith(".")], "temporary folders left behind"
 
 
@@ -378,7 +378,7 @@ def test_refuses_a_folder_that_is_not_a_run(tmp_path):
     ckpt = save_reference(reference_net(), tmp_path / "g.pth")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "keep.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="not a p2ptools run directory"):
+    with pytest.raises(ConfigError, match="not empty and holds no p2ptools run"):
         import_reference_checkpoint(ckpt, Pix2PixOptions(netG="unet_64", ngf=8), tmp_path / "notes", overwrite=True)
     assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
     (tmp_path / "empty").mkdir()
@@ -389,3 +389,21 @@ def test_refuses_a_folder_that_is_not_a_run(tmp_path):
 def test_library_error_type(tmp_path):
     with pytest.raises(CheckpointError):
         import_reference_checkpoint(tmp_path / "missing.pth", Pix2PixOptions(), tmp_path / "run")
+
+
+def test_issue23_import_never_replaces_a_users_folder_holding_a_config_json(tmp_path, cli):
+    ckpt = save_reference(reference_net(), tmp_path / "g.pth")
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "config.json").write_text(json.dumps({"plugin": "pix2pix", "options": {}}))
+    (user / "notes.txt").write_text("mine")
+    res = cli("import-checkpoint", ckpt, "--model", "pix2pix", "--netG", "unet_64", "--ngf", "8", "--out", user, "--overwrite")
+    assert res.code == 1 and "holds no p2ptools run" in res.stderr, res.stderr
+    assert sorted(p.name for p in user.iterdir()) == ["config.json", "notes.txt"]
+    # a real imported run with a file of the user's in it is not replaced whole either
+    run = tmp_path / "run"
+    assert cli("import-checkpoint", ckpt, "--model", "pix2pix", "--netG", "unet_64", "--ngf", "8", "--out", run).code == 0
+    (run / "notes.txt").write_text("mine")
+    res = cli("import-checkpoint", ckpt, "--model", "pix2pix", "--netG", "unet_64", "--ngf", "8", "--out", run, "--overwrite")
+    assert res.code == 1 and "also holds files p2ptools did not write (notes.txt)" in res.stderr, res.stderr
+    assert (run / "notes.txt").read_text() == "mine"

@@ -215,3 +215,50 @@ def test_case9_a_run_that_failed_before_step_1_restarts_with_the_same_command(da
         p.write_bytes(good)
     res = cli(*args)
     assert res.code == 0, res.stderr
+
+
+# -- issue 23, group 1: ownership that cannot be faked ----------------------------------------------
+
+
+def _user_folder_with_a_config(folder: Path) -> dict[str, bytes]:
+    """A user's folder that merely holds a file called config.json (and samples of its own)."""
+    (folder / "samples").mkdir(parents=True)
+    (folder / "samples" / "keep.png").write_bytes(b"a user's picture")
+    (folder / "notes.txt").write_text("keep")
+    (folder / "config.json").write_text(json.dumps({"plugin": "pix2pix", "plugin_version": "0.1.0", "options": {}}))
+    return tree_bytes(folder)
+
+
+def test_issue23_a_users_config_json_does_not_make_the_folder_a_run(data, tmp_path, cli):
+    user = tmp_path / "mine"
+    before = _user_folder_with_a_config(user)
+    for extra in (("--overwrite",), ()):
+        res = cli("train", "--data", data, "--out", user, *TINY_ARGS, "--max-steps", "1", *extra)
+        assert_one_line_error(res, f"--out {user}", "holds no p2ptools run", "config.json proves nothing")
+    assert_one_line_error(cli("train", "--resume", user, "--no-progress"), str(user), "holds no p2ptools run", "nothing to resume")
+    link = tmp_path / "link"
+    link.symlink_to(user)  # the same through a symlink to the user's folder
+    res = cli("train", "--data", data, "--out", link, *TINY_ARGS, "--max-steps", "1", "--overwrite")
+    assert_one_line_error(res, f"--out {link}", "holds no p2ptools run")
+    assert tree_bytes(user) == before
+
+
+def test_issue23_overwrite_of_a_run_refuses_a_users_file_inside_it_and_keeps_top_level_ones(run, data, cli):
+    (run / "samples").mkdir(exist_ok=True)
+    (run / "samples" / "keep.png").write_bytes(b"a user's picture")
+    before = tree_bytes(run)
+    res = cli("train", "--data", data, "--out", run, *TINY_ARGS, "--max-steps", "1", "--lambda-l1", "10", "--overwrite")
+    assert_one_line_error(res, f"--out {run}", "also holds files p2ptools did not write (samples/keep.png)")
+    assert tree_bytes(run) == before
+    (run / "samples" / "keep.png").rename(run / "keep.png")  # beside the run's own entries: left where it is
+    res = cli("train", "--data", data, "--out", run, *TINY_ARGS, "--max-steps", "1", "--lambda-l1", "10", "--overwrite")
+    assert res.code == 0, res.stderr
+    assert (run / "keep.png").read_bytes() == b"a user's picture"
+    assert json.loads((run / "config.json").read_text())["options"]["lambda_l1"] == 10.0
+
+
+def test_issue23_a_run_inside_its_dataset_is_refused(data, cli):
+    for out in (data / "runs" / "r", data / "train" / "r", data):
+        res = cli("train", "--data", data, "--out", out, *TINY_ARGS, "--max-steps", "1")
+        assert_one_line_error(res, f"--out {out}", "the input")
+        assert not (data / "runs").exists() and not (data / "train" / "r").exists()

@@ -109,3 +109,24 @@ def test_case7_full_disk_during_translate_is_one_line_and_leaves_nothing(run, ph
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     monkeypatch.undo()
     assert read_image(out / "a.png").shape == (64, 64, 3)
+
+
+def test_issue23_a_users_translate_json_does_not_make_the_folder_ours(run, photos, tmp_path, cli):
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "translate.json").write_text(json.dumps({"count": 1}))
+    (user / "holiday.png").write_bytes(b"a user's picture")  # named like a translation
+    before = tree_bytes(user)
+    assert_one_line_error(_translate(cli, run, photos, user, "--overwrite"), f"--output {user}", "holds no p2ptools translation folder")
+    assert tree_bytes(user) == before
+
+
+def test_issue23_overwrite_of_translations_refuses_a_png_p2ptools_did_not_write(run, photos, tmp_path, cli):
+    out = tmp_path / "out"
+    assert _translate(cli, run, photos, out).code == 0
+    (out / "holiday.png").write_bytes(b"a user's picture")
+    before = tree_bytes(out)
+    assert_one_line_error(_translate(cli, run, photos, out, "--overwrite"), "also holds files p2ptools did not write (holiday.png)")
+    assert tree_bytes(out) == before
+    (out / "holiday.png").unlink()
+    assert _translate(cli, run, photos, out, "--overwrite").code == 0
