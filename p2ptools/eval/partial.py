@@ -181,7 +181,11 @@ def read_partial(folder: Path) -> Partial:
     """
     folder = Path(folder)
     path = folder / PARTIAL_MARKER
-    meta = check_meta(read_json(path, missing="no partial.json: not a folder written by p2ptools eval --shard"), path)
+    try:
+        meta = read_json(path, missing="no partial.json: not a folder written by p2ptools eval --shard")
+    except RecursionError:  # json's parser on absurdly nested input
+        raise InputFileError(path, "not valid JSON (nested too deeply)") from None
+    meta = check_meta(meta, path)
     arrays = load_state(folder / "state.npz", meta)
     check_features(folder, meta, arrays, path)
     samples, gallery = _load_images(meta["samples"], folder, "samples", path), _load_images(meta["gallery"], folder, "gallery", path)

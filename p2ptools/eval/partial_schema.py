@@ -54,7 +54,7 @@ _LPIPS_WEIGHTS = record({"net": string(), "version": string(), "backbone": _WEIG
 _FIDELITY = record({
     "fid": boolean, "kid": boolean, "lpips": boolean, "protocol": string(choices=PROTOCOLS),
     "kid_subsets": integer(1, 1 << 31), "kid_subset_size": integer(2, 1 << 31), "kid_seed": integer(0, (1 << 32) - 1),
-    "gallery": integer(0, 10_000), "inception": nullable(_WEIGHTS), "lpips_weights": nullable(_LPIPS_WEIGHTS),
+    "gallery": integer(0, 1 << 20), "inception": nullable(_WEIGHTS), "lpips_weights": nullable(_LPIPS_WEIGHTS),
 })  # fmt: skip
 _CLASSES = record({
     "name": string(), "names": list_of(string(), max_len=255), "label_ids": list_of(integer(-(1 << 31), 1 << 31), max_len=255),
@@ -67,7 +67,7 @@ _CONTEXT = record({
     "labels": nullable(string()), "photos": nullable(string()),
     "scorer_info": nullable(record({"weights": string(), "device": string(), "precision": string(choices=("fp32", "bf16")), "tf32": boolean})),
     "bins": record({"width": number(positive=True), "L": _RANGE, "a": _RANGE, "b": _RANGE}),
-    "fidelity": nullable(_FIDELITY), "real_sizes": list_of(string(_SIZE)), "samples": integer(0, 10_000),
+    "fidelity": nullable(_FIDELITY), "real_sizes": list_of(string(_SIZE)), "samples": integer(0, 1 << 20),
 })  # fmt: skip
 _FEATURES = list_of(tuple_of(file_name(".npy"), list_of(integer(0, 1 << 40))), length=1)
 _OBJECTS = record({
@@ -89,7 +89,7 @@ def _objects(value: Any, field: str) -> dict:
 META = record({
     "format": string(choices=(FORMAT,)), "shard": tuple_of(integer(0, 1 << 20), integer(1, 1 << 20)),
     "names": list_of(string()), "context": _CONTEXT, "objects": _objects,
-    "samples": list_of(_SAMPLE, max_len=10_000), "gallery": list_of(_WORST, max_len=10_000),
+    "samples": list_of(_SAMPLE, max_len=1 << 20), "gallery": list_of(_WORST, max_len=1 << 20),
 })  # fmt: skip
 
 
@@ -241,6 +241,8 @@ def load_state(path: Path, meta: dict[str, Any]) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
     with archive:
         members = {m.filename.removesuffix(".npy"): m for m in archive.infolist()}
+        if len(members) != len(archive.infolist()):
+            raise InputFileError(path, "an array is stored twice in the archive")
         dim = None
         order = sorted(members, key=lambda k: k != "fid_out.sum")  # the feature width first
         for key in order:
@@ -257,7 +259,7 @@ def load_state(path: Path, meta: dict[str, Any]) -> dict[str, np.ndarray]:
                         if not 1 <= dim <= MAX_FEATURE_DIM:
                             raise _fail(path, key, f"feature width {dim}, expected 1..{MAX_FEATURE_DIM}")
                     arrays[key] = _read_exact(fh, dtype, tuple(header[0]), path, key).copy()
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:  # a damaged member (CRC, truncated)
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, NotImplementedError) as exc:  # damaged (CRC, truncated), encrypted, unknown compression
                 raise _fail(path, key, f"unreadable ({exc})") from None
         expected = expected_arrays(ctx, dim)
         for key, (_, shape) in expected.items():

@@ -219,6 +219,8 @@ CASES = {
     "absolute sample name": (lambda p: _edit_json(p, _set("samples.0.output", "/etc/passwd")), "partial.json", "samples[0].output"),
     "truncated features": (lambda p: _truncate(_feature(p)), "features/results.shard0-of-2.npy", "truncated"),
     "truncated state": (lambda p: _truncate(p / "state.npz"), "state.npz", "zip"),
+    "deeply nested json": (lambda p: (p / "partial.json").write_text("[" * 100_000 + "]" * 100_000), "partial.json", "nested too deeply"),
+    "json of another shape": (lambda p: (p / "partial.json").write_text("[1, 2]"), "partial.json", "(top level)"),
     "truncated json": (lambda p: _truncate(p / "partial.json"), "partial.json", "JSON"),
     "reshaped features": (_reshape_features, "features/results.shard0-of-2.npy", "shape"),
     "reshaped state": (lambda p: _edit_state(p, lambda a: a.__setitem__("fid_out.outer", a["fid_out.outer"].reshape(-1))), "state.npz", "fid_out.outer"),
