@@ -312,8 +312,8 @@ def evaluate_results(
         raise ConfigError("--shard splits the work without a process group: do not combine it with torchrun")
     index, count = shard if shard is not None else (rank, world)
     files = results.files[index::count]
-    first = index == 0  # the share that shows samples
-    samples: list[dict[str, Any]] = []
+    place = dict(zip(files, range(index, len(results.files), count), strict=True))  # a file's position in the whole folder
+    samples: list[dict[str, Any]] = []  # this share's among the first options.samples results (merged: merge_samples)
     need_photo = bool(options.color or want_metrics or options.ground_truth_row or fid_opts.any)
     real_sizes: set[str] = set()  # the results' sizes, to which the real photos are resized
     fpass = None
@@ -333,7 +333,7 @@ def evaluate_results(
             task = bar.add_task(f"eval {name or results.folder.name}", total=len(files))
             for batch in _batches(files, max(1, options.batch_size)):
                 outputs = [read_image(path) for path in batch]
-                read_truth = photos is not None and (need_photo or (first and len(samples) < options.samples))
+                read_truth = photos is not None and (need_photo or place[batch[0]] < options.samples)
                 truths = [photos.photo(path) if read_truth else None for path in batch]
                 gts = [labels.labels(path) for path in batch] if labels is not None else None
                 if options.fcn:
@@ -359,9 +359,9 @@ def evaluate_results(
                             metrics.update(out, truth)
                         except ValueError as exc:
                             raise InputFileError(path, str(exc)) from None
-                    if len(samples) < options.samples and first:
+                    if place[path] < options.samples:
                         shown = truth if truth is not None else (classes.render(gts[batch.index(path)]) if gts is not None else None)
-                        samples.append({"name": path.stem, "input": _thumb(_input_image(results, photos, path)), "output": _thumb(out), "truth": _thumb(shown)})
+                        samples.append({"name": path.stem, "position": place[path], "input": _thumb(_input_image(results, photos, path)), "output": _thumb(out), "truth": _thumb(shown)})
                     if on_image is not None:
                         on_image(path)
                 bar.advance(task, len(batch))
@@ -399,14 +399,19 @@ def evaluate_results(
         "metrics": bool(metrics is not None), "labels": labels.describe() if labels is not None else None,
         "photos": photos.describe() if photos is not None else None, "scorer_info": scorer_info, "bins": options.bins.to_dict(),
         "fidelity": fidelity_context(fidelity) if fpass is not None else None, "real_sizes": sorted(real_sizes),
+        "samples": options.samples,
     }  # fmt: skip
+    if shard is None:  # torchrun ranks: every rank shows the samples one process shows
+        from p2ptools.eval.partial import merge_samples
+
+        samples = merge_samples(gather_objects(samples), options.samples)
     gallery = []
     if fpass is not None and fid_opts.lpips and (rank == 0 or shard is not None):
         by_stem = {p.stem: p for p in results.files}
         for stem, value in worst_lpips(objects["per_image"], fid_opts.gallery):
             path = by_stem[stem]
             gallery.append({"name": stem, "value": value, "input": _thumb(_input_image(results, photos, path)), "output": _thumb(read_image(path)), "truth": _thumb(photos.photo(path))})
-    partial = Partial(context, arrays, objects, samples, gallery, shard or (0, 1))
+    partial = Partial(context, arrays, objects, samples, gallery, shard or (0, 1), [p.stem for p in files])
     if shard is not None:
         return Evaluation(context["name"], {"name": context["name"], "results": context["results"], "n_images": int(arrays["n"][0])}, partial=partial)
     return build_evaluation(partial, fpass.feature_dir if fpass is not None else None, verbose=rank == 0)

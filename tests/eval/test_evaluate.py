@@ -176,9 +176,9 @@ root = Path(sys.argv[1])
 with distributed_session("cpu") as device:
     assert device == "cpu"
     rank, world = distributed_context()
-    options = EvalOptions(fcn=True, color=True, cityscapes=root / "cs", real=root / "real", progress=False, samples=1)
+    options = EvalOptions(fcn=True, color=True, cityscapes=root / "cs", real=root / "real", progress=False, samples=2)
     ev = evaluate_results(find_results(root / "results"), options, Scorer())
-print(json.dumps({"rank": rank, "world": world, "report": ev.report, "hist": ev.confusion.tolist(), "samples": len(ev.samples)}))
+print(json.dumps({"rank": rank, "world": world, "report": ev.report, "hist": ev.confusion.tolist(), "samples": [(s["name"], s["output"].tolist()) for s in ev.samples]}))
 """
 
 
@@ -190,7 +190,7 @@ def test_two_ranks_sum_their_shards_with_gloo(scene, kit, tmp_path):
     import subprocess
     import sys
 
-    single = evaluate_results(find_results(scene["results"]), EvalOptions(fcn=True, color=True, cityscapes=scene["cs"], real=scene["real"], progress=False), kit.FakeScorer())
+    single = evaluate_results(find_results(scene["results"]), EvalOptions(fcn=True, color=True, cityscapes=scene["cs"], real=scene["real"], progress=False, samples=2), kit.FakeScorer())
     script = tmp_path / "rank.py"
     script.write_text(RANK_SCRIPT)
     with socket.socket() as s:
@@ -212,7 +212,10 @@ def test_two_ranks_sum_their_shards_with_gloo(scene, kit, tmp_path):
         for key in ("L", "a", "b"):
             assert out["report"]["color"][key] == pytest.approx(single.report["color"][key])
         assert out["report"]["image"]["ssim"] == pytest.approx(single.report["image"]["ssim"])
-    assert [o["samples"] for o in sorted(outs, key=lambda o: o["rank"])] == [1, 0]  # samples only on rank 0
+    shown = [(s["name"], s["output"].tolist()) for s in single.samples]
+    assert [name for name, _ in shown] == [p.stem for p in find_results(scene["results"]).files[:2]]
+    for out in outs:  # the first 2 results, one from each rank, as one process shows them
+        assert [tuple(s) for s in out["samples"]] == shown
 
 
 def test_the_scorer_class_table_replaces_cityscapes(tmp_path, kit):

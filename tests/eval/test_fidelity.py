@@ -50,7 +50,8 @@ def tiny_models(options: FidelityOptions, lpips_file: Path | None = None) -> Fid
     models = FidelityModels(replace(options, fid=False, kid=False, lpips=options.lpips and lpips_file is not None, lpips_backbone_weights=lpips_file))
     models.options = options
     if options.lpips and lpips_file is None:
-        models.lpips, models.lpips_info = mean_difference, {"net": "stand-in"}
+        backbone = {"path": "stand-in", "sha256": "0" * 64, "published_name": "alexnet-owt-7be5be79.pth", "matches_published": False}
+        models.lpips, models.lpips_info = mean_difference, {"net": "stand-in", "version": "0.1", "backbone": backbone, "linear_layers": {"path": "stand-in", "sha256": "0" * 64}}
     if options.inception:
         models.extractor, models.feature_dim = TinyExtractor(), DIM
         models.inception_info = {"path": "tiny", "sha256": "0" * 64, "published_name": "pt_inception-2015-12-05-6726825d.pth", "matches_published": False}
