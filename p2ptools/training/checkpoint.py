@@ -22,6 +22,7 @@ swap (and by :func:`recover`). A trainer may write in a background thread: it ta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -203,6 +204,24 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
     write_text_atomic(Path(run_dir) / CONFIG_NAME, json.dumps(config, indent=1) + "\n")
 
 
+def start_run_dir(run_dir: Path, config: dict[str, Any]) -> None:
+    """Create ``run_dir`` (where absent) and write its ``config.json``; a folder created here is
+    removed again when the config cannot be written (a full disk leaves no empty run behind)."""
+    run_dir = Path(run_dir)
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(run_dir, exc) from None
+    try:
+        write_config(run_dir, config)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+        raise
+
+
 # ----------------------------------------------------------------------------------------------
 # RNG states as JSON-able ints
 
@@ -256,7 +275,10 @@ def write_checkpoint(run_dir: Path, snapshot: CheckpointSnapshot) -> Path:
     run_dir = Path(run_dir)
     tmp = run_dir / _TMP
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as exc:
+        raise OutputError(tmp, exc) from None
     step = str(snapshot.step)
     try:
         for name, tensors in snapshot.weights.items():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from p2ptools.errors import CheckpointError, ConfigError
+from p2ptools.errors import CheckpointError, ConfigError, OutputError
 from p2ptools.plugin import CONFIG_NAME
 
 
@@ -102,16 +102,22 @@ def write_run(run_dir: Path, files: Mapping[str, bytes], overwrite: bool) -> Non
     """Write ``files`` (relative path -> bytes) as the run directory ``run_dir``: into a temporary
     sibling folder first, then renamed into place (replacing an existing run only with ``overwrite``)."""
     replace = check_import_target(run_dir, overwrite)
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tmp-", dir=run_dir.parent))
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tmp-", dir=run_dir.parent))
+    except OSError as exc:
+        raise OutputError(run_dir.parent, exc) from None
     try:
         for rel, data in files.items():
             target = tmp / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(target, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:  # a full disk: one line naming the file; the folder is removed below
+                raise OutputError(target, exc) from None
         if replace:
             trash = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.old-", dir=run_dir.parent))
             run_dir.rename(trash / "run")
