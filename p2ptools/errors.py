@@ -34,6 +34,11 @@ class InputFileError(P2PError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self):
+        # Sent from a worker process to the parent (pickled): rebuilt from its arguments, not from
+        # the message alone, which would fail in __init__ on the parent's side.
+        return type(self), (self.path, self.problem)
+
 
 class OutputError(P2PError):
     """A file that cannot be written (disk full, read-only, no permission, I/O error).
@@ -45,9 +50,14 @@ class OutputError(P2PError):
 
     def __init__(self, path: str | Path, cause: OSError | str) -> None:
         self.path = str(path)
+        self.cause = cause
         self.problem = f"cannot write ({cause.strerror or cause})" if isinstance(cause, OSError) else cause
         self.errno = cause.errno if isinstance(cause, OSError) else None
         super().__init__(f"{self.path}: {self.problem}")
+
+    def __reduce__(self):
+        # As InputFileError's: a worker's full disk reaches the parent as this error, naming the file.
+        return type(self), (self.path, self.cause)
 
 
 class CheckpointError(InputFileError):

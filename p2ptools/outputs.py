@@ -13,17 +13,23 @@
   (:func:`refuse_unrecorded`). A foreign non-empty folder is refused, with or without it.
 - **No overlap.** An output equal to, inside, or containing one of the command's inputs is refused.
 - **Replace, don't delete.** A replacement is built beside the old folder
-  (``<parent>/.<name>.p2ptools-new``) and swapped in with two renames when complete
-  (:func:`swap_in`); until then the old folder stays as it was. A swap cut short between its two
-  renames is undone by :func:`recover_swap`, so the old folder is found again by the next run.
+  (``<parent>/.<name>.p2ptools-new``) and swapped in when complete (:func:`swap_in`); until then the
+  old folder stays as it was. On Linux the swap is one ``renameat2(RENAME_EXCHANGE)``, so the old or
+  the new folder is at ``--out`` at every instant, whenever the process is killed; where the file
+  system lacks it, two renames, and a swap cut short between them is undone by :func:`recover_swap`,
+  so the old folder is found again by the next run.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
 import json
 import os
 import shutil
 import stat
+import sys
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,33 +269,93 @@ def refuse_overlap(output: str | Path, inputs: Iterable[str | Path | None], flag
 
 def recover_swap(output: str | Path) -> None:
     """Finish or undo a :func:`swap_in` that was cut short: an old folder left beside an output that
-    is missing goes back in place; one left beside a present output (the swap completed) is removed."""
+    is missing goes back in place (only the two-rename fallback leaves that); one left beside a present
+    output is not needed any more (the swap completed, or it had not begun) and is removed."""
     output = Path(output)
     old = _old_path(output)
-    if not old.exists():
+    if not os.path.lexists(old):
         return
-    if not output.exists():
+    if not os.path.lexists(output):
         os.replace(old, output)
     else:
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
 
 
 def swap_in(staging: str | Path, output: str | Path) -> None:
     """Put the complete folder ``staging`` in place of ``output`` (absent, empty or ours).
 
-    Two renames (``output`` -> ``.<name>.p2ptools-old``, ``staging`` -> ``output``), then the old
-    folder is removed: at every moment ``output`` or its old copy is complete (see :func:`recover_swap`).
+    With rename-exchange (Linux ``renameat2``): ``staging`` -> ``.<name>.p2ptools-old``, which is then
+    exchanged with ``output`` in one step, and the old folder, now under the old name, is removed:
+    ``output`` holds the old or the new folder at every instant. Without it (a file system that does
+    not offer the exchange), two renames (``output`` -> ``.<name>.p2ptools-old``, ``staging`` ->
+    ``output``) and the old folder's removal: at every instant ``output`` or its old copy is complete
+    (see :func:`recover_swap`, which every next run calls).
     """
-    staging, output = Path(staging), Path(output)
+    staging, output = Path(os.path.abspath(staging)), Path(os.path.abspath(output))
     recover_swap(output)
     old = _old_path(output)
-    if output.exists():
-        if output.is_dir() and not any(output.iterdir()):
-            output.rmdir()
-        else:
-            os.replace(output, old)
+    if not os.path.lexists(output):
+        os.replace(staging, output)
+        return
+    if _RENAMEAT2[0] is not None:
+        os.replace(staging, old)  # a kill now leaves output as it was; recover_swap drops the copy
+        if _exchange(old, output):
+            _remove(old)
+            return
+        os.replace(old, staging)  # no exchange on this file system: the two renames
+    if output.is_dir() and not output.is_symlink() and not any(output.iterdir()):
+        output.rmdir()
+    else:
+        os.replace(output, old)
     os.replace(staging, output)
-    shutil.rmtree(old, ignore_errors=True)
+    _remove(old)
+
+
+def _remove(path: Path) -> None:
+    """Remove a folder (or a symlink, not what it points to) that p2ptools set aside."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _load_renameat2() -> Callable[..., int] | None:
+    """glibc's ``renameat2`` (2.28 and later) on Linux; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        function = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+#: ``[renameat2 or None]``; set to None once the kernel or a file system says it has no exchange.
+_RENAMEAT2: list[Callable[..., int] | None] = [_load_renameat2()]
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Exchange the entries ``a`` and ``b`` atomically; False where the platform or file system
+    cannot (nothing was changed then). Other failures raise OSError."""
+    function = _RENAMEAT2[0]
+    if function is None:
+        return False
+    if function(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code == errno.ENOSYS:  # the kernel has no renameat2: never try again
+        _RENAMEAT2[0] = None
+        return False
+    if code in (errno.EINVAL, errno.EOPNOTSUPP):  # this file system has no exchange
+        return False
+    raise OSError(code, os.strerror(code), str(b))
 
 
 def carry_over(old: str | Path, new: str | Path) -> list[str]:

@@ -3,6 +3,8 @@ safetensors tensors plus JSON scalars. Trainers (pix2pix, ``fcn train``) save an
 
 from __future__ import annotations
 
+import os
+
 import random
 from typing import Any
 
@@ -90,6 +92,9 @@ def save_file(tensors: dict[str, torch.Tensor], filename: str, metadata: dict[st
         _save_file(tensors, filename, metadata=metadata)
     except OSError as exc:
         raise OutputError(filename, exc) from None
-    except SafetensorError as exc:
-        found = re.search(r'message: "([^"]+)"', str(exc))
-        raise OutputError(filename, f"cannot write ({found.group(1) if found else exc})") from None
+    except SafetensorError as exc:  # the OS error inside its text, in one of two spellings by version
+        found = re.search(r'code: (\d+), kind: \w+, message: "[^"]+"', str(exc)) or re.search(r"\(os error (\d+)\)", str(exc))
+        if found:
+            code = int(found.group(1))
+            raise OutputError(filename, OSError(code, os.strerror(code))) from None
+        raise OutputError(filename, f"cannot write ({exc})") from None

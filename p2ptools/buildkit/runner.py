@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from p2ptools.buildkit.forkpool import run_forked
 from p2ptools.buildkit.memory import keep_freed_memory
-from p2ptools.errors import ConfigError, P2PError
+from p2ptools.errors import ConfigError, OutputError, P2PError
 from p2ptools.imageio import encode_image, opencv_single_threaded, write_bytes_atomic, write_text_atomic
 from p2ptools.locks import output_lock
 from p2ptools.options import to_dict
@@ -263,7 +263,10 @@ def _run_build_locked(builder: DatasetBuilder, sources: list[Path], out: Path, b
     if target != out:
         _prepare_staging(target, config)
     final, out = out, target
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(out, exc) from None
     claim(out, DATASET)  # first: from here on the folder is provably ours (an interrupted build resumes)
     state_path, journal_path = out / STATE_NAME, out / JOURNAL_NAME
     write_text_atomic(state_path, json.dumps({"config": config}, indent=1))
@@ -274,7 +277,7 @@ def _run_build_locked(builder: DatasetBuilder, sources: list[Path], out: Path, b
     # The journal is flushed at most every JOURNAL_FLUSH_S (each append costs the file system a
     # block update; a pair whose line was still buffered at a SIGKILL is simply made again) and
     # whenever the build stops, including on errors and Ctrl-C.
-    with open(journal_path, "a", encoding="utf-8", buffering=1 << 20) as journal, make_progress(progress) as bar:
+    with _Journal(journal_path) as journal, make_progress(progress) as bar:
         task = bar.add_task(f"{builder.name}", total=len(jobs), completed=len(jobs) - len(pending))
         last_flush = time.monotonic()
 
@@ -302,6 +305,41 @@ def _run_build_locked(builder: DatasetBuilder, sources: list[Path], out: Path, b
     if out != final:
         swap_in(out, final)
     return manifest
+
+
+class _Journal:
+    """The build's journal, appended with a large buffer; a write that fails (a full disk) raises
+    OutputError naming it. Closing after another error keeps that error (a pair's full disk names
+    the pair's file)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._fh = open(path, "a", encoding="utf-8", buffering=1 << 20)
+        except OSError as exc:
+            raise OutputError(path, exc) from None
+
+    def write(self, text: str) -> None:
+        try:
+            self._fh.write(text)
+        except OSError as exc:
+            raise OutputError(self.path, exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._fh.flush()
+        except OSError as exc:
+            raise OutputError(self.path, exc) from None
+
+    def __enter__(self) -> _Journal:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        try:
+            self._fh.close()
+        except OSError as exc:
+            if kind is None:
+                raise OutputError(self.path, exc) from None
 
 
 def _remove_stale_temporaries(out: Path) -> None:

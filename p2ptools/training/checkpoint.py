@@ -22,6 +22,7 @@ swap (and by :func:`recover`). A trainer may write in a background thread: it ta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -245,9 +246,25 @@ def require_run(run_dir: str | Path) -> None:
 
 
 def _start(run_dir: Path) -> None:
-    """Create the run directory of a new run with its ownership record (before config.json)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    claim(run_dir, RUN)
+    """Create the run directory of a new run with its ownership record (before config.json); on a
+    failure (a full disk: one line naming the file) a folder made here is removed again."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(run_dir, exc) from None
+    try:
+        claim(run_dir, RUN)
+    except BaseException:
+        _unstart(run_dir)
+        raise
+
+
+def _unstart(run_dir: Path) -> None:
+    """Remove a run directory that holds nothing but its ownership record."""
+    with contextlib.suppress(OSError):
+        if set(os.listdir(run_dir)) <= {OWNER_NAME}:
+            (run_dir / OWNER_NAME).unlink(missing_ok=True)
+            run_dir.rmdir()
 
 
 def with_new_defaults(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -270,6 +287,19 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
     """Write ``RUN_DIR/config.json`` atomically."""
     write_text_atomic(Path(run_dir) / CONFIG_NAME, json.dumps(config, indent=1) + "\n")
+
+
+def start_run_dir(run_dir: Path, config: dict[str, Any]) -> None:
+    """Create ``run_dir`` (where absent) and write its ``config.json``; a folder that holds nothing
+    but its ownership record (just made by :func:`prepare_run_dir`) is removed again when the config
+    cannot be written (a full disk leaves no empty run behind)."""
+    run_dir = Path(run_dir)
+    _start(run_dir)
+    try:
+        write_config(run_dir, config)
+    except BaseException:
+        _unstart(run_dir)
+        raise
 
 
 # ----------------------------------------------------------------------------------------------
@@ -325,7 +355,10 @@ def write_checkpoint(run_dir: Path, snapshot: CheckpointSnapshot) -> Path:
     run_dir = Path(run_dir)
     tmp = run_dir / _TMP
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as exc:
+        raise OutputError(tmp, exc) from None
     step = str(snapshot.step)
     try:
         for name, tensors in snapshot.weights.items():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from p2ptools.errors import CheckpointError, ConfigError
+from p2ptools.errors import CheckpointError, ConfigError, OutputError
 from p2ptools.outputs import claim, discard, refuse_foreign, staging_path, swap_in
 
 
@@ -107,10 +107,13 @@ def write_run(run_dir: Path, files: Mapping[str, bytes], overwrite: bool) -> Non
     staging = staging_path(run_dir)
     discard(staging)
     try:
-        staging.mkdir(parents=True)
+        for folder in {staging, *((staging / rel).parent for rel in files)}:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a full disk: one line naming the folder; the staging is removed below
+                raise OutputError(folder, exc) from None
         claim(staging, RUN)
         for rel, data in files.items():
-            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
             write_bytes_atomic(staging / rel, data)
         swap_in(staging, run_dir)
     finally:

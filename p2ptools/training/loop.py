@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from p2ptools.errors import OutputError
 from p2ptools.training import checkpoint as ckpt
 from p2ptools.training.runtime import Runtime
 
@@ -60,8 +61,11 @@ class Meter:
 
 def append_log(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON line to ``log.jsonl`` (a kill leaves at most one cut line, which resume drops)."""
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+    except OSError as exc:  # a full disk: one line naming the log
+        raise OutputError(path, exc) from None
 
 
 def gather_rng(runtime: Runtime) -> list[dict[str, Any]]:

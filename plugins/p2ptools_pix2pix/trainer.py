@@ -231,8 +231,7 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
     config = run_config(options, data_root, net_g, net_d)
     resuming = prepare_run(run_dir, config, resume=resume, overwrite=overwrite, runtime=runtime)
     if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        ckpt.write_config(run_dir, config)
+        ckpt.start_run_dir(run_dir, config)
     nets_raw = {"G": net_g} | ({"D": net_d} if net_d is not None else {})
     for net in nets_raw.values():
         net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
