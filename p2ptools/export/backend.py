@@ -19,7 +19,7 @@ from p2ptools.export.contract import contract, to_uint8
 from p2ptools.plugin import TrainedModel
 
 #: metadata that must agree between the file and the loaded run
-_CHECKED = ("plugin", "run_options_sha256", "weights_sha256", "eval_mode", "input_names", "input_strides")
+_CHECKED = ("plugin", "eval_mode", "run_options_sha256", "weights_sha256", "input_names", "input_strides")
 
 
 class OnnxModel(TrainedModel):
@@ -40,6 +40,8 @@ class OnnxModel(TrainedModel):
                 raise ConfigError(f"--onnx {path}: exported with {what}, not from this run's loaded weights and options; "
                                   "export it again from this run")
         self.providers = list(self.session.get_providers())
+        #: recorded in translate.json
+        self.backend = {"name": "onnx", "file": str(self.path), "providers": self.providers}
         for name in ("direction", "in_channels", "out_channels", "size_multiple", "input_extras", "epoch", "weights"):
             setattr(self, name, getattr(model, name))
         self.max_batch = getattr(model, "max_batch", 8)
