@@ -90,15 +90,16 @@ def _probe(module: _NoiseGraph, drops: list[_MaskDropout], in_channels: int, uni
     """Number the dropouts in the order they run; return (channels, stride, p) of each."""
     if not drops:
         return []
+    size = unit * -(-32 // unit)  # at least 32 px: every normalised map has more than one pixel
     with torch.inference_mode():
-        module.net(torch.zeros(1, in_channels, unit, unit))
+        module.net(torch.zeros(1, in_channels, size, size))
     calls, module._masks[:] = list(module._masks), []
     if sorted(id(d) for d, _ in calls) != sorted(id(d) for d in drops):
         raise RuntimeError("every dropout layer must run exactly once per forward pass")
     specs = []
     for index, (drop, shape) in enumerate(calls):
         drop.index = index
-        specs.append((shape[1], unit // shape[2], drop.p))
+        specs.append((shape[1], size // shape[2], drop.p))
     return specs
 
 
