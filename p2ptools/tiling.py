@@ -160,8 +160,9 @@ def translate_tiled(image: np.ndarray, translate: TranslateBatch, tiling: Tiling
     return result[:, :, 0] if result.shape[2] == 1 else result
 
 
-def size_hint(height: int, width: int, budget: int = HINT_PIXELS) -> str | None:
-    """A one-line hint for an image above ``budget`` pixels translated whole, else None."""
+def size_hint(height: int, width: int, budget: int | None = None) -> str | None:
+    """A one-line hint for an image above ``budget`` pixels (default :data:`HINT_PIXELS`) translated whole, else None."""
+    budget = HINT_PIXELS if budget is None else budget
     if height * width <= budget:
         return None
     return (f"a {width}x{height} input ({height * width / 1e6:.1f} MP) is above {budget / 1e6:.1f} MP: whole-image "
