@@ -126,7 +126,8 @@ def _example(graph: Graph, unit: int) -> tuple:
     return tuple(torch.zeros(1, c, h // s, w // s) for c, s in graph.input_strides)
 
 
-def _write_onnx(graph: Graph, path: Path, unit: int, opset: int, meta: dict[str, str]) -> None:
+def write_onnx(graph: Graph, path: Path, unit: int, opset: int, meta: dict[str, str]) -> None:
+    """Export ``graph`` to ``path`` with dynamic batch, height and width and ``meta`` as its metadata (no parity check)."""
     import torch
 
     onnx = runtime.require("onnx")
@@ -203,7 +204,7 @@ def export_model(model: TrainedModel, run_dir: Path, out: Path, *, fmt: str = "o
     temp = _temp_path(out)
     try:
         if fmt == "onnx":
-            _write_onnx(graph, temp, unit, opset, meta)
+            write_onnx(graph, temp, unit, opset, meta)
         else:
             _write_torchscript(graph, temp, unit, meta)
         run_file = _file_outputs(fmt, temp)
