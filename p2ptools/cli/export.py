@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from p2ptools.cli.common import Epoch, RunDir, out
+from p2ptools.export.writer import OPSET, TOLERANCE
 from p2ptools.plugin import LoadOptions, read_run_config
 from p2ptools.registry import load_run
 
@@ -17,10 +18,10 @@ def export(
     output: Annotated[Path, typer.Option("--out", help="The file to write (e.g. model.onnx, model.pt).", show_default=False)],
     fmt: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
     epoch: Epoch = "latest",
-    opset: Annotated[int, typer.Option("--opset", min=9, help="ONNX opset.")] = 17,
+    opset: Annotated[int, typer.Option("--opset", min=9, help="ONNX opset.")] = OPSET,
     eval_mode: Annotated[bool, typer.Option("--eval-mode", "--eval", help="Export G.eval() (running BN statistics, no dropout) "
                                             "instead of translate's default test-time noise (as translate --eval-mode).")] = False,
-    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="Largest accepted |exported - PyTorch| of the [-1, 1] outputs.")] = 1e-4,
+    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="Largest accepted |exported - PyTorch| of the [-1, 1] outputs.")] = TOLERANCE,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
 ) -> None:
     """Export a run's generator (dynamic batch and size) and check it against PyTorch."""
