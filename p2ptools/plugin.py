@@ -10,6 +10,8 @@ A plugin is a class with:
   settings for the registry's smoke test, which trains and translates every registered model).
 - A :class:`TrainedModel` that takes per-image maps besides the image (label or instance maps
   written by a builder as extras) names them in ``input_extras``; ``translate`` then passes them.
+- :meth:`TrainedModel.graph` returns a :class:`Graph`: the network as a torch module plus the
+  preprocessing that feeds it, which ``p2ptools export`` writes to ONNX or TorchScript.
 
 Run directories describe themselves: ``config.json`` holds ``{"plugin": name, "plugin_version":
 ..., "options": {...}}`` so that :func:`p2ptools.registry.load_run` needs nothing
@@ -20,7 +22,7 @@ part of the plugin machinery: the registry depends on it, never the reverse.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -60,6 +62,28 @@ class LoadOptions:
     epoch: str = "latest"
 
 
+@dataclass(frozen=True)
+class Graph:
+    """What export needs from a loaded model (:meth:`TrainedModel.graph`).
+
+    ``module`` (a ``torch.nn.Module``, in eval mode) computes exactly what the model's
+    ``translate`` computes between its preprocessing and its postprocessing, for the test-time
+    semantics the model was loaded with: ``module(*inputs)`` takes float32 tensors named
+    ``input_names`` (the first is the network input, (N, C, H, W); others, e.g. dropout masks,
+    scale with the image as ``input_strides`` says) and returns (N, out_channels, H, W) in [-1, 1].
+    ``feeds(images, extras)`` prepares those inputs from uint8 images (and per-image extras) as
+    ``translate`` does, as numpy arrays by name. ``metadata``: the contract a user of the file alone
+    needs (preprocessing, value ranges, norm semantics), as strings.
+    """
+
+    module: Any
+    input_names: tuple[str, ...]
+    #: per input: (channels, stride): its shape is (N, channels, H // stride, W // stride)
+    input_strides: tuple[tuple[int, int], ...]
+    feeds: Callable[[Sequence[np.ndarray], Sequence[Mapping[str, np.ndarray]]], dict[str, np.ndarray]]
+    metadata: dict[str, str]
+
+
 class TrainedModel(ABC):
     """A loaded run that translates images."""
 
@@ -88,6 +112,12 @@ class TrainedModel(ABC):
         Returns uint8 images of the same height and width, (H, W, 3) or (H, W) by ``out_channels``.
         Raises :class:`InputFileError`-style errors for sizes or channel counts the model cannot take.
         """
+
+
+    def graph(self) -> Graph:
+        """The network and its preprocessing for export (:class:`Graph`). Optional: models that
+        cannot be exported raise :class:`P2PError` saying so."""
+        raise P2PError(f"{type(self).__name__} cannot be exported (its plugin provides no graph())")
 
 
 class ModelPlugin(ABC):

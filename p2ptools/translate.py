@@ -17,7 +17,8 @@ Inputs are decoded as 8-bit RGB, as ``combine`` reads them (gray and 16-bit imag
 dropped), then converted to the model's channels the way the pix2pix reference does (ITU-R 601
 luma for one-channel models). Sizes the network cannot take are an error unless ``fit`` says
 ``"resize"`` (to ``size`` x ``size``, the output at that size) or ``"pad"`` (reflection-padded to the
-network's multiple, the output cropped back to the input's size).
+network's multiple, the output cropped back to the input's size) or ``"tile"`` (any size, in
+overlapping tiles of the network's multiple blended with a smooth window, :mod:`p2ptools.tiling`).
 
 Models that take per-image maps besides the image (``TrainedModel.input_extras``, e.g. pix2pixHD's
 ``label_ids`` and ``instance_ids``) get them from beside the inputs, where builders write extras:
@@ -28,7 +29,7 @@ nearest-neighbour with ``--resize`` and padded like the image with ``--pad``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,16 +63,27 @@ class TranslateInputs:
 @dataclass(frozen=True)
 class Fit:
     """How to treat sizes the network cannot take: ``mode`` None (an error), ``"resize"`` (to
-    ``size`` x ``size``) or ``"pad"`` (to the network's multiple, cropped back after)."""
+    ``size`` x ``size``), ``"pad"`` (to the network's multiple, cropped back after) or ``"tile"``
+    (``tile`` x ``tile`` tiles overlapping by ``overlap``, :mod:`p2ptools.tiling`)."""
 
     mode: str | None = None
     size: int | None = None
+    tile: int | None = None
+    overlap: int = 0
 
     def __post_init__(self) -> None:
-        if self.mode not in (None, "resize", "pad"):
-            raise ConfigError(f"fit must be None, 'resize' or 'pad', got {self.mode!r}")
+        if self.mode not in (None, "resize", "pad", "tile"):
+            raise ConfigError(f"fit must be None, 'resize', 'pad' or 'tile', got {self.mode!r}")
         if self.mode == "resize" and (self.size is None or self.size < 1):
             raise ConfigError(f"--resize must be a positive size in pixels, got {self.size}")
+        if self.mode == "tile" and (self.tile is None or self.tile < 1 or not 0 <= self.overlap < self.tile):
+            raise ConfigError(f"--tile must be a positive size and --overlap at least 0 and below it, got {self.tile} and {self.overlap}")
+
+    def record(self) -> dict | None:
+        """What translate.json records."""
+        if self.mode == "tile":
+            return {"mode": "tile", "tile": self.tile, "overlap": self.overlap}
+        return {"mode": self.mode, "size": self.size} if self.mode else None
 
 
 def resolve_inputs(path: Path, *, split: str = "test", aligned: bool | None = None) -> TranslateInputs:
@@ -194,7 +206,17 @@ def _batches(files: Sequence[Path], model: TrainedModel, aligned: bool, batch_si
         yield batch
 
 
-def _run_model(model: TrainedModel, images: list[np.ndarray], extras: list[dict[str, np.ndarray]], fit: Fit) -> list[np.ndarray]:
+def _run_model(model: TrainedModel, images: list[np.ndarray], extras: list[dict[str, np.ndarray]], fit: Fit,
+               batch_size: int = 1) -> list[np.ndarray]:
+    if fit.mode == "tile":
+        from p2ptools.tiling import Tiling, translate_tiled
+
+        tiling = Tiling(fit.tile, fit.overlap, max(1, model.size_multiple))
+        with_extras = bool(getattr(model, "input_extras", ()))
+
+        def run(tiles: list[np.ndarray], maps: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+            return model.translate(tiles, maps) if with_extras else model.translate(tiles)
+        return [translate_tiled(image, run, tiling, batch_size=batch_size, extras=ex) for image, ex in zip(images, extras, strict=True)]
     pad = fit.mode == "pad" and model.size_multiple > 1
     if pad:
         h, w = images[0].shape[:2]
@@ -229,6 +251,7 @@ def translate_files(
     skip_bad: bool = False,
     fit: Fit | None = None,
     requested_epoch: str = "latest",
+    notice: Callable[[str], None] | None = None,
 ) -> int:
     """Translate ``inputs`` into ``output`` (layout and rules in the module docstring); returns the count.
 
@@ -238,6 +261,8 @@ def translate_files(
             reason under ``"skipped"`` in ``translate.json``, instead of stopping at the first.
         fit: what to do with sizes the network cannot take (:class:`Fit`).
         requested_epoch: the ``--epoch`` the model was loaded with (recorded in translate.json).
+        notice: called once with a hint when an input is too large to translate whole comfortably
+            (:func:`p2ptools.tiling.size_hint`) and ``fit`` does not tile.
     """
     output, fit = Path(output), fit or Fit()
     check_output(output, inputs, overwrite=overwrite)
@@ -246,7 +271,7 @@ def translate_files(
         staging = staging_path(output)
         discard(staging)  # an unfinished earlier attempt of ours
         try:
-            count, skipped = _translate_into(model, inputs, staging, batch_size, progress, skip_bad, fit)
+            count, skipped = _translate_into(model, inputs, staging, batch_size, progress, skip_bad, fit, notice)
             info = {
                 "run_dir": str(run_dir) if run_dir else None,
                 "weights": model.weights,
@@ -256,7 +281,8 @@ def translate_files(
                 "aligned": inputs.aligned,
                 "dataset": str(inputs.dataset_root) if inputs.dataset_root else None,
                 "count": count,
-                "fit": {"mode": fit.mode, "size": fit.size} if fit.mode else None,
+                "fit": fit.record(),
+                "backend": getattr(model, "backend", {"name": "torch"}),
                 "skipped": skipped,
             }
             write_text_atomic(staging / INFO_NAME, json.dumps(info, indent=1) + "\n")
@@ -268,16 +294,23 @@ def translate_files(
 
 
 def _translate_into(model: TrainedModel, inputs: TranslateInputs, folder: Path, batch_size: int, progress: bool,
-                    skip_bad: bool, fit: Fit) -> tuple[int, list[dict[str, str]]]:
+                    skip_bad: bool, fit: Fit, notice: Callable[[str], None] | None = None) -> tuple[int, list[dict[str, str]]]:
+    from p2ptools.tiling import size_hint
+
     folder.mkdir(parents=True, exist_ok=True)
     count, skipped = 0, []
+    hinted = fit.mode == "tile" or notice is None
     with make_progress(progress) as bar:
         task = bar.add_task("translate", total=len(inputs.files))
         for batch in _batches(inputs.files, model, inputs.aligned, batch_size, fit, skipped if skip_bad else None):
+            large = None if hinted else size_hint(*batch[0][1].shape[:2])
+            if large:
+                notice(f"hint: {batch[0][0]}: {large}")
+                hinted = True
             try:
-                results = _run_model(model, [src for _, src, _, _ in batch], [ex for *_, ex in batch], fit)
+                results = _run_model(model, [src for _, src, _, _ in batch], [ex for *_, ex in batch], fit, batch_size)
             except InputFileError as exc:  # the model cannot name the file; the batch shares one size
-                hint = "" if fit.mode else "; or translate with --pad (pad to fit, crop back) or --resize N"
+                hint = "" if fit.mode else "; or translate with --pad (pad to fit, crop back), --tile T or --resize N"
                 if not skip_bad:
                     raise InputFileError(batch[0][0], exc.problem + hint) from None
                 skipped += [{"file": str(path), "error": exc.problem} for path, *_ in batch]

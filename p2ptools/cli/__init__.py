@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from p2ptools import __version__
-from p2ptools.cli import datasets, demo, fcn, hed, import_checkpoint, make_dataset, models, train, translate
+from p2ptools.cli import datasets, demo, export, fcn, hed, import_checkpoint, make_dataset, models, train, translate
 from p2ptools.cli import eval as eval_cli
 from p2ptools.cli.common import PASSTHROUGH, tidy_help
 from p2ptools.errors import P2PError
@@ -46,6 +46,7 @@ app.add_typer(datasets.app, name="datasets")
 app.command("make-dataset", context_settings=PASSTHROUGH, add_help_option=False)(make_dataset.make_dataset)
 app.command("train", context_settings=PASSTHROUGH, add_help_option=False)(train.train)
 app.command("translate")(translate.translate)
+app.command("export")(export.export)
 app.command("import-checkpoint", context_settings=PASSTHROUGH, add_help_option=False)(import_checkpoint.import_checkpoint)
 app.command("eval")(eval_cli.eval_command)
 app.command("eval-merge", hidden=True)(eval_cli.merge_command)  # reached as "p2ptools eval merge", see main()

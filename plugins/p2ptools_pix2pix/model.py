@@ -28,7 +28,7 @@ from torch import nn
 from p2ptools.devices import resolve_device
 from p2ptools.errors import CheckpointError, ConfigError, InputFileError
 from p2ptools.options import from_dict
-from p2ptools.plugin import CONFIG_NAME, LoadOptions, TrainedModel, read_run_config
+from p2ptools.plugin import CONFIG_NAME, Graph, LoadOptions, TrainedModel, read_run_config
 from p2ptools.training.foreign import state_dict_problems
 from p2ptools_pix2pix.networks import define_G, generator_depth
 from p2ptools_pix2pix.options import Pix2PixOptions
@@ -157,6 +157,12 @@ class Pix2PixModel(TrainedModel):
                     f"size {h}x{w} (HxW) does not fit {self.options.netG}: height and width must be multiples of "
                     f"{unit} ({self.depth} down-samplings); resize or crop the inputs, e.g. to {fit}",
                 )
+
+    def graph(self) -> Graph:
+        """The generator for export, with this model's test-time semantics (:mod:`p2ptools_pix2pix.graph`)."""
+        from p2ptools_pix2pix.graph import build_graph
+
+        return build_graph(self)
 
     def translate(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Translate uint8 images, (H, W, 3) RGB or (H, W) gray per ``in_channels``.

@@ -9,6 +9,7 @@ no dropout; instance norm uses each image's statistics anyway).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,9 +20,9 @@ from torch import nn
 from p2ptools.devices import resolve_device
 from p2ptools.errors import ConfigError, InputFileError
 from p2ptools.options import from_dict
-from p2ptools.plugin import CONFIG_NAME, LoadOptions, TrainedModel, read_run_config
+from p2ptools.plugin import CONFIG_NAME, Graph, LoadOptions, TrainedModel, read_run_config
 from p2ptools.training import checkpoint as ckpt
-from p2ptools_pix2pixhd.data import INSTANCE_DIR, LABEL_DIR, encode_input
+from p2ptools_pix2pixhd.data import INSTANCE_DIR, LABEL_DIR, encode_input, input_channels
 from p2ptools_pix2pixhd.options import Pix2PixHDOptions
 from p2ptools_pix2pixhd.trainer import PLUGIN_NAME, build_generator, size_multiple
 
@@ -77,6 +78,32 @@ class Pix2PixHDModel(TrainedModel):
             channels.append(m.astype(np.int32)[:, :, None])
         packed = np.concatenate([c.astype(np.int32) for c in channels], axis=2) if len(channels) > 1 or self.input_extras else channels[0]
         return np.ascontiguousarray(packed.transpose(2, 0, 1))
+
+    def encode(self, images: Sequence[np.ndarray], extras: Sequence[Mapping[str, np.ndarray]] | None = None) -> torch.Tensor:
+        """Images (and their maps) -> the generator's float input batch (N, C, H, W), on the CPU."""
+        extras = list(extras) if extras else [{} for _ in images]
+        if len(extras) != len(images):
+            raise ConfigError(f"{len(images)} images but {len(extras)} extras")
+        packed = torch.from_numpy(np.stack([self._pack(im, ex) for im, ex in zip(images, extras, strict=True)]))
+        return encode_input(packed, self.options.label_nc, self.options.instance)
+
+    def graph(self) -> Graph:
+        """The generator for export: eval mode (as translate runs it); the input is the encoded
+        batch (:meth:`encode`), described in the metadata."""
+        opts = self.options
+        if opts.label_nc:
+            pre = (f"one-hot label ids (label_ids map, ids 0..{opts.label_nc - 1}) over {opts.label_nc} channels"
+                   + (", then the instance boundary map (1 where an instance id differs from a 4-neighbour's, else 0)" if opts.instance else ""))
+        else:
+            pre = f"uint8 pixels p -> float32 (p / 255 - 0.5) / 0.5 ({opts.input_nc} channels)" + (
+                ", then the instance boundary map" if opts.instance else "")
+        channels = input_channels(opts.label_nc, opts.input_nc, opts.instance)
+        metadata = {"preprocessing": f"{pre}; layout (N, {channels}, H, W) float32", "netG": opts.netG, "norm": opts.norm,
+                    "normalization": "instance norm (each image's statistics)" if opts.norm == "instance"
+                    else "batch norm with running statistics (eval mode)",
+                    "dropout": "no dropout layers", "eval_mode": "true"}
+        return Graph(module=copy.deepcopy(self.net_g).cpu().float().eval(), input_names=("input",), input_strides=((channels, 1),),
+                     feeds=lambda images, extras=(): {"input": self.encode(images, extras).numpy()}, metadata=metadata)
 
     def translate(self, images: Sequence[np.ndarray], extras: Sequence[Mapping[str, np.ndarray]] | None = None) -> list[np.ndarray]:
         """Translate images (with their label/instance maps in ``extras`` when the model takes them).
