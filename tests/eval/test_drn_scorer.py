@@ -12,8 +12,6 @@ import pytest
 import torch
 from PIL import Image
 
-from p2ptools import registry
-from p2ptools.errors import ConfigError
 from p2ptools.eval.drn_scorer import DRNScorer
 from p2ptools.eval.scorers import ScorerOptions, load_scorer_plugin
 
@@ -134,13 +132,3 @@ def test_images_are_resized_bilinearly_to_the_segmented_size(image):
     upsampled = cv2.resize(small, (40, 32), interpolation=cv2.INTER_LINEAR)
     pred = scorer.predict([small, upsampled], (32, 40))
     np.testing.assert_array_equal(pred[0], pred[1])
-
-
-def test_the_registry_lists_both_scorers_and_fcn_refuses_multi_scale(tmp_path):
-    assert {"fcn8s", "drn-d-105"} <= set(registry.names("scorers"))
-    assert registry.info("scorers", "drn-d-105").summary.startswith("DRN-D-105")
-    assert registry.load("scorers", "fcn8s").name == "fcn8s"
-    with pytest.raises(ConfigError, match="multi-scale"):
-        load_scorer_plugin("fcn8s", tmp_path / "x.safetensors", ScorerOptions(multi_scale=True))
-    with pytest.raises(Exception, match="unknown scorer 'deeplab'; available: .*drn-d-105"):
-        load_scorer_plugin("deeplab", tmp_path / "x", ScorerOptions())
