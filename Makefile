@@ -17,6 +17,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	rm -rf p2ptools.egg-info  # a stale one in the checkout would shadow the installed entry points
 	$(BIN)/python -m pip install --disable-pip-version-check torch==2.14.1 torchvision==0.29.1 -e '.[test]'
 	touch $(STAMP)
 

@@ -13,8 +13,12 @@
 4. FID feature pass: images/s of pytorch-fid's own ``get_activations`` loop (its dataset, loader and
    InceptionV3, in-network bilinear resize) against ours on the same PNGs (legacy protocol, same
    features to 1e-5; and the clean protocol for its cost), CPU, random weights in the published layout.
+5. DRN-D-105 (``--miou drn-d-105``, random weights in the published layout) images/s at 1024x2048:
+   the scorer's whole single-scale pipeline (256x512 uint8 in, bilinear upsampling, normalisation,
+   log-softmax, argmax) against the bare network forward on a prepared input, on the CPU and, when
+   CUDA is present, on the GPU (fp32, TF32 off). ``--drn-only`` runs just this one.
 
-Usage: ``python benchmarks/eval.py [--json PATH] [--quick]``.
+Usage: ``python benchmarks/eval.py [--json PATH] [--quick] [--drn-only] [--drn-images N]``.
 """
 
 from __future__ import annotations
@@ -339,6 +343,61 @@ def bench_fid(count: int, batch: int) -> dict:
 # ---------------------------------------------------------------------------------- main
 
 
+# ---------------------------------------------------------------------------------- DRN-D-105
+
+
+def bench_drn(device: str, images: int, size: tuple[int, int] = (1024, 2048)) -> dict:
+    """DRN-D-105 scorer pipeline vs the bare network, ``images`` generated 256x512 images each."""
+    import torch
+
+    from p2ptools.eval.drn_scorer import DRNScorer
+    from p2ptools.eval.scorer import resize_for_scoring
+    from p2ptools.eval.scorers import ScorerOptions
+    from p2ptools.nets.drn import DRNSeg
+
+    torch.manual_seed(0)
+    scorer = DRNScorer(DRNSeg(19), Path("random-weights.pth"), ScorerOptions(device=device, batch_size=1))
+    rng = np.random.default_rng(0)
+    generated = [rng.integers(0, 256, (256, 512, 3), dtype=np.uint8) for _ in range(images)]
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    if device.startswith("cuda"):  # cuDNN's first-call algorithm search is not the steady state
+        scorer.predict(generated[:1], size)
+    sync()
+    start = time.perf_counter()
+    scorer.predict(generated, size)
+    sync()
+    pipeline = time.perf_counter() - start
+    x = scorer.preprocess(resize_for_scoring(generated[0], size)[None])
+    with torch.inference_mode():
+        sync()
+        start = time.perf_counter()
+        for _ in range(images):
+            scorer.logits(x)
+        sync()
+    network = time.perf_counter() - start
+    return {"device": torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)",
+            "images": images, "size_wxh": [size[1], size[0]], "pipeline_images_s": images / pipeline, "network_images_s": images / network,
+            "pipeline_over_network": pipeline / network, "seconds_for_500": 500 * pipeline / images}
+
+
+def drn_rows(drn: dict) -> list[tuple[str, str, str]]:
+    rows = []
+    for key, entry in drn.items():
+        if entry is None:
+            rows.append((f"DRN-D-105 on {key}", "skipped", "no CUDA device"))
+            continue
+        rows.append((f"DRN-D-105 1024x2048 network only, {entry['device']}", f"{entry['network_images_s']:.3f} img/s", ""))
+        rows.append((f"DRN-D-105 1024x2048 scorer pipeline, {entry['device']}", f"{entry['pipeline_images_s']:.3f} img/s ({entry['seconds_for_500']:.0f} s / 500)",
+                     f"{entry['pipeline_over_network']:.2f}x the network's time"))
+    return rows
+
+
+def bench_drn_devices(images: int) -> dict:
+    import torch
+
+    return {"cpu": bench_drn("cpu", images), "gpu": bench_drn("cuda", 5 * images) if torch.cuda.is_available() else None}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="Also write the numbers here.")
@@ -347,13 +406,24 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--gpu-batch", type=int, default=4, help="FCN batch size on the GPU.")
     parser.add_argument("--fid-images", type=int, default=100, help="Images of the FID feature pass (about 1 s each on 2 CPU cores).")
     parser.add_argument("--fid-batch", type=int, default=50, help="Batch size of both FID feature passes (pytorch-fid's default: 50).")
+    parser.add_argument("--drn-images", type=int, default=2, help="Images per DRN-D-105 measurement on the CPU (about a minute each on 2 cores; x5 on a GPU).")
+    parser.add_argument("--drn-only", action="store_true", help="Run only the DRN-D-105 benchmark.")
     args = parser.parse_args(argv)
+    if args.drn_only:
+        out = {"drn": bench_drn_devices(args.drn_images)}
+        for name, value, ratio in drn_rows(out["drn"]):
+            print(f"{name:<60}  {value:<28}  {ratio}")
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(out, indent=1) + "\n")
+        return out
     frames, (h, w), lab_images = (2, (256, 512), 8) if args.quick else (6, (1024, 2048), 48)
     out = {
         "confusion": bench_confusion(frames, h, w, repeat=3),
         "lab": bench_lab(lab_images, 256),
         "gpu": bench_gpu(args.gpu_images, args.gpu_batch),
         "fid": bench_fid(8 if args.quick else args.fid_images, args.fid_batch),
+        "drn": bench_drn_devices(1 if args.quick else args.drn_images),
     }
     c, lab = out["confusion"], out["lab"]
     rows = [
@@ -380,6 +450,7 @@ def main(argv: list[str] | None = None) -> dict:
         ("FID features: ours, legacy protocol", f"{f['ours_legacy_images_s']:.2f} img/s", f"ours {f['ratio_legacy']:.2f}x, max abs diff {f['max_abs_feature_difference']:.1e}"),
         ("FID features: ours, clean protocol", f"{f['ours_clean_images_s']:.2f} img/s", ""),
     ]
+    rows += drn_rows(out["drn"])
     width = max(len(r[0]) for r in rows)
     print(f"{'benchmark':<{width}}  {'throughput':<28}  ratio")
     for name, value, ratio in rows:

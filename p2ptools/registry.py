@@ -1,4 +1,5 @@
-"""Plugin discovery through entry points (groups ``p2ptools.models`` and ``p2ptools.datasets``).
+"""Plugin discovery through entry points (groups ``p2ptools.models``, ``p2ptools.datasets`` and
+``p2ptools.scorers``).
 
 Listing never imports a plugin: names, versions and summaries are read from the entry points'
 metadata and, statically, from the plugin class's source (its ``version``/``summary`` literals).
@@ -22,7 +23,7 @@ from typing import Any
 from p2ptools.errors import PluginError
 from p2ptools.plugin import LoadOptions, ModelPlugin, TrainedModel, read_run_config
 
-GROUPS = {"models": "p2ptools.models", "datasets": "p2ptools.datasets"}
+GROUPS = {"models": "p2ptools.models", "datasets": "p2ptools.datasets", "scorers": "p2ptools.scorers"}
 BUILTIN_DISTRIBUTION = "p2ptools"
 AUTOLOAD_ENV = "P2PTOOLS_DISABLE_PLUGIN_AUTOLOAD"
 
@@ -32,7 +33,7 @@ class PluginInfo:
     """What is known about a registered plugin without importing it."""
 
     name: str
-    kind: str  # "models" or "datasets"
+    kind: str  # "models", "datasets" or "scorers"
     value: str  # "module:attr"
     distribution: str
     version: str
@@ -126,7 +127,7 @@ def _static_attrs(value: str) -> dict[str, str]:
 
 
 def list_plugins(kind: str) -> list[PluginInfo]:
-    """Registered plugins of ``kind`` (``"models"`` or ``"datasets"``), sorted by name, not imported."""
+    """Registered plugins of ``kind`` (``"models"``, ``"datasets"`` or ``"scorers"``), sorted by name, not imported."""
     infos = []
     for name, ep in sorted(_entry_points(kind).items()):
         dist = getattr(ep, "dist", None)
@@ -187,9 +188,10 @@ def check_contract(kind: str, obj: Any, name: str = "") -> None:
     This is the registry smoke test's first half; tests also exercise every plugin on tiny data.
     """
     from p2ptools.buildkit.contract import DatasetBuilder
+    from p2ptools.eval.scorers import SegmentationScorer
 
     label = f"{kind[:-1]} {name or getattr(obj, '__name__', obj)!r}"
-    base = ModelPlugin if kind == "models" else DatasetBuilder
+    base = {"models": ModelPlugin, "datasets": DatasetBuilder, "scorers": SegmentationScorer}[kind]
     if not (isinstance(obj, type) and issubclass(obj, base)):
         raise PluginError(f"{label} must be a subclass of {base.__module__}.{base.__name__}")
     if getattr(obj, "__abstractmethods__", None):
@@ -199,6 +201,8 @@ def check_contract(kind: str, obj: Any, name: str = "") -> None:
             raise PluginError(f"{label} needs a non-empty string class attribute {attr!r}")
     if name and obj.name != name:
         raise PluginError(f"{label} is registered as {name!r} but its class says name = {obj.name!r}")
+    if kind == "scorers":  # a scorer's options are the shared ScorerOptions
+        return
     options = getattr(obj, "Options", None)
     if not (isinstance(options, type) and is_dataclass(options)):
         raise PluginError(f"{label} needs an Options dataclass")

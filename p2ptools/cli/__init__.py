@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from p2ptools import __version__
-from p2ptools.cli import datasets, demo, export, fcn, hed, import_checkpoint, make_dataset, models, train, translate
+from p2ptools.cli import datasets, demo, export, fcn, hed, import_checkpoint, make_dataset, models, scorers, train, translate
 from p2ptools.cli import eval as eval_cli
 from p2ptools.cli.common import PASSTHROUGH, tidy_help
 from p2ptools.errors import P2PError
@@ -43,6 +43,7 @@ def root(
 
 app.add_typer(models.app, name="models")
 app.add_typer(datasets.app, name="datasets")
+app.add_typer(scorers.app, name="scorers")
 app.command("make-dataset", context_settings=PASSTHROUGH, add_help_option=False)(make_dataset.make_dataset)
 app.command("train", context_settings=PASSTHROUGH, add_help_option=False)(train.train)
 app.command("translate")(translate.translate)

@@ -1,4 +1,4 @@
-"""``p2ptools eval``: FCN / segmentation scores, Lab color histograms, image metrics, reports and
+"""``p2ptools eval``: FCN / segmentation scores, the mIoU protocol (``--miou``), Lab color histograms, image metrics, reports and
 ablation tables (GUIDE.md sections 4-6)."""
 
 from __future__ import annotations
@@ -46,6 +46,12 @@ def eval_command(
     kid_subsets: Annotated[int, typer.Option("--kid-subsets", min=1, help="KID: number of random subsets.")] = 100,
     kid_subset_size: Annotated[int, typer.Option("--kid-subset-size", min=2, help="KID: images per subset (capped by the set size).")] = 1000,
     kid_seed: Annotated[int, typer.Option("--kid-seed", help="KID: seed of the subsets (torch-fidelity's default).")] = 2020,
+    miou: Annotated[Optional[str], typer.Option("--miou", help="Segment the result photos with this scorer (see 'p2ptools scorers', e.g. drn-d-105) and report mIoU, per-class IoU and pixel accuracy.", show_default=False)] = None,  # noqa: UP007
+    miou_weights: Annotated[Optional[Path], typer.Option("--miou-weights", "--drn-weights", help="Local weights of the --miou scorer (drn-d-105: fyu/drn's drn-d-105_ms_cityscapes.pth).", show_default=False)] = None,  # noqa: UP007
+    miou_size: Annotated[str, typer.Option("--miou-size", help="native (segment each image at its size), 1024x2048 (Cityscapes' full resolution) or WxH: images are resized bilinearly to it first.")] = "native",
+    label_resize: Annotated[str, typer.Option("--label-resize", help="Ground-truth labels at the segmented size: nearest or bilinear-argmax.")] = "nearest",
+    miou_split: Annotated[str, typer.Option("--miou-split", help="Cityscapes split of the --miou labels; the results must cover it (val: 500 images).")] = "val",
+    miou_multi_scale: Annotated[bool, typer.Option("--miou-multi-scale/--miou-single-scale", help="The scorer's multi-scale test (drn-d-105: segment.py --ms, scales 0.5-1.75, no flip) or the single-scale one.")] = False,
     shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: evaluate every N-th result from the I-th and write a partial state to --out; combine with 'p2ptools eval merge PARTS... --out REPORT'.", show_default=False)] = None,  # noqa: UP007
     no_progress: NoProgress = False,
 ) -> None:
@@ -57,6 +63,7 @@ def eval_command(
     from p2ptools.eval.api import EvalRequest, run_evaluation
     from p2ptools.eval.evaluate import EvalOptions
     from p2ptools.eval.fidelity import FidelityOptions
+    from p2ptools.eval.miou import MiouOptions
     from p2ptools.eval.partial import parse_shard
 
     run_dirs = list(runs or [])
@@ -70,6 +77,8 @@ def eval_command(
             fid=fid, kid=kid, lpips=lpips, protocol=fid_protocol, inception_weights=inception_weights, lpips_net=lpips_net,
             lpips_backbone_weights=lpips_backbone_weights, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, kid_seed=kid_seed,
         ),
+        miou=MiouOptions(scorer=miou, weights=miou_weights, size=miou_size, label_resize=label_resize, split=miou_split, multi_scale=miou_multi_scale)
+        if miou is not None else None,
     )  # fmt: skip
     request = EvalRequest(
         out=out_dir, options=options, runs=run_dirs, results=result_dirs, fcn_weights=fcn_weights, device=device,

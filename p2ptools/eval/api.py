@@ -42,9 +42,11 @@ class EvalRequest:
         opts = self.options
         if not self.runs and not self.results:
             raise ConfigError("nothing to evaluate: give --results DIR or --runs RUN_DIR")
-        if not (opts.fcn or opts.seg or opts.color or opts.real or opts.data or opts.fidelity.any):
-            raise ConfigError("choose what to measure: --fcn, --seg, --color, --fid, --kid and/or --lpips (image metrics need --real or --data)")
+        if not (opts.fcn or opts.seg or opts.color or opts.real or opts.data or opts.fidelity.any or opts.miou):
+            raise ConfigError("choose what to measure: --fcn, --seg, --miou, --color, --fid, --kid and/or --lpips (image metrics need --real or --data)")
         opts.fidelity.check()
+        if opts.miou is not None:
+            opts.miou.check()
         if self.shard is not None and (self.runs or len(self.results) != 1):
             raise ConfigError("--shard evaluates one --results folder (translate runs first, then shard their results)")
         if opts.direction not in (None, "AtoB", "BtoA"):
@@ -126,6 +128,11 @@ def _evaluate(request: EvalRequest, device: str) -> EvalOutcome:
 
         scorer = load_scorer(request.fcn_weights, device=device, precision=request.precision, tf32=request.tf32, batch_size=options.batch_size)
         scorer_info = {"weights": str(request.fcn_weights), "device": device, "precision": request.precision, "tf32": request.tf32}
+    miou_scorer = None
+    if options.miou is not None:
+        from p2ptools.eval.miou import load_miou_scorer
+
+        miou_scorer = load_miou_scorer(options.miou, device=device, precision=request.precision, tf32=request.tf32, batch_size=options.batch_size)
     fidelity = None
     if options.fidelity.any:
         from p2ptools.eval.fidelity import FidelityModels
@@ -133,7 +140,8 @@ def _evaluate(request: EvalRequest, device: str) -> EvalOutcome:
         fidelity = FidelityModels(options.fidelity, device)
     out = Path(request.out)  # the staging folder: run_evaluation removes it on failure
     if single is not None:
-        evaluation = evaluate_results(single, options, scorer, scorer_info=scorer_info, fidelity=fidelity, feature_dir=out / "features", shard=request.shard)
+        evaluation = evaluate_results(single, options, scorer, scorer_info=scorer_info, fidelity=fidelity, feature_dir=out / "features", shard=request.shard,
+                                      miou_scorer=miou_scorer)
         if rank != 0:
             return EvalOutcome(None, None)
         if request.shard is not None:
@@ -145,7 +153,7 @@ def _evaluate(request: EvalRequest, device: str) -> EvalOutcome:
         return EvalOutcome(summary_frame(evaluation), out / "report.html")
     title, rows = plan_rows(list(request.runs), list(request.results), out)
     evaluations = evaluate_rows(rows, options, scorer, out, title=title, device=device, batch_size=options.batch_size,
-                                scorer_info=scorer_info, fidelity=fidelity, epoch=str(request.epoch))
+                                scorer_info=scorer_info, fidelity=fidelity, epoch=str(request.epoch), miou_scorer=miou_scorer)
     if rank != 0:
         return EvalOutcome(None, None)
     return EvalOutcome(table_frame(evaluations, title), out / "table.html")

@@ -36,6 +36,7 @@ from p2ptools.eval.matching import (
 from p2ptools.eval.evaluation import GROUND_TRUTH_SIZE, Evaluation  # noqa: F401  (Evaluation: re-exported, where it always lived)
 from p2ptools.eval.fidelity import FidelityOptions
 from p2ptools.eval.metrics import MetricsAccumulator
+from p2ptools.eval.miou import MiouOptions
 from p2ptools.imageio import read_image
 from p2ptools.labels import CITYSCAPES, ClassTable
 from p2ptools.pairs import MANIFEST_NAME, Manifest, load_manifest
@@ -71,6 +72,7 @@ class EvalOptions:
         ground_truth_row: also score the real photos, each resized to its result's size (256x256 in
             the paper's protocol), with the FCN.
         fidelity: FID / KID / LPIPS against the ground-truth photos, and their weights.
+        miou: the mIoU protocol (:mod:`p2ptools.eval.miou`) of a registered scorer, or None.
     """
 
     fcn: bool = False
@@ -89,6 +91,7 @@ class EvalOptions:
     progress: bool = True
     bins: LabBins = field(default_factory=LabBins)
     fidelity: FidelityOptions = field(default_factory=FidelityOptions)
+    miou: MiouOptions | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,12 +265,14 @@ def evaluate_results(
     fidelity: FidelityModels | None = None,
     feature_dir: Path | None = None,
     shard: tuple[int, int] | None = None,
+    miou_scorer: Any = None,
 ) -> Evaluation:
     """Evaluate one results folder in a single streaming pass.
 
     ``fidelity`` (the loaded FID/KID/LPIPS networks) adds those metrics; KID features go to
     ``feature_dir``. ``shard = (i, n)`` evaluates only every n-th result from the i-th and returns
     an :class:`Evaluation` whose ``partial`` is the summable state (see :mod:`p2ptools.eval.partial`).
+    ``miou_scorer`` (a :class:`p2ptools.eval.scorers.SegmentationScorer`) runs ``options.miou``.
 
     Raises:
         ConfigError: a measure was asked for without its ground truth or scorer.
@@ -283,6 +288,14 @@ def evaluate_results(
     if fid_opts.any and fidelity is None:
         raise ConfigError("FID, KID and LPIPS need their networks (FidelityModels)")
     _, manifest = dataset_manifest(results, options)
+    mpass = None
+    if options.miou is not None:
+        from p2ptools.eval.miou import MiouPass, miou_label_source
+
+        if miou_scorer is None:
+            raise ConfigError(f"--miou {options.miou.scorer} needs its scorer (p2ptools.eval.miou.load_miou_scorer)")
+        mlabels = miou_label_source(options.cityscapes, options.labels, miou_scorer.classes, FrameIndex(manifest), options.miou.split)
+        mpass = MiouPass(results, options.miou, miou_scorer, mlabels)  # the whole folder covers the split, before any work
     classes = class_table(manifest, scorer)
     scoring = options.fcn or options.seg
     labels = label_source(results, options, classes) if scoring or options.ground_truth_row else None
@@ -348,6 +361,8 @@ def evaluate_results(
                     _score_batch(scorer, gt_hist, real, gts, c)
                 if fpass is not None:
                     fpass.update(batch, outputs, truths)
+                if mpass is not None:
+                    mpass.update(batch, outputs)
                 for path, out, truth in zip(batch, outputs, truths, strict=True):
                     if hist_out is not None:
                         hist_out.update(out)
@@ -385,6 +400,8 @@ def evaluate_results(
             arrays[f"out_{ch}"], arrays[f"gt_{ch}"] = hist_out.counts[ch], hist_gt.counts[ch]
     if metrics is not None:
         arrays["metrics"] = metrics.as_array()
+    if mpass is not None:
+        arrays.update(mpass.state())
     objects: dict[str, Any] = {}
     if fpass is not None:
         from p2ptools.eval.fidelity import fidelity_context, merge_objects
@@ -405,6 +422,8 @@ def evaluate_results(
         from p2ptools.eval.partial import merge_samples
 
         samples = merge_samples(gather_objects(samples), options.samples)
+    if mpass is not None:
+        context["miou"] = mpass.context()
     gallery = []
     if fpass is not None and fid_opts.lpips and (rank == 0 or shard is not None):
         by_stem = {p.stem: p for p in results.files}

@@ -80,6 +80,10 @@ def build_evaluation(partial: Partial, feature_dir: Path | None, *, verbose: boo
                       "resized_to": "the size of each result (" + ", ".join(ctx.get("real_sizes") or []) + ")"})
         report["ground_truth"] = {"fcn": block}
         evaluation.gt_confusion = arrays["gt_hist"]
+    if "miou_hist" in arrays:
+        from p2ptools.eval.miou import miou_block
+
+        report["miou"] = miou_block(arrays["miou_hist"], ctx["miou"], n_images)
     if ctx["color"]:
         bins = _bins(ctx["bins"])
         hist_out, hist_gt = LabHistogram(bins), LabHistogram(bins)

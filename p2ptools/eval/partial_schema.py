@@ -30,6 +30,7 @@ from p2ptools.eval.schema import (
     boolean,
     file_name,
     integer,
+    json_value,
     list_of,
     mapping,
     nullable,
@@ -61,6 +62,11 @@ _CLASSES = record({
     "colors": list_of(tuple_of(integer(0, 255), integer(0, 255), integer(0, 255)), max_len=255),
 })  # fmt: skip
 _RANGE = tuple_of(number(), number())
+_MIOU = record({
+    "scorer": string(), "weights": string(), "size": string(), "label_resize": string(), "split": nullable(string()),
+    "multi_scale": boolean, "segmented_at": json_value(depth=1), "image_resize": string(), "labels": string(),
+    "label_maps": _COUNT, "images": _COUNT, "scorer_info": json_value(), "classes": _CLASSES,
+})  # fmt: skip
 _CONTEXT = record({
     "name": string(), "results": string(), "classes": _CLASSES,
     "fcn": boolean, "seg": boolean, "ground_truth_row": boolean, "color": boolean, "metrics": boolean,
@@ -68,7 +74,7 @@ _CONTEXT = record({
     "scorer_info": nullable(record({"weights": string(), "device": string(), "precision": string(choices=("fp32", "bf16")), "tf32": boolean})),
     "bins": record({"width": number(positive=True), "L": _RANGE, "a": _RANGE, "b": _RANGE}),
     "fidelity": nullable(_FIDELITY), "real_sizes": list_of(string(_SIZE)), "samples": integer(0, 1 << 20),
-})  # fmt: skip
+}, {"miou": _MIOU})  # fmt: skip
 _FEATURES = list_of(tuple_of(file_name(".npy"), list_of(integer(0, 1 << 40))), length=1)
 _OBJECTS = record({
     "per_image": mapping(string(), number(0)),
@@ -185,6 +191,9 @@ def expected_arrays(ctx: dict[str, Any], dim: int | None) -> dict[str, tuple[np.
         out["hist"] = (i8, (c, c + 1))
     if ctx["ground_truth_row"]:
         out["gt_hist"] = (i8, (c, c + 1))
+    if ctx.get("miou"):
+        m = len(ctx["miou"]["classes"]["names"])
+        out["miou_hist"] = (i8, (m, m + 1))
     if ctx["color"]:
         b = ctx["bins"]
         for ch, count in zip(CHANNELS, LabBins(b["width"], tuple(b["L"]), tuple(b["a"])).counts(), strict=True):

@@ -6,6 +6,7 @@ Layout of ``REPORT_DIR``::
                       --seg, "ground_truth" for --ground-truth-row)
     report.md         the same numbers as Markdown tables
     per_class.csv     class, acc, iou (+ ground_truth_acc, ground_truth_iou)
+    miou_per_class.csv  class, iou of the --miou scorer (block "miou" in report.json)
     confusion.csv     rows = ground-truth classes, columns = predicted classes + "no class"
     color_{L,a,b}.png log-probability plots, ground truth dotted
     samples/          input | output | ground truth images of the first results
@@ -122,7 +123,28 @@ def _summary_row(report: dict) -> dict[str, Any]:
     for key, label in IMAGE_KEYS:
         row[label] = image.get(key)
     row.update(fidelity_columns(report))
+    row.update(miou_columns(report))
     return row
+
+
+def miou_columns(report: dict) -> dict[str, Any]:
+    """mIoU and pixel-accuracy columns of a report with a ``miou`` block, labelled by the scorer
+    (``mIoU (drn-d-105)``, ``Acc. (drn-d-105)``): the protocol's column group."""
+    block = report.get("miou")
+    if not block:
+        return {}
+    name = block["protocol"]["scorer"]
+    return {f"mIoU ({name})": block["miou"], f"Acc. ({name})": block["accuracy"]}
+
+
+def miou_per_class_frame(report: dict) -> pd.DataFrame | None:
+    """Per-class IoU of the ``miou`` block (None where a class had no pixel in ground truth or prediction)."""
+    block = report.get("miou")
+    if not block:
+        return None
+    frame = pd.DataFrame({"iou": pd.Series(block["per_class_iou"], dtype=float)})
+    frame.index.name = "class"
+    return frame
 
 
 def fidelity_columns(report: dict) -> dict[str, Any]:
@@ -253,6 +275,10 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, bins: LabBins | No
     if per_class is not None:
         write_text_atomic(out / "per_class.csv", per_class.to_csv(float_format="%.6f"))
         paths["per_class"] = out / "per_class.csv"
+    miou_per_class = miou_per_class_frame(report)
+    if miou_per_class is not None:
+        write_text_atomic(out / "miou_per_class.csv", miou_per_class.to_csv(float_format="%.6f"))
+        paths["miou_per_class"] = out / "miou_per_class.csv"
     if confusion is not None:
         write_text_atomic(out / "confusion.csv", confusion.to_csv())
         paths["confusion"] = out / "confusion.csv"
@@ -275,8 +301,12 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, bins: LabBins | No
     if "image" in report:
         md.append(f"\nImage metrics: {report['image']['protocol']}; ground truth: {report['image']['ground_truth']}.\n")
     md += [f"\n{line}\n" for line in fidelity_notes(report)]
+    if "miou" in report:
+        md.append(f"\n{report['miou']['protocol_text']}.\n")
     if per_class is not None:
         md += ["\n## Per class\n", markdown_table(per_class)]
+    if miou_per_class is not None:
+        md += [f"\n## Per-class IoU ({report['miou']['protocol']['scorer']})\n", markdown_table(miou_per_class)]
     if plots:
         md += ["\n## Color distributions\n"] + [f"![{ch}]({p.name})\n" for ch, p in plots.items()]
     write_text_atomic(out / "report.md", "".join(md))
@@ -292,8 +322,13 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, bins: LabBins | No
         if section in report:
             parts.append(f"<p>{section}: {html.escape(report[section]['protocol'])}</p>")
     parts += [f"<p>{html.escape(line)}</p>" for line in fidelity_notes(report)]
+    if "miou" in report:
+        parts.append(f"<p>{html.escape(report['miou']['protocol_text'])}.</p>")
     if per_class is not None:
         parts.append("<h2>Per class</h2><p>(<a href='per_class.csv'>per_class.csv</a>)</p>" + html_table(per_class))
+    if miou_per_class is not None:
+        parts.append(f"<h2>Per-class IoU ({html.escape(report['miou']['protocol']['scorer'])})</h2><p>(<a href='miou_per_class.csv'>miou_per_class.csv</a>)</p>"
+                     + html_table(miou_per_class))
     if confusion is not None:
         parts.append("<h2>Confusion matrix</h2><p>rows: ground truth, columns: prediction (<a href='confusion.csv'>confusion.csv</a>)</p>" + html_table(confusion))
     if plots:

@@ -172,6 +172,34 @@ def mapping(key: Spec, value: Spec, *, max_len: int | None = None) -> Spec:
     return check
 
 
+def json_value(*, depth: int = 8, max_len: int = 4096) -> Spec:
+    """Any JSON value (a plugin's free-form record, e.g. a scorer's ``info()``) of at most ``depth``
+    levels, strings and containers of at most ``max_len`` characters or entries, finite numbers."""
+
+    def check(value: Any, field: str, level: int = 0) -> Any:
+        if level > depth:
+            raise Invalid(field, f"nested deeper than {depth} levels")
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float):
+            return number()(value, field)
+        if isinstance(value, str):
+            return string(max_len=max_len)(value, field)
+        if isinstance(value, list):
+            if len(value) > max_len:
+                raise Invalid(field, f"expected at most {max_len} entries, got {len(value)}")
+            return [check(v, f"{field}[{i}]", level + 1) for i, v in enumerate(value)]
+        if isinstance(value, dict):
+            if len(value) > max_len:
+                raise Invalid(field, f"expected at most {max_len} entries, got {len(value)}")
+            return {string(max_len=256)(k, field): check(v, f"{field}.{k}", level + 1) for k, v in value.items()}
+        raise Invalid(field, f"expected a JSON value, got {_kind(value)}")
+
+    return lambda value, field: check(value, field)
+
+
 def first_difference(a: Any, b: Any, field: str = "") -> str | None:
     """The path of the first field where two JSON values differ, None when they are equal.
 

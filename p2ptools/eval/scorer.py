@@ -43,6 +43,7 @@ import torch
 from p2ptools.caffe import read_caffemodel
 from p2ptools.cache import cache_root, file_key
 from p2ptools.errors import CheckpointError, ConfigError, InputFileError, OutputError
+from p2ptools.eval.scorers import ScorerOptions, SegmentationScorer
 from p2ptools.labels import CITYSCAPES, ClassTable
 from p2ptools.nets.fcn8s import FCN8s, caffe_blobs_to_state_dict, check_state_dict, expected_shapes, infer_config, require_layers
 
@@ -126,8 +127,8 @@ def fp32_mode(tf32: bool) -> Iterator[None]:
             torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
 
 
-class Scorer:
-    """An FCN-8s network with its class table, mean and numerics.
+class Scorer(SegmentationScorer):
+    """An FCN-8s network with its class table, mean and numerics (the registry's ``fcn8s`` scorer).
 
     Attributes:
         net: the :class:`FCN8s` (eval mode, on ``device``).
@@ -135,6 +136,10 @@ class Scorer:
         config: the :class:`ScorerConfig` read from the weights.
         path: the weights file.
     """
+
+    name = "fcn8s"
+    version = "1"
+    summary = "FCN-8s of pix2pix's FCN score (Cityscapes caffemodel, its conversion, or a 'p2ptools fcn train' checkpoint)"
 
     def __init__(self, net: FCN8s, config: ScorerConfig, path: Path, *, device: str = "cpu", precision: str = "fp32", tf32: bool = False, batch_size: int = 1) -> None:
         if precision not in PRECISIONS:
@@ -171,9 +176,24 @@ class Scorer:
             "precision": self.precision, "tf32": self.tf32, "source": self.config.source,
         }  # fmt: skip
 
+    @classmethod
+    def from_weights(cls, weights: str | Path, options: ScorerOptions) -> Scorer:
+        """The scorer contract's loader: :func:`load_scorer` (FCN-8s has no multi-scale test)."""
+        if options.multi_scale:
+            raise ConfigError("the fcn8s scorer has no multi-scale test (pix2pix's FCN score is single-scale)")
+        return load_scorer(weights, device=options.device, precision=options.precision, tf32=options.tf32, batch_size=options.batch_size)
+
     def to_input(self, images: np.ndarray) -> torch.Tensor:
         """(N, H, W, 3) uint8 RGB -> (N, 3, H, W) float32 BGR minus the mean, on the device."""
         return to_network_input(images, self._mean)
+
+    def preprocess(self, images: np.ndarray) -> torch.Tensor:
+        """The scorer contract's preprocessing: :meth:`to_input`."""
+        return self.to_input(images)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) network input -> (N, num_classes, H, W) scores."""
+        return self.net(x)
 
     def predict(self, images: Sequence[np.ndarray], label_size: tuple[int, int], *, batch_size: int | None = None) -> np.ndarray:
         """Class indices of each image at ``label_size``.

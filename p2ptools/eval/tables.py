@@ -25,7 +25,7 @@ from p2ptools.eval.color import CHANNELS, LabBins, plot_histograms, run_colors
 from p2ptools.eval.evaluate import EvalOptions, Evaluation, ScorerLike, distributed_context, evaluate_results
 from p2ptools.eval.matching import find_results
 from p2ptools.eval.report import (FID_LABEL, HTML_STYLE, IMAGE_KEYS, KID_LABEL, KID_STD_LABEL, LOWER_IS_BETTER, LPIPS_LABEL, SCORE_KEYS,
-                                  fidelity_columns, has_fidelity, html_table, markdown_table, score_block, write_report)  # fmt: skip
+                                  fidelity_columns, has_fidelity, html_table, markdown_table, miou_columns, score_block, write_report)  # fmt: skip
 from p2ptools.outputs import final_name
 from p2ptools.imageio import write_image, write_text_atomic
 from p2ptools.plugin import LoadOptions, read_run_config
@@ -190,6 +190,7 @@ def evaluate_rows(
     scorer_info: dict[str, Any] | None = None,
     fidelity: Any = None,
     epoch: str = "latest",
+    miou_scorer: Any = None,
 ) -> list[Evaluation]:
     """Translate the runs (rank 0), evaluate every row, write each row's report to
     ``out/<label>/`` and the tables to ``out``. The ground-truth row is scored with the first row;
@@ -204,7 +205,8 @@ def evaluate_rows(
             _barrier(world)
         row_options = replace(options, ground_truth_row=options.ground_truth_row and i == 0)
         evaluations.append(
-            evaluate_results(find_results(row.results), row_options, scorer, name=row.label, scorer_info=scorer_info, fidelity=fidelity, feature_dir=out / slug(row.label) / "features")
+            evaluate_results(find_results(row.results), row_options, scorer, name=row.label, scorer_info=scorer_info, fidelity=fidelity, feature_dir=out / slug(row.label) / "features",
+                             miou_scorer=miou_scorer)
         )
     if rank == 0:
         reports = {}
@@ -237,6 +239,7 @@ def table_frame(evaluations: list[Evaluation], title: str = "Run") -> pd.DataFra
         if "image" in ev.report:
             row.update({label: ev.report["image"][key] for key, label in IMAGE_KEYS})
         row.update(fidelity_columns(ev.report))
+        row.update(miou_columns(ev.report))
         rows[ev.name] = row
     truth = next((ev.report["ground_truth"]["fcn"] for ev in evaluations if "ground_truth" in ev.report), None)
     if truth:
@@ -317,8 +320,9 @@ def write_tables(evaluations: list[Evaluation], out: str | Path, *, title: str =
     lower = ", ".join(c for c in frame.columns if c in LOWER_BETTER_COLUMNS and c != KID_STD_LABEL)
     note = "Best generated value of each column in bold" + (f" (lower is better: {lower})" if lower else "") + "."
     legend = f" {LOWER_IS_BETTER}" if has_fidelity(frame) else ""
-    write_text_atomic(paths["md"], markdown_table(_marked(frame, best, lambda t: f"**{t}**", "-"), title) + f"\n{note}{legend}\n")
-    caption = f"FCN scores and color/image metrics by {title.lower()} (p2ptools eval). {note}{legend}"
+    protocols = list(dict.fromkeys(ev.report["miou"]["protocol_text"] for ev in evaluations if "miou" in ev.report))
+    write_text_atomic(paths["md"], markdown_table(_marked(frame, best, lambda t: f"**{t}**", "-"), title) + f"\n{note}{legend}\n" + "".join(f"\n{p}.\n" for p in protocols))
+    caption = f"FCN scores and color/image metrics by {title.lower()} (p2ptools eval). {note}{legend}" + "".join(f" {p}." for p in protocols)
     tex_frame = _marked(frame, best, lambda t: f"\\textbf{{{t}}}", "--")
     tex_frame.index = [_tex_escape(str(i)) for i in tex_frame.index]
     tex_frame.index.name = _tex_escape(str(frame.index.name)) if frame.index.name else None

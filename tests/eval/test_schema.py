@@ -78,3 +78,17 @@ def test_first_difference():
     assert first_difference(a, {"x": 1, "y": {"z": [1]}}) == "y.z"
     assert first_difference(a, {"x": 1.0, "y": {"z": [1, 2]}}) == "x"  # 1 and 1.0: another type
     assert first_difference(a, {"y": {"z": [1, 2]}, "w": 0}) == "x"
+
+
+def test_json_value_keeps_types_and_bounds_depth_and_numbers():
+    from p2ptools.eval.schema import json_value
+
+    spec = json_value(depth=2)
+    value = {"a": [1, 2.5, "x", None, True], "b": {"c": 3}}
+    assert spec(value, "info") == value and isinstance(spec(value, "info")["b"]["c"], int)
+    with pytest.raises(Invalid, match=r"info\.b\.c\.d"):
+        spec({"b": {"c": {"d": [1]}}}, "info")
+    with pytest.raises(Invalid, match=r"info\.a\[1\]"):
+        spec({"a": [1, float("nan")]}, "info")
+    with pytest.raises(Invalid, match="expected a JSON value"):
+        spec({"a": object()}, "info")
