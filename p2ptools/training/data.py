@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from p2ptools.errors import InputFileError, P2PError
 from p2ptools.imageio import check_complete, check_pixels, decode_image, header_size, opencv_single_threaded
-from p2ptools.pairs import iter_split, split_pair
+from p2ptools.pairs import MANIFEST_NAME, iter_split, split_pair
 from p2ptools.training.resize import RESIZE_BACKENDS, resize  # noqa: F401  (resize: public here too)
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
@@ -265,7 +265,13 @@ def check_pair_headers(files: Sequence[Path], jitter: Jitter) -> None:
 
     Reads each file once and decodes only those whose header gives no size; the first bad file
     raises :class:`InputFileError` naming it.
+
+    A dataset without ``manifest.json`` (not written by a builder, e.g. the reference's
+    ``combine_A_and_B.py`` output) must hold pairs of two square halves, width = 2 x height: an
+    image of another shape there is a single image, not a pair, and is refused with the command
+    that makes pairs. A builder's dataset (with a manifest) may have other halves (``--aspect keep``).
     """
+    built: dict[Path, bool] = {}  # dataset root -> has a manifest
     for path in files:
         try:
             data = Path(path).read_bytes()
@@ -280,8 +286,13 @@ def check_pair_headers(files: Sequence[Path], jitter: Jitter) -> None:
             image = decode_image(data, str(path), exif_orientation=False)
             size = (image.shape[1], image.shape[0])
         w, h = size
-        if w % 2:
-            raise InputFileError(path, f"width {w} is odd: not an A|B pair of two equal halves")
+        root = Path(path).parent.parent
+        if root not in built:
+            built[root] = (root / MANIFEST_NAME).is_file()
+        if w % 2 or (w != 2 * h and not built[root]):
+            shape = f"width {w} is odd" if w % 2 else f"{w}x{h} is not twice as wide as high"
+            raise InputFileError(path, f"{shape}: not an A|B pair of two equal halves (a single image?); "
+                                       "make pairs with `p2ptools make-dataset combine --source-a A/ --source-b B/ --out DIR`")
         if jitter.mode == "crop" and (h < jitter.crop_size or w // 2 < jitter.crop_size):
             raise InputFileError(path, f"image {w // 2}x{h} is smaller than crop_size {jitter.crop_size}")
 
