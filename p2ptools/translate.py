@@ -126,23 +126,21 @@ def _is_split_folder(folder: Path) -> bool:
 def detect_pairs(files: Sequence[Path], root: Path | None) -> bool:
     """Whether ``files`` are A|B pairs, from where they are and their sizes (headers only).
 
-    A dataset with ``manifest.json`` holds pairs. Otherwise the images must agree with each other:
-    all exactly twice as wide as high is a folder of pairs (split folders whose siblings are split
-    folders always are), none of them is plain images. Anything else (a mix of shapes, a split
-    folder of images that are not 2:1, a single 2:1 image outside a dataset) is a ConfigError
-    asking for ``--aligned`` or ``--plain``.
+    A dataset's split folder (``root`` set: beside ``manifest.json`` or other split folders) holds
+    pairs, whatever their aspect (pix2pixHD's halves are 2:1). Elsewhere the images must agree with
+    each other: all exactly twice as wide as high is a folder of pairs, none of them is plain images.
+    Anything else (a mix of shapes, a single 2:1 image outside a dataset) is a ConfigError asking
+    for ``--aligned`` or ``--plain``.
     """
-    if root is not None and (root / MANIFEST_NAME).exists():
+    if root is not None:  # a dataset's split folder (manifest, or beside other split folders)
         return True
     doubles = [_is_double_width(f) for f in files]
-    where = f"{files[0].parent}" if len(files) > 1 or root is not None else f"{files[0]}"
-    if all(doubles) and (root is not None or len(files) > 1):
+    where = f"{files[0].parent}" if len(files) > 1 else f"{files[0]}"
+    if all(doubles) and len(files) > 1:
         return True
-    if not any(doubles) and root is None:
+    if not any(doubles):
         return False
-    if root is not None:
-        why = f"a split folder of a dataset without manifest.json, but {doubles.count(False)} of its {len(files)} images are not twice as wide as high"
-    elif len(files) == 1:
+    if len(files) == 1:
         why = "one image twice as wide as high, outside a dataset"
     else:
         why = f"{doubles.count(True)} of its {len(files)} images are twice as wide as high, the others not"

@@ -56,17 +56,12 @@ def test_a_folder_of_two_to_one_images_is_read_as_pairs_and_square_images_as_pla
     ("layout", "why"),
     [
         ("mixed", "1 of its 2 images are twice as wide as high, the others not"),
-        ("split_not_pairs", "split folder of a dataset without manifest.json, but 1 of its 2 images are not twice as wide"),
         ("single", "one image twice as wide as high, outside a dataset"),
     ],
 )
 def test_unsure_detection_asks_for_aligned_or_plain(tmp_path, layout, why):
     if layout == "mixed":
         target = tmp_path / "mixed"
-        _images(target, [(64, 32), (64, 64)])
-    elif layout == "split_not_pairs":
-        _images(tmp_path / "d" / "train", [(64, 32)])
-        target = tmp_path / "d" / "val"
         _images(target, [(64, 32), (64, 64)])
     else:
         target = _images(tmp_path / "one", [(64, 32)])[0]
@@ -77,11 +72,14 @@ def test_unsure_detection_asks_for_aligned_or_plain(tmp_path, layout, why):
     assert resolve_inputs(target, aligned=True).aligned and not resolve_inputs(target, aligned=False).aligned
 
 
-def test_a_dataset_with_a_manifest_is_pairs_whatever_the_shape(tmp_path):
+def test_a_dataset_split_is_pairs_whatever_the_shape(tmp_path):
     _images(tmp_path / "hd" / "val", [(128, 32)])  # --aspect keep: halves of 64x32
     (tmp_path / "hd" / "manifest.json").write_text("{}")
     inputs = resolve_inputs(tmp_path / "hd")
     assert inputs.aligned and inputs.split == "val"
+    _images(tmp_path / "ref" / "train", [(128, 32)])  # no manifest: split folders beside each other
+    _images(tmp_path / "ref" / "val", [(128, 32), (128, 32)])
+    assert resolve_inputs(tmp_path / "ref" / "val").aligned
 
 
 def test_the_default_split_is_test_else_val(tmp_path):
