@@ -63,11 +63,11 @@ def eval_command(
 
     if row_labels not in ("config", "folder"):
         raise ConfigError(f"--row-labels: invalid value {row_labels!r}; choose from config, folder")
-    labels: dict[Path, str] = {}
-    run_dirs = [_labelled(p, labels) for p in runs or []]
-    result_dirs = [_labelled(p, labels) for p in results or []]
+    row_names: dict[Path, str] = {}  # not `labels`: that is --labels, the label-map folder
+    run_dirs = [_labelled(p, row_names) for p in runs or []]
+    result_dirs = [_labelled(p, row_names) for p in results or []]
     for path in paths or []:
-        path = _labelled(path, labels)
+        path = _labelled(path, row_names)
         (run_dirs if (path / "config.json").is_file() else result_dirs).append(path)
     options = EvalOptions(
         fcn=fcn, seg=seg, color=color, cityscapes=cityscapes, labels=labels, real=real, data=data, split=split, direction=direction,
@@ -80,7 +80,7 @@ def eval_command(
     request = EvalRequest(
         out=out_dir, options=options, runs=run_dirs, results=result_dirs, fcn_weights=fcn_weights, device=device,
         tf32=tf32, precision=precision, overwrite=overwrite, shard=parse_shard(shard) if shard is not None else None, epoch=epoch,
-        labels=labels, folder_labels=row_labels == "folder",
+        labels=row_names, folder_labels=row_labels == "folder",
     )  # fmt: skip
     outcome = run_evaluation(request)
     if outcome.summary is None and outcome.index is not None:
