@@ -51,6 +51,13 @@ def choices_text(f: dataclasses.Field) -> str | None:
     return f.metadata.get("choices_help") or ", ".join(map(str, choices))
 
 
+def bookkeeping_fields(cls: type) -> frozenset[str]:
+    """Names of the fields of an options dataclass marked ``metadata={"bookkeeping": True}``: options
+    that do not change what a run learns (logging, checkpoint cadence, workers, device, ...). Ablation
+    tables leave them out of row labels (:func:`p2ptools.eval.tables.run_labels`)."""
+    return frozenset(f.name for f in dataclasses.fields(cls) if f.metadata.get("bookkeeping"))
+
+
 def flag_of(f: dataclasses.Field) -> str:
     """The command-line flag of a field: ``metadata["flag"]`` or ``--`` + name with dashes."""
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")

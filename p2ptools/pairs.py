@@ -112,6 +112,27 @@ def dataset_splits(root: str | Path) -> list[str]:
     return [s for s in SPLITS if (root / s).is_dir()]
 
 
+#: Splits a dataset is evaluated on, in order of preference (Cityscapes has no public test labels,
+#: so its builder writes train and val only).
+EVALUATION_SPLITS = ("test", "val")
+
+
+def evaluation_split(root: str | Path) -> str:
+    """The split ``translate`` and ``eval`` use when none is given: ``test`` when the dataset has
+    one with images, else ``val``.
+
+    Raises:
+        InputFileError: ``root`` has neither (naming the splits it has).
+    """
+    root = Path(root)
+    for split in EVALUATION_SPLITS:
+        if (root / split).is_dir() and next(iter_split(root, split), None) is not None:
+            return split
+    have = dataset_splits(root)
+    raise InputFileError(root, f"dataset has no test or val split to evaluate on (it has: {', '.join(have) or 'no split folders'}); "
+                               "choose one with --split")
+
+
 @dataclass
 class PairRecord:
     """One pair of a manifest: where it is, where it came from, and its checksum."""

@@ -53,10 +53,11 @@ class LoadOptions:
     ``eval_mode`` False keeps the pix2pix reference's test-time behaviour (dropout active, batch
     statistics), made reproducible by ``seed``. ``epoch``: which weights of the run, ``"latest"``,
     ``"best"`` (lowest validation L1 among the kept epochs) or an epoch number as a string; a plugin
-    that keeps no per-epoch weights accepts ``"latest"`` only.
+    that keeps no per-epoch weights accepts ``"latest"`` only. ``device``: ``"auto"`` (the GPU when
+    CUDA is available, else the CPU; :func:`p2ptools.devices.resolve_device`), ``cpu``, ``cuda:N``.
     """
 
-    device: str = "cpu"
+    device: str = "auto"
     eval_mode: bool = False
     seed: int = 0
     epoch: str = "latest"
@@ -100,6 +101,9 @@ class TrainedModel(ABC):
     #: the training epoch of the loaded weights (None: unknown) and their file name, for translate.json.
     epoch: int | None = None
     weights: str | None = None
+    #: where the network runs (a ``torch.device`` or its name, e.g. ``cuda:0``; None: no torch
+    #: device), recorded in translate.json.
+    device: Any = None
 
     @abstractmethod
     def translate(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -37,10 +37,10 @@ import cv2
 import numpy as np
 
 from p2ptools.errors import ConfigError, InputFileError
-from p2ptools.imageio import decode_image, is_image_name, write_image, write_text_atomic
+from p2ptools.imageio import decode_image, header_size, is_image_name, write_image, write_text_atomic
 from p2ptools.locks import output_lock
 from p2ptools.outputs import OutputKind, check_folder_path, discard, refuse_foreign, refuse_overlap, refuse_unrecorded, seal, staging_path, swap_in
-from p2ptools.pairs import MANIFEST_NAME, split_pair
+from p2ptools.pairs import MANIFEST_NAME, SPLITS, dataset_splits, evaluation_split, split_pair
 from p2ptools.plugin import TrainedModel
 from p2ptools.progress import make_progress
 
@@ -58,6 +58,8 @@ class TranslateInputs:
     dataset_root: Path | None
     #: the ``--input`` path as given (an output must not be it, be inside it or hold it)
     source: Path | None = None
+    #: the dataset split the files are from (None: not a dataset's split folder)
+    split: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,38 +88,94 @@ class Fit:
         return {"mode": self.mode, "size": self.size} if self.mode else None
 
 
-def resolve_inputs(path: Path, *, split: str = "test", aligned: bool | None = None) -> TranslateInputs:
+def resolve_inputs(path: Path, *, split: str | None = None, aligned: bool | None = None) -> TranslateInputs:
     """Find the images to translate.
 
     ``path`` is an image file, a folder of images, an aligned dataset root (its ``split`` folder is
-    used) or a split folder. ``aligned=None`` detects pairs: a dataset with ``manifest.json`` or
-    split folders is aligned, a plain folder is not. Two images with one stem are an error.
+    used; None = :func:`p2ptools.pairs.evaluation_split`, test when it exists, else val) or a split
+    folder. Two images with one stem are an error. ``aligned=None`` detects A|B pairs
+    (:func:`detect_pairs`); when it cannot tell, it raises a ConfigError asking for ``--aligned``
+    or ``--plain``.
     """
     path = source = Path(path)
     if not path.exists():
         raise InputFileError(path, "no such file or folder")
-    root = None
+    root, used_split = None, None
     if path.is_file():
         files = [path]
-        auto_aligned = (path.parent.parent / MANIFEST_NAME).exists()
+        if _is_split_folder(path.parent):
+            root, used_split = path.parent.parent, path.parent.name
     else:
-        if (path / split).is_dir():
-            root, path = path, path / split
-        elif (path / MANIFEST_NAME).exists():
-            raise InputFileError(path, f"dataset has no {split!r} split (choose one with --split)")
-        elif (path.parent / MANIFEST_NAME).exists():
-            root = path.parent
+        if (path / MANIFEST_NAME).exists() or dataset_splits(path):
+            used_split = split or evaluation_split(path)
+            if not (path / used_split).is_dir():
+                raise InputFileError(path, f"dataset has no {used_split!r} split (it has: {', '.join(dataset_splits(path)) or 'none'}; "
+                                           "choose one with --split)")
+            root, path = path, path / used_split
+        elif _is_split_folder(path):
+            root, used_split = path.parent, path.name
         files = sorted(p for p in path.iterdir() if is_image_name(p.name) and not p.name.startswith(".") and not p.is_dir())
         if not files:
             raise InputFileError(path, "no images found")
-        auto_aligned = root is not None
     seen: dict[str, Path] = {}
     for file in files:
         if file.stem in seen:
             raise InputFileError(file, f"has the same name as {seen[file.stem]}: both would be translated to "
                                        f"{file.stem}.png; rename one or translate them separately")
         seen[file.stem] = file
-    return TranslateInputs(files, auto_aligned if aligned is None else aligned, root, source)
+    if aligned is None:
+        aligned = detect_pairs(files, root)
+    return TranslateInputs(files, aligned, root, source, used_split)
+
+
+def _is_split_folder(folder: Path) -> bool:
+    """``folder`` is a dataset's split: its parent holds ``manifest.json``, or it is named like a
+    split and a sibling split folder exists (the reference's ``combine_A_and_B.py`` layout)."""
+    parent = folder.parent
+    if (parent / MANIFEST_NAME).exists():
+        return True
+    return folder.name in SPLITS and any((parent / s).is_dir() for s in SPLITS if s != folder.name)
+
+
+def detect_pairs(files: Sequence[Path], root: Path | None) -> bool:
+    """Whether ``files`` are A|B pairs, from where they are and their sizes (headers only).
+
+    A dataset's split folder (``root`` set: beside ``manifest.json`` or other split folders) holds
+    pairs, whatever their aspect (pix2pixHD's halves are 2:1). Elsewhere the images must agree with
+    each other: all exactly twice as wide as high is a folder of pairs, none of them is plain images.
+    Anything else (a mix of shapes, a single 2:1 image outside a dataset) is a ConfigError asking
+    for ``--aligned`` or ``--plain``.
+    """
+    if root is not None:  # a dataset's split folder (manifest, or beside other split folders)
+        return True
+    doubles = [_is_double_width(f) for f in files]
+    where = f"{files[0].parent}" if len(files) > 1 else f"{files[0]}"
+    if all(doubles) and len(files) > 1:
+        return True
+    if not any(doubles):
+        return False
+    if len(files) == 1:
+        why = "one image twice as wide as high, outside a dataset"
+    else:
+        why = f"{doubles.count(True)} of its {len(files)} images are twice as wide as high, the others not"
+    raise ConfigError(f"--input {where}: cannot tell A|B pairs from plain images ({why}); "
+                      "say --aligned (translate the input half of each pair) or --plain (translate whole images)")
+
+
+def _is_double_width(path: Path) -> bool:
+    """The image's width is exactly twice its height (from the header; decoded when it has none)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read ({exc.strerror})") from None
+    size = header_size(data) if data else None
+    if size is None and data:
+        try:
+            image = decode_image(data, str(path))
+            size = (image.shape[1], image.shape[0])
+        except InputFileError:
+            return False  # an unreadable file is reported (or skipped) when it is translated
+    return size is not None and size[0] == 2 * size[1]
 
 
 def _to_model_channels(image: np.ndarray, channels: int) -> np.ndarray:
@@ -280,6 +338,8 @@ def translate_files(
                 "direction": model.direction,
                 "aligned": inputs.aligned,
                 "dataset": str(inputs.dataset_root) if inputs.dataset_root else None,
+                "split": inputs.split,
+                "device": str(model.device) if getattr(model, "device", None) is not None else None,
                 "count": count,
                 "fit": fit.record(),
                 "backend": getattr(model, "backend", {"name": "torch"}),

@@ -114,6 +114,12 @@ class DatasetBuilder(ABC):
     default_format: ClassVar[str] = "jpg"
     parallelism: ClassVar[str] = "processes"
 
+    @classmethod
+    def build_defaults(cls) -> dict[str, Any]:
+        """This builder's own defaults of :class:`BuildOptions` fields (field name -> value), where
+        they differ from the dataclass's: what ``make-dataset NAME`` and ``datasets show NAME`` use."""
+        return {"format": cls.default_format}
+
     def __init__(self, options: Any = None) -> None:
         self.options = options if options is not None else self.Options()
 

@@ -13,7 +13,7 @@ from p2ptools.progress import OutputConsole
 out = OutputConsole()
 
 RunDir = Annotated[Path, typer.Argument(help="Run directory (config.json, checkpoints/).", metavar="RUN_DIR", show_default=False)]
-Device = Annotated[str, typer.Option("--device", help="Torch device: cpu, cuda, cuda:1, ...")]
+Device = Annotated[str, typer.Option("--device", help="Torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing output of another configuration.")]
 Epoch = Annotated[str, typer.Option("--epoch", help="Weights of the run: latest, best (lowest validation L1 among the kept epochs) or an epoch number (kept by train --save-epoch-freq).")]

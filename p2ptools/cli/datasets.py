@@ -31,7 +31,7 @@ def show(name: Annotated[str, typer.Argument(help="Builder name.", metavar="NAME
     out.print(f"[bold]{cls.name}[/bold] {cls.version}: {cls.summary}")
     out.print(f"Source: {cls.source_layout}")
     out.print(options_table(cls.Options, f"{name} options"))
-    out.print(options_table(BuildOptions, "options of every builder"))
+    out.print(options_table(BuildOptions, "options of every builder", defaults=cls.build_defaults()))
 
 
 @app.command("verify")

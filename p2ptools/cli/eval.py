@@ -9,29 +9,31 @@ from typing import Annotated, Optional
 import typer
 
 from p2ptools.cli.common import BatchSize, Device, Epoch, NoProgress, out
+from p2ptools.errors import ConfigError
 
 PathList = Optional[list[Path]]  # noqa: UP007
 
 
 def eval_command(
     out_dir: Annotated[Path, typer.Option("--out", help="Report folder (report.*; with several rows, table.* and one folder per row).", show_default=False)],
-    paths: Annotated[PathList, typer.Argument(help="Folders to evaluate, one row each: run directories (with config.json: translated first, like --runs) or results folders (like --results).", metavar="PATH", show_default=False)] = None,
+    paths: Annotated[PathList, typer.Argument(help="Folders to evaluate, one row each: run directories (with config.json: translated first, like --runs) or results folders (like --results); PATH=LABEL names the row.", metavar="PATH", show_default=False)] = None,
     fcn: Annotated[bool, typer.Option("--fcn", help="FCN-8s scores of result photos against label maps.")] = False,
     seg: Annotated[bool, typer.Option("--seg", help="Results are color label maps: decode by nearest class color and score.")] = False,
     color: Annotated[bool, typer.Option("--color", help="Lab histogram intersections and plots against the ground-truth photos.")] = False,
-    results: Annotated[PathList, typer.Option("--results", help="Results folder (repeatable), e.g. written by p2ptools translate.", show_default=False)] = None,
-    runs: Annotated[PathList, typer.Option("--runs", help="Run directory (repeatable): translated on its test split first.", show_default=False)] = None,
+    results: Annotated[PathList, typer.Option("--results", help="Results folder (repeatable), e.g. written by p2ptools translate; DIR=LABEL names its row.", show_default=False)] = None,
+    runs: Annotated[PathList, typer.Option("--runs", help="Run directory (repeatable): translated on its dataset's test split (else val) first; DIR=LABEL names its row.", show_default=False)] = None,
+    row_labels: Annotated[str, typer.Option("--row-labels", help="Label the table's rows by what differs in the runs' configurations (config: objective, networks, data, schedule; never logging, checkpoints, workers or device) or by their folders' names (folder). DIR=LABEL overrides either.")] = "config",
     cityscapes: Annotated[Optional[Path], typer.Option("--cityscapes", help="Cityscapes root (gtFine/<split>/<city>/*_gtFine_labelIds.png).", show_default=False)] = None,  # noqa: UP007
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Folder of train-id or color label PNGs, matched by name.", show_default=False)] = None,  # noqa: UP007
     real: Annotated[Optional[Path], typer.Option("--real", help="Folder of ground-truth photos, matched by file stem.", show_default=False)] = None,  # noqa: UP007
     data: Annotated[Optional[Path], typer.Option("--data", help="Aligned dataset: ground-truth photos are the target halves.", show_default=False)] = None,  # noqa: UP007
-    split: Annotated[str, typer.Option("--split", help="Split of --data and of the runs' datasets.")] = "test",
+    split: Annotated[Optional[str], typer.Option("--split", help="Split of --data and of the runs' datasets (default: test, else val; recorded in report.json).", show_default=False)] = None,  # noqa: UP007
     direction: Annotated[Optional[str], typer.Option("--direction", help="AtoB or BtoA: which half of --data is the input (default: the results' translate.json, else AtoB).", show_default=False)] = None,  # noqa: UP007
     fcn_weights: Annotated[Optional[Path], typer.Option("--fcn-weights", help="FCN-8s scorer: .safetensors, a p2ptools fcn train checkpoint, or the .caffemodel.", show_default=False)] = None,  # noqa: UP007
     ground_truth_row: Annotated[bool, typer.Option("--ground-truth-row", help="Also score the real photos (each resized to its result's size, 256x256 in the paper) as the upper bound.")] = False,
     epoch: Epoch = "latest",
     samples: Annotated[int, typer.Option("--samples", min=0, help="Sample triplets shown in report.html.")] = 8,
-    device: Device = "cpu",
+    device: Device = "auto",
     batch_size: BatchSize = 8,
     tf32: Annotated[bool, typer.Option("--tf32", help="Allow TF32 matmuls in the scorer (faster on GPU, not reference-grade).")] = False,
     precision: Annotated[str, typer.Option("--precision", help="Scorer precision: fp32 (reference) or bf16 (fast).")] = "fp32",
@@ -66,9 +68,13 @@ def eval_command(
     from p2ptools.eval.miou import MiouOptions
     from p2ptools.eval.partial import parse_shard
 
-    run_dirs = list(runs or [])
-    result_dirs = list(results or [])
+    if row_labels not in ("config", "folder"):
+        raise ConfigError(f"--row-labels: invalid value {row_labels!r}; choose from config, folder")
+    row_names: dict[Path, str] = {}  # not `labels`: that is --labels, the label-map folder
+    run_dirs = [_labelled(p, row_names) for p in runs or []]
+    result_dirs = [_labelled(p, row_names) for p in results or []]
     for path in paths or []:
+        path = _labelled(path, row_names)
         (run_dirs if (path / "config.json").is_file() else result_dirs).append(path)
     options = EvalOptions(
         fcn=fcn, seg=seg, color=color, cityscapes=cityscapes, labels=labels, real=real, data=data, split=split, direction=direction,
@@ -83,6 +89,7 @@ def eval_command(
     request = EvalRequest(
         out=out_dir, options=options, runs=run_dirs, results=result_dirs, fcn_weights=fcn_weights, device=device,
         tf32=tf32, precision=precision, overwrite=overwrite, shard=parse_shard(shard) if shard is not None else None, epoch=epoch,
+        labels=row_names, folder_labels=row_labels == "folder",
     )  # fmt: skip
     outcome = run_evaluation(request)
     if outcome.summary is None and outcome.index is not None:
@@ -90,6 +97,21 @@ def eval_command(
     if outcome.summary is not None:
         out.print(outcome.summary.to_string(float_format=lambda v: f"{v:.3f}"))
         out.print(f"{'report' if outcome.index.name == 'report.html' else 'table'} -> {outcome.index}")
+
+
+def _labelled(path: Path, labels: dict[Path, str]) -> Path:
+    """``DIR=LABEL`` -> ``DIR`` (its label put in ``labels``); a plain ``DIR`` as is. The split is at
+    the first ``=`` whose left side exists (a label may hold ``=``, e.g. ``lambda=10``), else the first."""
+    text = str(path)
+    cuts = [i for i, ch in enumerate(text) if ch == "="]
+    if not cuts or path.exists():
+        return path
+    cut = next((i for i in cuts if Path(text[:i]).exists()), cuts[0])
+    folder, label = Path(text[:cut]), text[cut + 1 :].strip()
+    if not label:
+        raise ConfigError(f"{text}: empty row label after '=' (DIR=LABEL)")
+    labels[folder] = label
+    return folder
 
 
 def merge_command(

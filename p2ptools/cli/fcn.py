@@ -48,7 +48,7 @@ def train(
     photo: Annotated[str, typer.Option("--photo", help="Which half is the photo: A, B or auto.")] = "auto",
     split: Annotated[str, typer.Option("--split", help="Training split.")] = "train",
     val_split: Annotated[str, typer.Option("--val-split", help="Validation split ('' for none).")] = "val",
-    device: Device = "cpu",
+    device: Device = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation, order and flips.")] = 0,
     overwrite: Overwrite = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out from its last finished epoch (--epochs may grow).")] = False,

@@ -20,19 +20,28 @@ BUILD_PREFIX = "build__"
 OWN_PREFIX = "own__"
 
 
+class MissingName(typer.BadParameter):
+    """A usage error (exit 2) worded as click's own "Missing argument" (no "Invalid value for")."""
+
+    def format_message(self) -> str:
+        return self.message
+
+
 def make_dataset(ctx: typer.Context) -> None:
     """Build an aligned A|B dataset: p2ptools make-dataset NAME --source PATH --out DIR, plus options.
 
     `p2ptools make-dataset NAME --help` lists NAME's own options; `p2ptools datasets` lists builders.
     """
     args = list(ctx.args)
-    name = next((a for a in args if not a.startswith("-")), None)
-    if name is None or name in ("--help", "-h"):
+    if not args or args[0] in ("--help", "-h"):
         out.print(ctx.get_help())
-        if name is None and not any(a in ("--help", "-h") for a in args):
+        if not args:
             raise typer.Exit(2)
         return
-    args.remove(name)
+    if args[0].startswith("-"):  # NAME comes first: the first word after an option is that option's value
+        raise MissingName("Missing argument 'NAME': the dataset builder comes first, as in p2ptools make-dataset NAME "
+                          "--source PATH --out DIR (`p2ptools datasets` lists the names)", ctx=ctx)
+    name = args.pop(0)
     cls = registry.load("datasets", name)
     params = [
         inspect.Parameter(
@@ -78,8 +87,9 @@ def make_dataset(ctx: typer.Context) -> None:
             annotation=Annotated[bool, typer.Option("--no-progress", help="Do not draw a progress bar.")],
         ),
     ]
+    defaults = {BUILD_PREFIX + key: value for key, value in cls.build_defaults().items()}
     params += [
-        p.replace(default=cls.default_format) if p.name == BUILD_PREFIX + "format" else p
+        p.replace(default=defaults[p.name]) if p.name in defaults else p
         for p in dataclass_parameters(BuildOptions, BUILD_PREFIX, "Options of every builder")
     ]
     params += dataclass_parameters(cls.Options, OWN_PREFIX, f"{name} options")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -25,13 +25,16 @@ def plugin_table(kind: str) -> Table:
     return table
 
 
-def options_table(cls: type, title: str) -> Table:
-    """Table of an options dataclass: flag, type, default, valid values, help."""
+def options_table(cls: type, title: str, defaults: dict[str, Any] | None = None) -> Table:
+    """Table of an options dataclass: flag, type, default, valid values, help. ``defaults`` (field
+    name -> value) replaces the dataclass's defaults where a command uses others (a builder's own)."""
     table = Table(title=title)
     for col in ("option", "type", "default", "choices", "help"):
         table.add_column(col)
+    defaults = defaults or {}
     for f, tp in option_fields(cls):
-        table.add_row(flag_of(f), getattr(tp, "__name__", str(tp)), repr(field_default(f)), escape(choices_text(f) or ""),
+        default = defaults[f.name] if f.name in defaults else field_default(f)
+        table.add_row(flag_of(f), getattr(tp, "__name__", str(tp)), repr(default), escape(choices_text(f) or ""),
                       escape(f.metadata.get("help", "")))
     return table
 

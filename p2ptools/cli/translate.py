@@ -19,11 +19,12 @@ def translate(
     input: Annotated[Path, typer.Option("--input", help="Image, folder, aligned dataset root or split folder.")],
     output: Annotated[Path, typer.Option("--output", help="Output folder (PNG, input names kept).")],
     batch_size: BatchSize = 1,
-    device: Device = "cpu",
-    split: Annotated[str, typer.Option("--split", help="Split of an aligned dataset root.")] = "test",
+    device: Device = "auto",
+    split: Annotated[Optional[str], typer.Option("--split", help="Split of an aligned dataset root (default: test, else val).", show_default=False)] = None,  # noqa: UP007
     aligned: Annotated[
         Optional[bool],  # noqa: UP007
-        typer.Option("--aligned/--plain", help="Inputs are A|B pairs / plain images (default: detect).", show_default=False),
+        typer.Option("--aligned/--plain", help="Inputs are A|B pairs / plain images (default: detect: a dataset's split folders "
+                     "and folders of images all twice as wide as high are pairs; when unsure, translate asks).", show_default=False),
     ] = None,
     eval_mode: Annotated[bool, typer.Option("--eval-mode", help="Running BN statistics and no dropout (default: the reference's test-time noise).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of test-time dropout.")] = 0,
@@ -73,4 +74,5 @@ def translate(
                             overwrite=overwrite, skip_bad=skip_bad, fit=fit, requested_epoch=epoch,
                             notice=lambda line: typer.echo(line, err=True))
     skipped = len(inputs.files) - count
-    out.print(f"translated {count} image(s) -> {output}" + (f" ({skipped} skipped, see translate.json)" if skipped else ""))
+    source = f" of {inputs.dataset_root} {inputs.split}" if inputs.split else ""
+    out.print(f"translated {count} image(s){source} -> {output}" + (f" ({skipped} skipped, see translate.json)" if skipped else ""))

@@ -30,12 +30,14 @@ class EvalRequest:
     runs: list[Path] = field(default_factory=list)
     results: list[Path] = field(default_factory=list)
     fcn_weights: Path | None = None
-    device: str = "cpu"
+    device: str = "auto"  # resolved by p2ptools.devices.resolve_device; the device used is in report.json
     tf32: bool = False
     precision: str = "fp32"
     overwrite: bool = False
     shard: tuple[int, int] | None = None
     epoch: str = "latest"  # weights of the runs (LoadOptions.epoch)
+    labels: dict[Path, str] = field(default_factory=dict)  # a row's folder (as given) -> its label in the table
+    folder_labels: bool = False  # label the other rows by their folders' names, not by what differs in their configs
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for an incomplete or contradictory request."""
@@ -142,6 +144,7 @@ def _evaluate(request: EvalRequest, device: str) -> EvalOutcome:
     if single is not None:
         evaluation = evaluate_results(single, options, scorer, scorer_info=scorer_info, fidelity=fidelity, feature_dir=out / "features", shard=request.shard,
                                       miou_scorer=miou_scorer)
+        evaluation.report["device"] = device
         if rank != 0:
             return EvalOutcome(None, None)
         if request.shard is not None:
@@ -151,7 +154,7 @@ def _evaluate(request: EvalRequest, device: str) -> EvalOutcome:
             return EvalOutcome(None, out / "partial.json")
         write_report(evaluation, out, options.bins)
         return EvalOutcome(summary_frame(evaluation), out / "report.html")
-    title, rows = plan_rows(list(request.runs), list(request.results), out)
+    title, rows = plan_rows(list(request.runs), list(request.results), out, labels=request.labels, folder_labels=request.folder_labels)
     evaluations = evaluate_rows(rows, options, scorer, out, title=title, device=device, batch_size=options.batch_size,
                                 scorer_info=scorer_info, fidelity=fidelity, epoch=str(request.epoch), miou_scorer=miou_scorer)
     if rank != 0:

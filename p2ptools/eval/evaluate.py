@@ -39,7 +39,7 @@ from p2ptools.eval.metrics import MetricsAccumulator
 from p2ptools.eval.miou import MiouOptions
 from p2ptools.imageio import read_image
 from p2ptools.labels import CITYSCAPES, ClassTable
-from p2ptools.pairs import MANIFEST_NAME, Manifest, load_manifest
+from p2ptools.pairs import MANIFEST_NAME, Manifest, evaluation_split, load_manifest
 from p2ptools.progress import make_progress
 
 if TYPE_CHECKING:
@@ -68,7 +68,8 @@ class EvalOptions:
             and the results are photos).
         cityscapes / labels: label sources (Cityscapes root; folder of train-id or color PNGs).
         real / data: photo sources (folder matched by stem; aligned dataset, target half).
-        split, direction: of ``data`` (direction None = the results' translate.json, else AtoB).
+        split, direction: of ``data`` (split None = :func:`p2ptools.pairs.evaluation_split`, test
+            when the dataset has it, else val; direction None = the results' translate.json, else AtoB).
         ground_truth_row: also score the real photos, each resized to its result's size (256x256 in
             the paper's protocol), with the FCN.
         fidelity: FID / KID / LPIPS against the ground-truth photos, and their weights.
@@ -83,7 +84,7 @@ class EvalOptions:
     labels: Path | None = None
     real: Path | None = None
     data: Path | None = None
-    split: str = "test"
+    split: str | None = None
     direction: str | None = None
     ground_truth_row: bool = False
     batch_size: int = 8
@@ -137,7 +138,7 @@ def photo_source(results: ResultSet, options: EvalOptions) -> PhotoSource | None
         return PhotoFolder(options.real, FrameIndex(manifest))
     if options.data:
         direction = options.direction or results.info.get("direction") or "AtoB"
-        return DatasetPhotos(options.data, options.split, direction)
+        return DatasetPhotos(options.data, options.split or evaluation_split(options.data), direction)
     if results.targets is not None:
         return PhotoFolder(results.targets, what="target image")
     return None
@@ -202,20 +203,23 @@ def distributed_context() -> tuple[int, int]:
 
 def init_distributed(device: str) -> str:
     """Join the ``torchrun`` process group when ``WORLD_SIZE`` > 1 (NCCL for CUDA devices, else
-    gloo) and return this rank's device (``cuda`` -> ``cuda:<LOCAL_RANK>``)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return device
+    gloo) and return this rank's device, resolved (``auto`` -> ``cuda:<LOCAL_RANK>`` or ``cpu``,
+    ``cuda`` -> ``cuda:<LOCAL_RANK>``; :func:`p2ptools.devices.resolve_device`)."""
+    from p2ptools.devices import resolve_device
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    resolved = resolve_device(device, local)  # an absent device is refused here, before any work
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return str(resolved)
     import torch
     import torch.distributed as dist
 
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = device.startswith("cuda") and torch.cuda.is_available()
+    cuda = resolved.type == "cuda"
     if not dist.is_initialized():
         if cuda:
             torch.cuda.set_device(local)
         dist.init_process_group("nccl" if cuda else "gloo")
-    return f"cuda:{local}" if cuda else device
+    return str(resolved)
 
 
 @contextlib.contextmanager
@@ -433,7 +437,19 @@ def evaluate_results(
     partial = Partial(context, arrays, objects, samples, gallery, shard or (0, 1), [p.stem for p in files])
     if shard is not None:
         return Evaluation(context["name"], {"name": context["name"], "results": context["results"], "n_images": int(arrays["n"][0])}, partial=partial)
-    return build_evaluation(partial, fpass.feature_dir if fpass is not None else None, verbose=rank == 0)
+    evaluation = build_evaluation(partial, fpass.feature_dir if fpass is not None else None, verbose=rank == 0)
+    evaluation.report["split"] = evaluated_split(results, options)
+    return evaluation
+
+
+def evaluated_split(results: ResultSet, options: EvalOptions) -> str | None:
+    """The dataset split the results are scored on: ``--split``, else ``--data``'s evaluation split,
+    else the split the results were translated from (their translate.json), else None (unknown)."""
+    if options.split:
+        return options.split
+    if options.data:
+        return evaluation_split(options.data)
+    return results.info.get("split")
 
 
 def worst_lpips(per_image: dict[str, float], k: int) -> list[tuple[str, float]]:

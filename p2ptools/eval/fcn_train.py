@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from p2ptools.devices import resolve_device
 from p2ptools.errors import CheckpointError, ConfigError, InputFileError
 from p2ptools.eval.scorer import CHECKPOINT_NAME, ScorerConfig, save_fcn_weights, to_network_input
 from p2ptools.imageio import read_image, read_json, write_bytes_atomic, write_text_atomic
@@ -63,7 +64,7 @@ class FCNTrainOptions:
     photo: str = "auto"  # which half is the photo: "A", "B" or "auto"
     split: str = "train"
     val_split: str = "val"
-    device: str = "cpu"
+    device: str = "auto"
     seed: int = 0
     overwrite: bool = False
     resume: bool = False  # continue an interrupted run in ``out`` from its last finished epoch
@@ -379,9 +380,7 @@ def train_fcn(options: FCNTrainOptions) -> FCNTrainResult:
     refuse_foreign(out, SCORER, "--out")  # a folder of the user's is never written into
     if checkpoint.exists() and not (opts.overwrite or opts.resume):
         raise ConfigError(f"{checkpoint} exists; pass --resume to continue it or --overwrite to replace it")
-    device = torch.device(opts.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {opts.device!r} requested but CUDA is not available")
+    device = resolve_device(opts.device)  # auto: the GPU when CUDA is available, else the CPU
     torch.manual_seed(opts.seed)
     rng = random.Random(opts.seed)
 
@@ -451,6 +450,6 @@ def train_fcn(options: FCNTrainOptions) -> FCNTrainResult:
             log_lines.append(json.dumps({"epoch": epoch, "train_loss": loss_value, **{f"val_{k}": v for k, v in val.items()}}))
             write_text_atomic(out / "log.jsonl", "\n".join(log_lines) + "\n")
             _save_resume_state(out, opts, epoch, net, optimizer, rng, log_lines)
-    summary = {"options": to_dict(opts), "num_classes": classes.num_classes, "classes": classes.to_dict(), "mean_bgr": list(mean_bgr), "photo": photo_side, "train_pairs": len(items), "val_pairs": len(val_items), "final": {"train_loss": loss_value, **val}}
+    summary = {"options": to_dict(opts), "num_classes": classes.num_classes, "classes": classes.to_dict(), "mean_bgr": list(mean_bgr), "photo": photo_side, "device": str(device), "train_pairs": len(items), "val_pairs": len(val_items), "final": {"train_loss": loss_value, **val}}
     write_text_atomic(out / "config.json", json.dumps(summary, indent=1) + "\n")
     return FCNTrainResult(out, checkpoint, opts.epochs, loss_value, val)

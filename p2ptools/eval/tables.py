@@ -3,7 +3,8 @@
 A row is labelled by what differs between the runs' configurations (``config.json`` options and
 dataset): the differing option values, with friendly names for the known ones (``loss`` ->
 ``L1``, ``L1+cGAN``; ``netG`` -> ``U-Net``, ``encoder-decoder``; ``netD`` -> ``patch16``, ...), and
-``key=value`` for the others. Runs are translated on their test split first (``translate_run``).
+``key=value`` for the others. Runs are translated on their dataset's evaluation split first (test
+when it exists, else val; ``translate_run``).
 
 Files written to ``OUT``: ``table.md``, ``table.csv``, ``table.tex``, ``table.html`` (with the
 color plots of all rows overlaid, ground truth dotted) and ``color_{L,a,b}.png``.
@@ -34,8 +35,6 @@ from p2ptools.registry import load_run
 GROUND_TRUTH = "Ground truth"
 #: Columns where a smaller value is better (the others: larger is better).
 LOWER_BETTER_COLUMNS = {"L1 (0-255)", FID_LABEL, KID_LABEL, KID_STD_LABEL, LPIPS_LABEL}
-#: Options that do not change what a run computes (left out of row labels).
-NEUTRAL_OPTIONS = frozenset({"workers", "device", "compile", "channels_last"})
 TITLES = {"loss": "Loss", "netG": "Generator", "netD": "Discriminator", "data": "Dataset"}
 FRIENDLY = {
     "loss": {"l1": "L1", "gan": "GAN", "cgan": "cGAN", "l1+gan": "L1+GAN", "l1+cgan": "L1+cGAN"},
@@ -67,8 +66,27 @@ def _flat(config: dict | None) -> dict[str, Any]:
     return flat
 
 
+def bookkeeping_options(configs: list[dict | None]) -> frozenset[str]:
+    """Options of the configs' model plugins that do not change what a run learns (the fields their
+    options dataclasses mark ``metadata={"bookkeeping": True}``: logging, checkpoint cadence,
+    workers, device, ...). A plugin that is not installed contributes none."""
+    from p2ptools import registry
+    from p2ptools.errors import P2PError
+    from p2ptools.options import bookkeeping_fields
+
+    names: set[str] = set()
+    for plugin in {c.get("plugin") for c in configs if c}:
+        try:
+            names |= bookkeeping_fields(registry.load("models", plugin).Options)
+        except P2PError:
+            continue
+    return frozenset(names)
+
+
 def run_labels(configs: list[dict | None], fallbacks: list[str]) -> tuple[str, list[str]]:
-    """(column title, one label per run) from what differs between the configurations.
+    """(column title, one label per run) from what differs between the configurations, leaving
+    out bookkeeping options (:func:`bookkeeping_options`): a label names only what changes what is
+    learned (objective, networks, data, schedule).
 
     ``fallbacks`` (e.g. run directory names) label runs without a config, runs whose configs do
     not differ, and disambiguate labels that would otherwise collide.
@@ -80,7 +98,7 @@ def run_labels(configs: list[dict | None], fallbacks: list[str]) -> tuple[str, l
     if all(c is not None for c in configs) and len({c.get("plugin") for c in configs}) > 1:
         return _labels_across_models(configs, fallbacks)
     flats = [_flat(c) for c in configs]
-    keys = sorted({k for f in flats for k in f} - NEUTRAL_OPTIONS)
+    keys = sorted({k for f in flats for k in f} - bookkeeping_options(configs))
     differing = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
     if not differing or any(c is None for c in configs):
         return "Run", list(fallbacks)
@@ -139,10 +157,11 @@ def results_config(results: Path) -> dict | None:
         return None
 
 
-def translate_run(run_dir: Path, output: Path, *, split: str = "test", device: str = "cpu", batch_size: int = 1, progress: bool = True,
-                  epoch: str = "latest") -> Path:
-    """Translate a run's dataset split (``config.json``'s ``data``) with the weights of ``epoch``
-    (``LoadOptions.epoch``) into ``output``; reuse a finished one of the same run, epoch and size."""
+def translate_run(run_dir: Path, output: Path, *, split: str | None = None, device: str = "auto", batch_size: int = 1,
+                  progress: bool = True, epoch: str = "latest") -> Path:
+    """Translate a run's dataset split (``config.json``'s ``data``; ``split`` None = the dataset's
+    evaluation split, test when it exists, else val) with the weights of ``epoch``
+    (``LoadOptions.epoch``) into ``output``; reuse a finished one of the same run, split, epoch and size."""
     from p2ptools.translate import resolve_inputs, translate_files
 
     run_dir = Path(run_dir).resolve()  # recorded in translate.json: absolute, valid from anywhere
@@ -156,7 +175,7 @@ def translate_run(run_dir: Path, output: Path, *, split: str = "test", device: s
         try:
             info = json.loads(done.read_text(encoding="utf-8"))
             if (info.get("run_dir") == str(run_dir) and info.get("count") == len(inputs.files)
-                    and info.get("epoch_requested", "latest") == str(epoch)):
+                    and info.get("epoch_requested", "latest") == str(epoch) and info.get("split") == inputs.split):
                 return output
         except ValueError:
             pass
@@ -166,13 +185,25 @@ def translate_run(run_dir: Path, output: Path, *, split: str = "test", device: s
     return output
 
 
-def plan_rows(runs: list[Path], results: list[Path], out: Path) -> tuple[str, list[Row]]:
-    """Label the rows; run directories get a results folder ``out/<label>/results``."""
+def plan_rows(runs: list[Path], results: list[Path], out: Path, *, labels: dict[Path, str] | None = None,
+              folder_labels: bool = False) -> tuple[str, list[Row]]:
+    """Label the rows; run directories get a results folder ``out/<label>/results``.
+
+    ``labels`` (a row's folder as given -> its label) override the derived labels, row by row;
+    ``folder_labels`` labels every other row by its folder's name instead of its configuration."""
     configs = [read_run_config(r) for r in runs] + [results_config(r) for r in results]
     fallbacks = [Path(r).resolve().name for r in runs] + [Path(r).resolve().name for r in results]
     if len(set(fallbacks)) < len(fallbacks):
         fallbacks = [f"{fb}#{i + 1}" for i, fb in enumerate(fallbacks)]
-    title, labels = run_labels(configs, fallbacks)
+    title, derived = run_labels(configs, fallbacks) if not folder_labels else ("Run", list(fallbacks))
+    given = labels or {}
+    paths = [Path(p) for p in [*runs, *results]]
+    labels = [given.get(p, label) for p, label in zip(paths, derived, strict=True)]
+    if len(set(labels)) < len(labels):
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        raise ConfigError(f"two rows would have one label ({', '.join(twice)}): give each its own (--runs DIR=LABEL)")
+    if all(p in given for p in paths):
+        title = "Run"  # the column no longer says what differs
     rows = [Row(label, out / slug(label) / "results", Path(run)) for label, run in zip(labels, runs, strict=False)]
     rows += [Row(label, Path(res)) for label, res in zip(labels[len(runs) :], results, strict=True)]
     return title, rows
@@ -185,7 +216,7 @@ def evaluate_rows(
     out: Path,
     *,
     title: str = "Run",
-    device: str = "cpu",
+    device: str = "auto",
     batch_size: int = 1,
     scorer_info: dict[str, Any] | None = None,
     fidelity: Any = None,
@@ -204,10 +235,10 @@ def evaluate_rows(
                               epoch=epoch)
             _barrier(world)
         row_options = replace(options, ground_truth_row=options.ground_truth_row and i == 0)
-        evaluations.append(
-            evaluate_results(find_results(row.results), row_options, scorer, name=row.label, scorer_info=scorer_info, fidelity=fidelity, feature_dir=out / slug(row.label) / "features",
-                             miou_scorer=miou_scorer)
-        )
+        evaluation = evaluate_results(find_results(row.results), row_options, scorer, name=row.label, scorer_info=scorer_info, fidelity=fidelity,
+                                      feature_dir=out / slug(row.label) / "features", miou_scorer=miou_scorer)
+        evaluation.report["device"] = device  # the device the runs were translated and scored on
+        evaluations.append(evaluation)
     if rank == 0:
         reports = {}
         colors = run_colors([ev.name for ev in evaluations])  # one color per run, in its report as in the table

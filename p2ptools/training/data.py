@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from p2ptools.errors import InputFileError, P2PError
 from p2ptools.imageio import check_complete, check_pixels, decode_image, header_size, opencv_single_threaded
-from p2ptools.pairs import iter_split, split_pair
+from p2ptools.pairs import MANIFEST_NAME, iter_split, split_pair
 from p2ptools.training.resize import RESIZE_BACKENDS, resize  # noqa: F401  (resize: public here too)
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
@@ -274,7 +274,15 @@ def check_pair_headers(files: Sequence[Path], jitter: Jitter) -> None:
 
     Reads each file once and decodes only those whose header gives no size; the first bad file
     raises :class:`InputFileError` naming it.
+
+    A dataset without ``manifest.json`` (not written by a builder, e.g. the reference's
+    ``combine_A_and_B.py`` output) holding images that are not twice as wide as high is checked
+    for single images: when none of its first such images has halves that look aligned
+    (:func:`halves_look_aligned`), it is refused with the command that makes pairs. A builder's
+    dataset (with a manifest) is trusted (``--aspect keep`` halves are 2:1).
     """
+    built: dict[Path, bool] = {}  # dataset root -> has a manifest
+    unsure: dict[Path, list[Path]] = {}  # dataset root -> files without a manifest that are not 2:1
     for path in files:
         try:
             data = Path(path).read_bytes()
@@ -285,10 +293,50 @@ def check_pair_headers(files: Sequence[Path], jitter: Jitter) -> None:
         check_complete(data, str(path))
         check_pixels(data, str(path))
         w, h = image_size(data, str(path))
+        root = Path(path).parent.parent
+        if root not in built:
+            built[root] = (root / MANIFEST_NAME).is_file()
         if w % 2:
             raise InputFileError(path, f"width {w} is odd: not an A|B pair of two equal halves")
+        if w != 2 * h and not built[root]:
+            unsure.setdefault(root, []).append(Path(path))
         if jitter.mode == "crop" and (h < jitter.crop_size or w // 2 < jitter.crop_size):
             raise InputFileError(path, f"image {w // 2}x{h} is smaller than crop_size {jitter.crop_size}")
+    for candidates in unsure.values():
+        sample = candidates[:UNSURE_SAMPLE]
+        if not any(halves_look_aligned(*split_pair(decode_image(Path(p).read_bytes(), str(p), exif_orientation=False), str(p)))
+                   for p in sample):
+            image = decode_image(Path(sample[0]).read_bytes(), str(sample[0]), exif_orientation=False)
+            raise InputFileError(sample[0], f"{image.shape[1]}x{image.shape[0]} is not twice as wide as high and its halves do not "
+                                            "look aligned: a single image, not an A|B pair (no manifest.json in its dataset); make pairs "
+                                            "with `p2ptools make-dataset combine --source-a A/ --source-b B/ --out DIR`")
+
+
+#: Images of a dataset without a manifest whose halves are compared before it is refused.
+UNSURE_SAMPLE = 3
+
+
+def halves_look_aligned(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two halves show the same scene in place (an A|B pair) rather than two parts of one
+    image: their edge maps (Sobel magnitude) correlate at least 0.2, and at least 0.1 more than
+    with the second half mirrored left-right or up-down (two unrelated halves correlate about
+    equally either way). Halves without edges cannot be judged and count as aligned."""
+
+    def edges(image: np.ndarray) -> np.ndarray:
+        gray = image.astype(np.float32).mean(axis=2) if image.ndim == 3 else image.astype(np.float32)
+        return np.hypot(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1)).ravel()
+
+    def corr(u: np.ndarray, v: np.ndarray) -> float:
+        u, v = u - u.mean(), v - v.mean()
+        denom = float(np.sqrt((u * u).sum() * (v * v).sum()))
+        return float((u * v).sum()) / denom if denom > 0 else float("nan")
+
+    ea, eb = edges(a), edges(b)
+    same = corr(ea, eb)
+    if np.isnan(same):
+        return True
+    mirrored = max(corr(ea, edges(b[:, ::-1])), corr(ea, edges(b[::-1])))
+    return same >= 0.2 and same >= mirrored + 0.1
 
 
 def check_pair_size(path: Path, jitter: Jitter) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from p2ptools.cpus import default_workers
+
 PREPROCESS = ("none", "scale_width", "crop", "scale_width_and_crop")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -60,7 +62,8 @@ class Pix2PixHDOptions:
     load_size: int = field(default=1024, metadata={"help": "Width for scale_width."})
     crop_size: int = field(default=512, metadata={"help": "Square random crop for crop modes."})
     flip: bool = field(default=True, metadata={"help": "Random horizontal flips."})
-    workers: int = field(default=4, metadata={"help": "Data-loading worker processes (0 = in the main process)."})
+    workers: int = field(default_factory=lambda: default_workers(4),
+                         metadata={"bookkeeping": True, "help": "Data-loading worker processes (0 = in the main process; default: min(4, cores available))."})
     # optimisation
     epochs: int = field(default=100, metadata={"help": "Epochs at the initial learning rate."})
     epochs_decay: int = field(default=100, metadata={"help": "Epochs of linear decay to zero."})
@@ -70,14 +73,14 @@ class Pix2PixHDOptions:
     beta2: float = field(default=0.999, metadata={"help": "Adam beta2."})
     seed: int = field(default=0, metadata={"help": "Random seed (runs are exactly reproducible on the CPU)."})
     # hardware
-    device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu, cuda, cuda:N."})
+    device: str = field(default="auto", metadata={"bookkeeping": True, "help": "auto (cuda if available), cpu, cuda, cuda:N."})
     precision: str = field(default="auto", metadata={"help": "auto: bf16 on GPUs that support it, else fp16 on GPU, fp32 on CPU.",
                                                      "choices": PRECISIONS})
-    channels_last: bool = field(default=True, metadata={"help": "channels_last memory format on GPU."})
-    compile: bool = field(default=False, metadata={"help": "torch.compile the networks."})
+    channels_last: bool = field(default=True, metadata={"bookkeeping": True, "help": "channels_last memory format on GPU."})
+    compile: bool = field(default=False, metadata={"bookkeeping": True, "help": "torch.compile the networks."})
     # bookkeeping
-    checkpoint_every: int = field(default=0, metadata={"help": "Also save a checkpoint every N steps (0: only at the end of each epoch)."})
+    checkpoint_every: int = field(default=0, metadata={"bookkeeping": True, "help": "Also save a checkpoint every N steps (0: only at the end of each epoch)."})
     max_steps: int = field(default=0, metadata={"help": "Stop after this many steps in total (0: train every epoch)."})
     val_limit: int = field(default=0, metadata={"help": "Validation pairs scored per epoch for val_L1 (0: the whole val split)."})
-    log_every: int = field(default=20, metadata={"help": "Append averaged losses and images/s to log.jsonl every N steps."})
-    sample_images: int = field(default=4, metadata={"help": "Validation pairs shown in each epoch's sample grid."})
+    log_every: int = field(default=20, metadata={"bookkeeping": True, "help": "Append averaged losses and images/s to log.jsonl every N steps."})
+    sample_images: int = field(default=4, metadata={"bookkeeping": True, "help": "Validation pairs shown in each epoch's sample grid."})

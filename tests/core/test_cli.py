@@ -37,6 +37,26 @@ def test_library_errors_one_line_exit_1_and_debug_traceback(tmp_path: Path):
     assert debug.code == 1 and "Traceback" in debug.stderr and "PluginError" in debug.stderr
 
 
+def test_make_dataset_without_name_says_name_is_missing(cli):
+    # the first word after an option is its value: "cs" is --source's, not a builder's name
+    res = cli("make-dataset", "--source", "cs", "--out", "x")
+    assert res.code == 2 and res.stderr.count("\n") == 1
+    assert res.stderr.startswith("error: Missing argument 'NAME'") and "unknown dataset" not in res.stderr
+    assert not Path("x").exists()
+
+
+@pytest.mark.parametrize("name", ["cityscapes", "combine"])
+def test_datasets_show_lists_the_builders_own_defaults(cli, name):
+    from p2ptools import registry
+
+    res = cli("datasets", "show", name)
+    assert res.code == 0, res.stderr
+    row = next(line for line in res.stdout.splitlines() if "--format" in line)
+    expected = registry.load("datasets", name).default_format
+    assert expected == {"cityscapes": "png", "combine": "jpg"}[name]  # what the builder writes, known independently
+    assert f"'{expected}'" in row
+
+
 def test_invalid_choice_is_a_clear_error(cli, tmp_path: Path):
     res = cli("make-dataset", "combine", "--format", "gif", "--source-a", tmp_path, "--source-b", tmp_path)
     assert res.code == 1 and "--format must be jpg or png" in res.stderr

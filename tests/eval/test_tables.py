@@ -7,6 +7,8 @@ import json
 import pandas as pd
 import pytest
 
+from p2ptools.errors import ConfigError
+
 from p2ptools.eval.evaluate import EvalOptions, evaluate_results
 from p2ptools.eval.matching import find_results
 from p2ptools.eval.tables import GROUND_TRUTH, plan_rows, run_labels, table_frame, write_tables
@@ -25,13 +27,65 @@ def cfg(**options):
         ([cfg(netG="unet_128"), cfg(netG="unet_256")], "Generator", ["netG=unet_128", "netG=unet_256"]),  # friendly names collide
         ([cfg(netG="unet_256", loss="l1"), cfg(netG="encoder_decoder_256", loss="l1+cgan")], "Configuration", ["L1, U-Net", "L1+cGAN, encoder-decoder"]),
         ([cfg(lr=1e-4), cfg(lr=2e-4)], "lr", ["lr=0.0001", "lr=0.0002"]),
-        ([cfg(workers=1), cfg(workers=8)], "Run", ["a", "b"]),  # only neutral options differ: fallbacks
+        ([cfg(workers=1), cfg(workers=8)], "Run", ["a", "b"]),  # only bookkeeping options differ: fallbacks
         ([cfg(), None], "Run", ["a", "b"]),  # a row without a config
     ],
 )
 def test_run_labels(configs, title, labels):
     fallbacks = ["a", "b", "c"][: len(configs)]
     assert run_labels(configs, fallbacks) == (title, labels)
+
+
+def test_bookkeeping_options_never_label_a_row():
+    # the issue's ablation: loss differs, and so does every kind of bookkeeping
+    configs = [cfg(loss="l1", log="jsonl", log_every=20, save_epoch_freq=0, checkpoint_minutes=10.0, sample_images=4, device="cpu"),
+               cfg(loss="l1+cgan", log="jsonl,tensorboard", log_every=2, save_epoch_freq=1, checkpoint_every=5, workers=0,
+                   device="cuda", compile=True, channels_last=False)]
+    assert run_labels(configs, ["a", "b"]) == ("Loss", ["L1", "L1+cGAN"])
+    hd = {"plugin": "pix2pixhd", "options": {"ngf": 64, "log_every": 20, "workers": 2}, "data": "/d/x"}
+    assert run_labels([hd, {**hd, "options": {"ngf": 64, "log_every": 5, "workers": 4}}], ["a", "b"]) == ("Run", ["a", "b"])
+
+
+def test_bookkeeping_comes_from_the_options_metadata():
+    """Every option of the built-in plugins is either bookkeeping (marked in its dataclass field) or
+    changes what is learned; the marked ones are exactly these (a new field must choose)."""
+    from p2ptools_pix2pix.options import Pix2PixOptions
+    from p2ptools_pix2pixhd.options import Pix2PixHDOptions
+
+    from p2ptools.options import bookkeeping_fields
+
+    assert bookkeeping_fields(Pix2PixOptions) == {"workers", "device", "channels_last", "compile", "checkpoint_every", "checkpoint_minutes",
+                                                  "save_epoch_freq", "log", "log_every", "sample_images"}
+    assert bookkeeping_fields(Pix2PixHDOptions) == {"workers", "device", "channels_last", "compile", "checkpoint_every", "log_every",
+                                                    "sample_images"}
+
+
+def test_row_labels_given_per_row_or_from_folders(tmp_path):
+    runs = []
+    for name, loss in (("base", "l1"), ("ours", "l1+cgan")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(cfg(loss=loss, log_every=5 if name == "ours" else 20)))
+        runs.append(tmp_path / name)
+    title, rows = plan_rows(runs, [], tmp_path / "out", labels={runs[1]: "Ours (λ=10)"})
+    assert title == "Loss" and [r.label for r in rows] == ["L1", "Ours (λ=10)"]
+    assert rows[1].results == tmp_path / "out" / "Ours_=10" / "results"
+    title, rows = plan_rows(runs, [], tmp_path / "out", folder_labels=True)
+    assert title == "Run" and [r.label for r in rows] == ["base", "ours"]
+    with pytest.raises(ConfigError, match=r"two rows would have one label \(L1\)"):
+        plan_rows(runs, [], tmp_path / "out", labels={runs[1]: "L1"})
+
+
+def test_eval_cli_splits_dir_equals_label(tmp_path):
+    from p2ptools.cli.eval import _labelled
+
+    (tmp_path / "run").mkdir()
+    labels: dict = {}
+    assert _labelled(tmp_path / "run=lambda=10", labels) == tmp_path / "run" and labels == {tmp_path / "run": "lambda=10"}
+    assert _labelled(tmp_path / "run", labels) == tmp_path / "run"
+    (tmp_path / "a=b").mkdir()  # a folder whose name holds "=" is a folder
+    assert _labelled(tmp_path / "a=b", labels) == tmp_path / "a=b"
+    with pytest.raises(ConfigError, match="empty row label"):
+        _labelled(tmp_path / "run=", {})
 
 
 def test_plan_rows_reads_configs_of_runs_and_translated_results(tmp_path, kit):

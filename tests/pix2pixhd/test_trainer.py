@@ -3,6 +3,7 @@ with --niter-fix-global, the VGG loss uses the given file, bad setups fail befor
 
 from __future__ import annotations
 
+import os
 import dataclasses
 import json
 import sys
@@ -126,3 +127,12 @@ def test_step_benchmark_runs_and_both_steps_compute_the_same_update(tmp_path):
     assert report["ours_s_per_step"] > 0 and report["official_s_per_step"] > 0
     assert report["max_update"] > 1e-3 and report["max_update_difference"] < 1e-4 * max(1.0, report["max_update"])
     assert json.loads((tmp_path / "r.json").read_text())["ratio"] == report["ratio"]
+
+
+def test_workers_default_to_the_cores_available():
+    """--workers defaults to min(4, cores available), as pix2pix's: 4 on 2 cores made torch warn twice."""
+    from p2ptools.cpus import default_workers
+
+    from p2ptools_pix2pixhd.options import Pix2PixHDOptions
+
+    assert Pix2PixHDOptions().workers == default_workers(4) == min(4, len(os.sched_getaffinity(0)))

@@ -12,7 +12,7 @@ from p2p_testutils import target_of  # noqa: E402
 
 from p2ptools.errors import InputFileError  # noqa: E402
 from p2ptools.imageio import encode_image, read_image  # noqa: E402
-from p2ptools.training.data import AlignedPairs, Jitter, ResumableSampler, check_batch, make_loader, power_of_two_size, resize, scale_width_size, split_files, to_network_range, to_uint8  # noqa: E402
+from p2ptools.training.data import AlignedPairs, Jitter, ResumableSampler, check_batch, check_pair_headers, make_loader, power_of_two_size, resize, scale_width_size, split_files, to_network_range, to_uint8  # noqa: E402
 
 
 def textured(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -184,3 +184,48 @@ def test_workers_start_after_the_parent_used_opencvs_thread_pool(tmp_path):
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_single_images_without_a_manifest_are_refused_with_the_combine_command(tmp_path):
+    """A folder of single 64x64 images is not a dataset of pairs: refused before training cuts each
+    into two 32-px "halves"; with a builder's manifest, halves of another aspect are fine."""
+    single = write_raw(tmp_path / "photos" / "train" / "a.png", textured(64, 64))
+    with pytest.raises(InputFileError, match=r"64x64 is not twice as wide as high and its halves do not look aligned.*make-dataset combine") as info:
+        check_pair_headers([single], Jitter("none"))
+    assert info.value.path == str(single) and "\n" not in str(info.value)
+    pairs = write_raw(tmp_path / "pairs" / "train" / "p.png", textured(16, 32))  # combine_A_and_B.py's square halves
+    check_pair_headers([pairs], Jitter("none"))
+    kept = write_raw(tmp_path / "built" / "train" / "k.png", textured(16, 64))  # --aspect keep: halves of 32x16
+    (tmp_path / "built" / "manifest.json").write_text("{}")
+    check_pair_headers([kept], Jitter("none"))
+    # no manifest, halves of 32x16 that show one scene (a label map and its photo): a pair
+    labels = np.zeros((16, 32), np.uint8)
+    labels[4:12, 6:20] = 1
+    labels[2:6, 24:30] = 2
+    photo = np.stack([labels * 90 + 20, labels * 40 + 60, 200 - labels * 70], axis=2).astype(np.uint8)
+    aligned = write_raw(tmp_path / "hd" / "train" / "h.png", np.concatenate([photo, np.repeat(labels[..., None] * 100, 3, 2)], 1))
+    check_pair_headers([aligned], Jitter("none"))
+
+
+def test_halves_look_aligned_tells_pairs_from_parts_of_one_image():
+    from p2ptools.training.data import halves_look_aligned
+
+    rng = np.random.default_rng(1)
+    scene = cv2.resize(rng.integers(0, 256, (8, 16, 3), dtype=np.uint8), (64, 32), interpolation=cv2.INTER_NEAREST)
+    assert halves_look_aligned(scene, 255 - scene)  # the same edges, other colours
+    assert not halves_look_aligned(scene[:, :32], scene[:, 32:])  # the left and right parts of one picture
+    assert halves_look_aligned(np.zeros((8, 8, 3), np.uint8), scene[:8, :8])  # no edges: cannot tell, not refused
+
+
+def test_train_on_single_images_stops_before_writing(tmp_path):
+    from p2p_testutils import run_p2ptools
+
+    for split in ("train", "val"):
+        for i in range(2):
+            write_raw(tmp_path / "photos" / split / f"{i}.png", textured(64, 64, seed=i))
+    run = tmp_path / "run"
+    res = run_p2ptools("train", "--model", "pix2pix", "--data", tmp_path / "photos", "--out", run, "--netG", "unet_32",
+                       "--load-size", "32", "--crop-size", "32", "--workers", "0", "--device", "cpu", "--no-progress")
+    assert res.code == 1 and res.stderr.count("\n") == 1, res.stderr
+    assert "0.png: 64x64 is not twice as wide as high" in res.stderr and "p2ptools make-dataset combine" in res.stderr
+    assert not run.exists()
