@@ -38,10 +38,10 @@ def test_tiny_training_run_lowers_validation_l1(tmp_path):
     val_l1 = [r["val_L1"] for r in log if "val_L1" in r]
     assert len(val_l1) == 25  # one per epoch
     assert val_l1[-1] < 0.25 * before, (before, val_l1)  # measured: 0.330 -> 0.034
-    steps = [r for r in log if "G_L1" in r]
+    steps = [r for r in log if "G_L1_weighted" in r]
     assert steps[-1]["step"] == 200  # 32 pairs / batch 4 * 25 epochs
-    assert set(steps[0]) == {"step", "epoch", "G_GAN", "G_L1", "D_real", "D_fake", "lr", "images_per_s"}
-    assert steps[-1]["G_L1"] < 0.5 * steps[0]["G_L1"]
+    assert set(steps[0]) == {"step", "epoch", "G_GAN", "G_L1_weighted", "D_real", "D_fake", "lr", "images_per_s"}
+    assert steps[-1]["G_L1_weighted"] < 0.5 * steps[0]["G_L1_weighted"]
     assert steps[-1]["lr"] < options.lr / 5  # the linear decay ran
 
 
@@ -74,7 +74,7 @@ def test_each_objective_trains_with_the_right_networks(tiny_data, tmp_path, loss
         assert any(k.startswith("D.") for k in opt_tensors)
         assert config["discriminator_params"] == sum(v.numel() for k, v in d.items() if "running" not in k and "num_batches" not in k)
         assert step["G_GAN"] > 0 and step["D_real"] > 0
-    assert (step["G_L1"] > 0) == loss.startswith("l1")
+    assert (step["G_L1_weighted"] > 0) == loss.startswith("l1")
 
 
 def test_run_directory_contents(tiny_data, tmp_path):
