@@ -161,6 +161,16 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return shown.drop(columns=[KID_STD_LABEL], errors="ignore")
 
 
+def summary_text(frame: pd.DataFrame) -> str:
+    """The table printed on the terminal, with the cells the Markdown/HTML tables show: numbers with
+    3 decimals, KID as "mean ± std", ``-`` where a row has no value (the ground truth's color and
+    image columns), never ``NaN``."""
+    shown = display_frame(frame).astype(object)
+    for col in shown.columns:
+        shown[col] = [v if isinstance(v, str) else "-" if v is None or pd.isna(v) else f"{v:.3f}" for v in shown[col]]
+    return shown.to_string()
+
+
 def _write_samples(evaluation: Evaluation, folder: Path) -> list[dict[str, str | None]]:
     return _write_samples_as(evaluation.samples, folder, "samples")
 
@@ -195,6 +205,7 @@ def html_table(frame: pd.DataFrame, *, escape: bool = True) -> str:
 HTML_STYLE = """<style>
 body { font-family: sans-serif; margin: 2em; } table.numbers { border-collapse: collapse; }
 table.numbers td, table.numbers th { padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: right; }
+table.numbers td { white-space: nowrap; }
 table.numbers td:first-child, table.numbers th:first-child { text-align: left; font-weight: bold; }
 .scroll { overflow-x: auto; max-width: 100%; }
 .samples th, .samples td { text-align: center; vertical-align: middle; font-size: 12px; padding: 2px 4px; }
