@@ -353,7 +353,7 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
                 step_scheduler(sched, val_l1)
             if main:
                 if grid is not None:
-                    write_samples(run_dir / "samples", epoch + 1, grid)
+                    write_samples(run_dir / "samples", epoch + 1, grid, val_l1)
                     run_log.image(step, grid)
                 record = {"step": step, "epoch": epoch + 1, "val_L1": round(val_l1, 6), "val_split": val_split or "train",
                           "lr": optimizers["G"].param_groups[0]["lr"]}

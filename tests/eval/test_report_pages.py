@@ -99,3 +99,34 @@ def test_sample_columns_are_centred_alike():
     assert ".samples th, .samples td { text-align: center; vertical-align: middle;" in HTML_STYLE
     img = re.search(r"\.samples img \{([^}]*)\}", HTML_STYLE).group(1)
     assert "width: 192px" in img and "margin: 0 auto" in img  # every column the same width, centred
+
+
+def test_confusion_matrix_is_row_normalised_on_a_colour_scale(pages):
+    """Each cell shows the % of its ground-truth row's pixels (not a raw count), shaded by it, with
+    the count on hover; the counts stay in confusion.csv."""
+    import html as html_mod
+
+    import pandas as pd
+
+    out, _ = pages
+    page = (out / "L1" / "report.html").read_text()
+    counts = pd.read_csv(out / "L1" / "confusion.csv", index_col=0)
+    section = page[page.index("<h2>Confusion matrix</h2>"):]
+    body = section[section.index("<tbody>"):section.index("</tbody>")]
+    rows = re.findall(r"<tr>(.*?)</tr>", body)
+    assert len(rows) == len(counts)
+    checked = 0
+    for (name, row), cells_html in zip(counts.iterrows(), rows, strict=True):
+        cells = re.findall(r"<td style='background:(#[0-9a-f]{6});color:#[0-9a-f]{3}' title='([^']*)'>([^<]*)</td>", cells_html)
+        assert len(cells) == len(counts.columns)
+        total = row.sum()
+        for (background, title, text), (column, n) in zip(cells, row.items(), strict=True):
+            if n:
+                assert text == f"{100 * n / total:.0f}" and f"{n:,} pixels" in html_mod.unescape(title), (name, column)
+                checked += 1
+            else:
+                assert text == "" and background == "#ffffff"
+    assert checked >= 2
+    shades = set(re.findall(r"background:(#[0-9a-f]{6})", body))
+    assert len(shades) >= 3  # a colour scale, not one colour
+    assert "writing-mode: vertical-rl" in page and "% of the ground-truth class's pixels" in section

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -92,10 +93,14 @@ def test_run_directory_contents(tiny_data, tmp_path):
     assert all(f'src="{name}"' in index for name in samples)
     from p2ptools.imageio import read_image
 
+    from p2ptools.training.samples import sample_grid, tile_origin
+
     grid = read_image(run / "samples" / "epoch_0002.png")
-    assert grid.shape == (4 * 32, 3 * 32, 3)  # 4 val pairs, input | output | target
+    assert grid.shape == sample_grid(*[[np.zeros((32, 32), np.uint8)] * 4] * 3).shape  # 4 val pairs, input | output | target
     val_a = read_image(tiny_data / "val" / "000.png")[:, :32]
-    assert abs(grid[:32, :32].astype(int) - val_a.astype(int)).max() <= 2  # resize to 32 of 32: unchanged
+    y, x = tile_origin(0, 0, 32, 32)
+    assert abs(grid[y : y + 32, x : x + 32].astype(int) - val_a.astype(int)).max() <= 2  # resize to 32 of 32: unchanged
+    assert "val_L1 " in index  # each epoch with its validation L1
     state = json.loads((run / "checkpoints" / "latest_state.json").read_text())
     assert (state["step"], state["epoch"], state["batches_done"]) == (8, 2, 0)
     assert not list(run.glob(".tmp-*")) and not list(run.glob(".old-*"))
