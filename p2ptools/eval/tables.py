@@ -392,7 +392,7 @@ def comparison_html(evaluations: list[Evaluation], out: Path) -> str:
     if not names:
         return ""
     head = "".join(f"<th>{html.escape(ev.name)}</th>" for ev in rows)
-    lines = [f"<table class='samples'><tr><th>name</th><th>input</th>{head}<th>ground truth</th></tr>"]
+    lines = [f"<div class='scroll'><table class='samples'><tr><th>name</th><th>input</th>{head}<th>ground truth</th></tr>"]
     for i, name in enumerate(names):
         first = by_row[0][name]
         cells = [("input", first.get("input"))] + [(slug(ev.name), r[name].get("output")) for ev, r in zip(rows, by_row, strict=True)]
@@ -406,5 +406,5 @@ def comparison_html(evaluations: list[Evaluation], out: Path) -> str:
             write_image(out / rel, image)
             tds.append(f"<td><img src='{rel}' alt='{html.escape(role)}'></td>")
         lines.append(f"<tr><td>{html.escape(name)}</td>{''.join(tds)}</tr>")
-    lines.append("</table>")
+    lines.append("</table></div>")  # many rows: the samples scroll sideways, not the page
     return "\n".join(lines)
