@@ -92,9 +92,10 @@ def step_ddp(work: Path, dry: bool) -> dict:
     state = json.loads((run_dir / "checkpoints" / "latest_state.json").read_text())
     if not state.get("distributed"):
         raise RuntimeError("the torchrun process trained without a process group")
-    steps = [r for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines()) if "G_L1" in r]
+    key = "G_L1_weighted"  # lambda_L1 x L1 (logs before this name: "G_L1")
+    steps = [r for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines()) if key in r]
     backend = "gloo" if dry else "nccl"
-    return {"summary": f"{backend}, {state['step']} steps, G_L1 {steps[0]['G_L1']:.3g} -> {steps[-1]['G_L1']:.3g}",
+    return {"summary": f"{backend}, {state['step']} steps, {key} {steps[0][key]:.3g} -> {steps[-1][key]:.3g}",
             "backend": backend, "steps": state["step"], "norm": "batch" if dry else "syncbatch"}
 
 

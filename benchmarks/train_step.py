@@ -228,7 +228,7 @@ def bench_train(files: list[Path], args: argparse.Namespace, batch_size: int, de
         torch.backends.cudnn.benchmark = device.type == "cuda"
         a, b = to_device(check_batch(batch), device, channels_last)
         terms = train_step(a, b, nets, optimizers, scaler, objective, options, amp)
-        return a.shape[0], terms["G_L1"] / options.lambda_l1
+        return a.shape[0], terms["G_L1_weighted"] / options.lambda_l1
 
     # Alternate chunks of steps so that both sides see the same machine load; the first chunk of
     # each is warm-up (cudnn autotuning, compilation, worker start) and is not timed.

@@ -9,26 +9,33 @@ one when it finishes. A new description alone prints nothing (some jobs put a pe
 there), and nothing is printed at the start (an input error found right away stays the only line
 on stderr). Each line carries the count, the rate and an ETA::
 
-    train pix2pix: 40/200 (20%) epoch 1/5 G_GAN 0.693 G_L1 0.31 images/s 9.8 | 2.1/s, 0:00:19 elapsed, ETA 0:01:16
+    train pix2pix: 40/200 (20%) epoch 1/5 G_GAN 0.693 G_L1_weighted 31 images/s 9.8 | 2.1/s, 0:00:19 elapsed, ETA 0:01:16
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich.console import Console, ConsoleDimensions
+from rich.console import Console, ConsoleDimensions, ConsoleOptions
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
+from rich.text import Text
 
 #: Width of a console that is not a terminal: wide enough that no table row or path is ever cut.
 UNWRAPPED_WIDTH = 10_000
@@ -66,27 +73,97 @@ EVERY_ENV = "P2PTOOLS_PROGRESS_EVERY"
 DEFAULT_EVERY = 30.0
 
 
-def make_progress(enabled: bool = True, *extra_columns: TextColumn) -> Progress | LineProgress:
-    """A progress display with count, timing and optional extra text columns.
+#: Columns of the rich bar itself (at most 20 wide, so that the bar, count, %, and the two times fit
+#: in 80 columns beside a short description).
+BAR_WIDTH = 20
+
+
+def make_progress(enabled: bool = True, *extra_columns: ProgressColumn) -> Progress | LineProgress:
+    """A progress display with count, timing and optional extra columns (:class:`StatsColumn`).
 
     A rich bar on a terminal; :class:`LineProgress` (plain lines) when stderr is not a terminal.
     Disabled displays (``enabled=False``) still count but print nothing, so library code can always
-    use one. Both offer ``add_task``, ``update``, ``advance`` and the context manager.
+    use one. Both offer ``add_task``, ``update``, ``advance``, ``stop`` and the context manager.
+
+    On a narrow terminal the extra columns give way first: the bar, the count, the percentage and
+    the two labelled times (``0:00:19 elapsed``, ``ETA 0:01:16``) always stay.
     """
     if enabled and not console.is_terminal:
         return LineProgress(console, every=_every_from_env())
     return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
+        TextColumn("[bold]{task.description}", table_column=Column(no_wrap=True)),
+        BarColumn(bar_width=BAR_WIDTH, table_column=Column(no_wrap=True)),
+        MofNCompleteColumn(table_column=Column(no_wrap=True)),
+        TaskProgressColumn(table_column=Column(no_wrap=True)),
+        ElapsedColumn(table_column=Column(no_wrap=True)),
+        RemainingColumn(table_column=Column(no_wrap=True)),
         *extra_columns,
         console=console,
         disable=not enabled,
         transient=False,
     )
+
+
+class ElapsedColumn(TimeElapsedColumn):
+    """The elapsed time, labelled: ``0:00:19 elapsed``."""
+
+    def render(self, task: Task) -> Text:
+        return super().render(task).append(" elapsed")
+
+
+class RemainingColumn(TimeRemainingColumn):
+    """The estimated time left, labelled as the plain lines do: ``ETA 0:01:16``."""
+
+    def render(self, task: Task) -> Text:
+        shown = super().render(task)
+        return Text("ETA ").append(shown) if shown.plain else shown
+
+
+class StatsColumn(ProgressColumn):
+    """A task's status field (``"epoch 1/5 G_GAN 0.693 G_L1_weighted 31 val_L1 0.415"``) in the room left.
+
+    The one column that shrinks when the terminal is narrow: it shows the leading ``name value``
+    items that fit, whole, and drops the rest (nothing at all rather than half an item).
+    """
+
+    def __init__(self, field_name: str = "stats") -> None:
+        super().__init__(table_column=Column(no_wrap=False, min_width=0))
+        self.field_name = field_name
+
+    def render(self, task: Task) -> _FittingItems:
+        return _FittingItems(status_items(str(task.fields.get(self.field_name, "") or "")))
+
+
+def status_items(text: str) -> list[str]:
+    """``"epoch 1/5 done G_GAN 0.69 D_real 0.5"`` -> ``["epoch 1/5 done", "G_GAN 0.69", "D_real 0.5"]``.
+
+    Items are ``name value`` pairs (``done`` stays with its epoch); text that is not made of pairs
+    is split at its spaces.
+    """
+    items = re.findall(r"\S+ \S+(?: done)?", text)
+    return items if " ".join(items) == " ".join(text.split()) else text.split()
+
+
+@dataclass(frozen=True)
+class _FittingItems:
+    """A renderable of whole items that fit the width rich gives it (which may be 0)."""
+
+    items: list[str]
+
+    def _fit(self, width: int) -> str:
+        shown = ""
+        for item in self.items:
+            candidate = f"{shown} {item}" if shown else item
+            if len(candidate) > width:
+                break
+            shown = candidate
+        return shown
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(0, len(self._fit(options.max_width)))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Text]:
+        yield Text(self._fit(options.max_width), no_wrap=True, overflow="crop")
 
 
 def _every_from_env() -> float:
@@ -121,15 +198,21 @@ class LineProgress:
         self.console = console
         self.every = every
         self._tasks: dict[int, _Task] = {}
+        self._stopped = False
 
     def __enter__(self) -> LineProgress:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:  # the last count of every task, unless it is already the last line
+        self.stop(final=exc_type is None)
+
+    def stop(self, final: bool = False) -> None:
+        """Stop printing lines (the rich bar's ``stop``); ``final``: first print each task's last count."""
+        if final and not self._stopped:  # the last count of every task, unless it is already the last line
             for task_id, task in self._tasks.items():
                 if task.printed_completed != task.completed:
                     self._line(task_id)
+        self._stopped = True
 
     def add_task(self, description: str, start: bool = True, total: float | None = 100.0, completed: float = 0,
                  visible: bool = True, **fields: Any) -> int:
@@ -167,6 +250,8 @@ class LineProgress:
         return task.total is not None and task.completed >= task.total
 
     def _line(self, task_id: int) -> None:
+        if self._stopped:
+            return
         task = self._tasks[task_id]
         now = time.monotonic()
         task.last_line, task.printed_completed = now, task.completed

@@ -67,6 +67,7 @@ def eval_command(
     from p2ptools.eval.fidelity import FidelityOptions
     from p2ptools.eval.miou import MiouOptions
     from p2ptools.eval.partial import parse_shard
+    from p2ptools.eval.report import summary_text
 
     if row_labels not in ("config", "folder"):
         raise ConfigError(f"--row-labels: invalid value {row_labels!r}; choose from config, folder")
@@ -95,7 +96,7 @@ def eval_command(
     if outcome.summary is None and outcome.index is not None:
         out.print(f"partial state -> {outcome.index} (combine the shards with: p2ptools eval merge PARTS... --out REPORT)")
     if outcome.summary is not None:
-        out.print(outcome.summary.to_string(float_format=lambda v: f"{v:.3f}"))
+        out.print(summary_text(outcome.summary))
         out.print(f"{'report' if outcome.index.name == 'report.html' else 'table'} -> {outcome.index}")
 
 
@@ -121,7 +122,8 @@ def merge_command(
 ) -> None:
     """Combine the partial states of 'p2ptools eval --shard I/N' into one report."""
     from p2ptools.eval.api import MergeRequest, run_merge
+    from p2ptools.eval.report import summary_text
 
     outcome = run_merge(MergeRequest(parts=list(parts), out=out_dir, overwrite=overwrite))
-    out.print(outcome.summary.to_string(float_format=lambda v: f"{v:.3f}"))
+    out.print(summary_text(outcome.summary))
     out.print(f"report -> {outcome.index}")

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import tempfile
+import textwrap
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -322,7 +323,7 @@ def plot_histograms(
         fig = Figure(figsize=(5, 3.2), dpi=100)
         ax = fig.add_subplot(1, 1, 1)
         for label, hist in curves.items():
-            ax.plot(centers, _log(hist[ch]), linewidth=1.2, label=label, color=colors[label])
+            ax.plot(centers, _log(hist[ch]), linewidth=1.2, label=textwrap.fill(label, 34), color=colors[label])  # long labels wrap inside the axes
         if ground_truth is not None:
             ax.plot(centers, _log(ground_truth[ch]), linestyle=":", color="black", linewidth=1.6, label="ground truth")
         ax.set_xlabel(ch)

@@ -183,6 +183,16 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return shown.drop(columns=[KID_STD_LABEL], errors="ignore")
 
 
+def summary_text(frame: pd.DataFrame) -> str:
+    """The table printed on the terminal, with the cells the Markdown/HTML tables show: numbers with
+    3 decimals, KID as "mean ± std", ``-`` where a row has no value (the ground truth's color and
+    image columns), never ``NaN``."""
+    shown = display_frame(frame).astype(object)
+    for col in shown.columns:
+        shown[col] = [v if isinstance(v, str) else "-" if v is None or pd.isna(v) else f"{v:.3f}" for v in shown[col]]
+    return shown.to_string()
+
+
 def _write_samples(evaluation: Evaluation, folder: Path) -> list[dict[str, str | None]]:
     return _write_samples_as(evaluation.samples, folder, "samples")
 
@@ -214,14 +224,51 @@ def html_table(frame: pd.DataFrame, *, escape: bool = True) -> str:
     return f"<div class='scroll'>{table}</div>"
 
 
+def _scale_color(fraction: float) -> str:
+    """White (0) to dark blue (1), the confusion matrix's colour scale."""
+    low, high = (255, 255, 255), (8, 48, 107)
+    return "#" + "".join(f"{round(a + (b - a) * fraction):02x}" for a, b in zip(low, high, strict=True))
+
+
+def confusion_html(confusion: pd.DataFrame) -> str:
+    """The confusion matrix as a reader takes it in: each ground-truth row normalised to the
+    percentage of its pixels per prediction, shaded on a white-to-blue scale (the legend below
+    it), the pixel count on hover (and in ``confusion.csv``); vertical column names, so that 20
+    columns fit a page (the table still scrolls sideways inside its container if not)."""
+    counts = confusion.to_numpy(dtype=np.int64)
+    totals = counts.sum(axis=1, keepdims=True)
+    fractions = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    head = "".join(f"<th><span>{html.escape(str(c))}</span></th>" for c in confusion.columns)
+    rows = [f"<div class='scroll'><table class='numbers confusion'><thead><tr><th>{html.escape(str(confusion.index.name or ''))}</th>{head}</tr></thead><tbody>"]
+    for i, name in enumerate(confusion.index):
+        cells = []
+        for j, column in enumerate(confusion.columns):
+            f, n = float(fractions[i, j]), int(counts[i, j])
+            text = f"{100 * f:.0f}" if n else ""
+            ink = "#fff" if f > 0.5 else "#000"
+            tip = f"{name} as {column}: {n:,} pixels ({100 * f:.1f}% of the row)"
+            cells.append(f"<td style='background:{_scale_color(f)};color:{ink}' title='{html.escape(tip, quote=True)}'>{text}</td>")
+        total = f" ({int(totals[i, 0]):,} px)" if totals[i, 0] else " (absent)"
+        rows.append(f"<tr><td title='{html.escape(str(name) + total, quote=True)}'>{html.escape(str(name))}</td>{''.join(cells)}</tr>")
+    rows.append("</tbody></table></div>")
+    legend = "".join(f"<span style='background:{_scale_color(k / 10)}'></span>" for k in range(11))
+    rows.append(f"<p class='scale'>% of the ground-truth class's pixels: 0 {legend} 100 (hover a cell for its pixel count)</p>")
+    return "".join(rows)
+
+
 HTML_STYLE = """<style>
 body { font-family: sans-serif; margin: 2em; } table.numbers { border-collapse: collapse; }
 table.numbers td, table.numbers th { padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: right; }
+table.numbers td { white-space: nowrap; }
 table.numbers td:first-child, table.numbers th:first-child { text-align: left; font-weight: bold; }
 .scroll { overflow-x: auto; max-width: 100%; }
 .samples th, .samples td { text-align: center; vertical-align: middle; font-size: 12px; padding: 2px 4px; }
 .samples img { display: block; margin: 0 auto; width: 192px; image-rendering: pixelated; }
 .plots img { width: 32%; min-width: 300px; }
+table.confusion td, table.confusion th { padding: 1px 3px; font-size: 11px; min-width: 2.2em; }
+table.confusion thead th { vertical-align: bottom; }
+table.confusion thead th span { writing-mode: vertical-rl; transform: rotate(180deg); white-space: nowrap; }
+p.scale span { display: inline-block; width: 14px; height: 10px; border: 1px solid #ccc; }
 </style>"""
 
 
@@ -330,7 +377,8 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, bins: LabBins | No
         parts.append(f"<h2>Per-class IoU ({html.escape(report['miou']['protocol']['scorer'])})</h2><p>(<a href='miou_per_class.csv'>miou_per_class.csv</a>)</p>"
                      + html_table(miou_per_class))
     if confusion is not None:
-        parts.append("<h2>Confusion matrix</h2><p>rows: ground truth, columns: prediction (<a href='confusion.csv'>confusion.csv</a>)</p>" + html_table(confusion))
+        parts.append("<h2>Confusion matrix</h2><p>rows: ground truth, columns: prediction, as % of each row's pixels "
+                     "(pixel counts: <a href='confusion.csv'>confusion.csv</a>)</p>" + confusion_html(confusion))
     if plots:
         parts.append("<h2>Color distributions (log probability, ground truth dotted)</h2><div class='plots'>")
         parts += [f"<img src='{p.name}' alt='{ch}'>" for ch, p in plots.items()]

@@ -25,8 +25,8 @@ from p2ptools.errors import ConfigError
 from p2ptools.eval.color import CHANNELS, LabBins, plot_histograms, run_colors
 from p2ptools.eval.evaluate import EvalOptions, Evaluation, ScorerLike, distributed_context, evaluate_results
 from p2ptools.eval.matching import find_results
-from p2ptools.eval.report import (FID_LABEL, HTML_STYLE, IMAGE_KEYS, KID_LABEL, KID_STD_LABEL, LOWER_IS_BETTER, LPIPS_LABEL, SCORE_KEYS,
-                                  fidelity_columns, has_fidelity, html_table, markdown_table, miou_columns, score_block, write_report)  # fmt: skip
+from p2ptools.eval.report import (FID_LABEL, HTML_STYLE, IMAGE_KEYS, KID_LABEL, KID_STD_LABEL, LPIPS_LABEL, SCORE_KEYS,
+                                  fidelity_columns, html_table, markdown_table, miou_columns, score_block, write_report)  # fmt: skip
 from p2ptools.outputs import final_name
 from p2ptools.imageio import write_image, write_text_atomic
 from p2ptools.plugin import LoadOptions, read_run_config
@@ -289,9 +289,16 @@ def _tex_escape(text: str) -> str:
     return re.sub(r"[\\&%$#_{}~^]", lambda m: _TEX[m.group(0)], text)
 
 
+def shown_decimals(column: str) -> int:
+    """Decimals a column is shown with in the tables (KID 4, the others 3)."""
+    return 4 if column in (KID_LABEL, KID_STD_LABEL) else 3
+
+
 def best_rows(frame: pd.DataFrame) -> dict[str, set[str]]:
-    """For each numeric column, the generated rows (not the ground truth) holding its best value
-    (ties all count; a column with a single generated row has no best). See :data:`LOWER_BETTER_COLUMNS`."""
+    """For each numeric column, the generated rows (not the ground truth) holding its best value as
+    shown, i.e. rounded to the table's decimals (ties all count: two cells that read the same are
+    both bold or neither; a column with a single generated row has no best).
+    See :data:`LOWER_BETTER_COLUMNS`."""
     generated = frame.drop(index=[GROUND_TRUTH], errors="ignore")
     best: dict[str, set[str]] = {}
     if len(generated) < 2:
@@ -300,9 +307,23 @@ def best_rows(frame: pd.DataFrame) -> dict[str, set[str]]:
         values = pd.to_numeric(generated[column], errors="coerce").dropna()
         if values.empty:
             continue
-        target = values.min() if column in LOWER_BETTER_COLUMNS else values.max()
-        best[str(column)] = {str(i) for i, v in values.items() if abs(v - target) <= 1e-12 * max(1.0, abs(target))}
+        decimals = shown_decimals(str(column))
+        shown = {i: float(f"{v:.{decimals}f}") for i, v in values.items()}
+        target = min(shown.values()) if column in LOWER_BETTER_COLUMNS else max(shown.values())
+        best[str(column)] = {str(i) for i, v in shown.items() if v == target}
     return best
+
+
+def table_notes(frame: pd.DataFrame) -> str:
+    """The sentences under a table: bold values, which columns are better lower (said once: the
+    ``↓`` columns by their mark, the others by name), and how KID is shown."""
+    lower = [str(c) for c in frame.columns if c in LOWER_BETTER_COLUMNS and c != KID_STD_LABEL]
+    named = [c for c in lower if "↓" not in c] + (["the columns marked ↓"] if any("↓" in c for c in lower) else [])
+    note = "Best generated value of each column in bold"
+    note += f"; lower is better for {' and '.join(named)}." if named else "."
+    if KID_LABEL in frame.columns:
+        note += " KID as mean ± std over random subsets."
+    return note
 
 
 def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
@@ -348,19 +369,13 @@ def write_tables(evaluations: list[Evaluation], out: str | Path, *, title: str =
     paths = {"csv": out / "table.csv", "md": out / "table.md", "tex": out / "table.tex", "html": out / "table.html"}
     write_text_atomic(paths["csv"], frame.to_csv(float_format="%.6f"))
     best = best_rows(frame)
-    lower = ", ".join(c for c in frame.columns if c in LOWER_BETTER_COLUMNS and c != KID_STD_LABEL)
-    note = "Best generated value of each column in bold" + (f" (lower is better: {lower})" if lower else "") + "."
-    legend = f" {LOWER_IS_BETTER}" if has_fidelity(frame) else ""
+    note = table_notes(frame)
     protocols = list(dict.fromkeys(ev.report["miou"]["protocol_text"] for ev in evaluations if "miou" in ev.report))
-    write_text_atomic(paths["md"], markdown_table(_marked(frame, best, lambda t: f"**{t}**", "-"), title) + f"\n{note}{legend}\n" + "".join(f"\n{p}.\n" for p in protocols))
-    caption = f"FCN scores and color/image metrics by {title.lower()} (p2ptools eval). {note}{legend}" + "".join(f" {p}." for p in protocols)
-    tex_frame = _marked(frame, best, lambda t: f"\\textbf{{{t}}}", "--")
-    tex_frame.index = [_tex_escape(str(i)) for i in tex_frame.index]
-    tex_frame.index.name = _tex_escape(str(frame.index.name)) if frame.index.name else None
-    tex_frame.columns = [_tex_escape(str(c)) for c in tex_frame.columns]
-    tex = tex_frame.to_latex(escape=False, caption=_tex_escape(caption), label="tab:p2ptools-eval", column_format="l" + "r" * len(tex_frame.columns))
-    tex = tex.replace("↓", "$\\downarrow$").replace("±", "$\\pm$")  # lower is better; KID mean $\pm$ std
-    write_text_atomic(paths["tex"], tex)
+    write_text_atomic(paths["md"], markdown_table(_marked(frame, best, lambda t: f"**{t}**", "-"), title) + f"\n{note}\n"
+                      + "".join(f"\n{p}.\n" for p in protocols))
+    heading = f"FCN scores and color/image metrics by {title.lower()}"
+    caption = f"{heading} (p2ptools eval). {note}" + "".join(f" {p}." for p in protocols)
+    write_text_atomic(paths["tex"], latex_table(_marked(frame, best, lambda t: f"\\textbf{{{t}}}", "--"), caption))
 
     curves = {ev.name: ev.color for ev in evaluations if ev.color is not None}
     truth = next((ev.color_truth for ev in evaluations if ev.color_truth is not None), None)
@@ -369,13 +384,14 @@ def write_tables(evaluations: list[Evaluation], out: str | Path, *, title: str =
     name = final_name(out)  # the table's own name, e.g. table1 (also while it is built beside it)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(name)}: results by {html.escape(title.lower())}</title>"
              f"{HTML_STYLE}</head><body>"]
-    parts.append(f"<h1>{html.escape(caption)}</h1>")
+    parts.append(f"<h1>{html.escape(heading)}</h1>")
     html_frame = _marked(frame, best, lambda t: f"<b>{html.escape(t)}</b>", "-")
     html_frame.index = [html.escape(str(i)) for i in html_frame.index]
     html_frame.index.name = html.escape(str(frame.index.name)) if frame.index.name else None
     html_frame.columns = [html.escape(str(c)) for c in html_frame.columns]
     parts.append(html_table(html_frame, escape=False))
-    parts.append(f"<p>{html.escape(note + legend)}</p>")
+    parts.append(f"<p>{html.escape(note)}</p>")
+    parts += [f"<p class='protocol'>{html.escape(p)}.</p>" for p in protocols]
     if reports:
         parts.append("<h2>Reports</h2><ul>" + "".join(f"<li><a href='{html.escape(p)}'>{html.escape(k)}</a></li>" for k, p in reports.items()) + "</ul>")
     if plots:
@@ -390,6 +406,18 @@ def write_tables(evaluations: list[Evaluation], out: str | Path, *, title: str =
     return paths
 
 
+def latex_table(marked: pd.DataFrame, caption: str) -> str:
+    """``table.tex``: a booktabs table (``\\toprule``/``\\midrule``/``\\bottomrule``; the file's first
+    line says so) with one header row, the index name heading the row labels' column."""
+    flat = marked.rename_axis(marked.index.name or "").reset_index()
+    flat.iloc[:, 0] = [_tex_escape(str(i)) for i in flat.iloc[:, 0]]
+    flat.columns = [_tex_escape(str(c)) for c in flat.columns]
+    tex = flat.to_latex(escape=False, index=False, caption=_tex_escape(caption), label="tab:p2ptools-eval",
+                        column_format="l" + "r" * (len(flat.columns) - 1))
+    tex = tex.replace("↓", "$\\downarrow$").replace("±", "$\\pm$")  # lower is better; KID mean $\pm$ std
+    return "% needs \\usepackage{booktabs} (\\toprule, \\midrule, \\bottomrule)\n" + tex
+
+
 def comparison_html(evaluations: list[Evaluation], out: Path) -> str:
     """Side-by-side samples: input | each row's output | ground truth, for the test images that
     every row shows (thumbnails written to ``out/samples/``). Empty when rows share no samples."""
@@ -401,7 +429,7 @@ def comparison_html(evaluations: list[Evaluation], out: Path) -> str:
     if not names:
         return ""
     head = "".join(f"<th>{html.escape(ev.name)}</th>" for ev in rows)
-    lines = [f"<table class='samples'><tr><th>name</th><th>input</th>{head}<th>ground truth</th></tr>"]
+    lines = [f"<div class='scroll'><table class='samples'><tr><th>name</th><th>input</th>{head}<th>ground truth</th></tr>"]
     for i, name in enumerate(names):
         first = by_row[0][name]
         cells = [("input", first.get("input"))] + [(slug(ev.name), r[name].get("output")) for ev, r in zip(rows, by_row, strict=True)]
@@ -415,5 +443,5 @@ def comparison_html(evaluations: list[Evaluation], out: Path) -> str:
             write_image(out / rel, image)
             tds.append(f"<td><img src='{rel}' alt='{html.escape(role)}'></td>")
         lines.append(f"<tr><td>{html.escape(name)}</td>{''.join(tds)}</tr>")
-    lines.append("</table>")
+    lines.append("</table></div>")  # many rows: the samples scroll sideways, not the page
     return "\n".join(lines)

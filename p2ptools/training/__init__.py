@@ -7,7 +7,7 @@
 - :mod:`~p2ptools.training.epochs`: per-epoch weights and ``--epoch N|latest|best``;
 - :mod:`~p2ptools.training.epoch_loop`: the resumable epoch loop a trainer can run with its own step;
 - :mod:`~p2ptools.training.schedules`, :mod:`~p2ptools.training.weights_init`: lr policies, init;
-- :mod:`~p2ptools.training.resize`: training-time resize backends (PIL's filter by default);
+- :mod:`~p2ptools.training.resize`: training-time resize backends (PIL's bicubic algorithm by default);
 - :mod:`~p2ptools.training.tracking`: log.jsonl and TensorBoard;
 - :mod:`~p2ptools.training.samples`: per-epoch sample grids and their index.html;
 - :mod:`~p2ptools.training.state`: run-directory preparation across ranks, per-rank seeds, saving and

@@ -1,8 +1,8 @@
 """Training and validation data of aligned pairs: decoded with OpenCV, jittered on uint8.
 
 Each sample is decoded once (``cv2.imdecode``, EXIF orientation ignored as PIL and the reference
-do), split into its A and B halves, resized (:mod:`~p2ptools.training.resize`: PIL's bicubic by
-default), cropped and flipped while still uint8 (the same jitter for both halves, as in the reference), and handed over as
+do), split into its A and B halves, resized (:mod:`~p2ptools.training.resize`: torchvision's
+antialiased bicubic by default, PIL's algorithm, at most 2 gray levels from PIL), cropped and flipped while still uint8 (the same jitter for both halves, as in the reference), and handed over as
 uint8 CHW tensors; conversion to float in [-1, 1] happens on the training device
 (:func:`to_network_range`), so workers and the host-to-device copy move 4x fewer bytes.
 
@@ -113,10 +113,13 @@ class Jitter:
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
-    """RGB (H, W, 3) uint8 -> gray (H, W) with ITU-R 601 weights (PIL's ``convert("L")``)."""
+    """RGB (H, W, 3) uint8 -> gray (H, W) with ITU-R 601 weights, exactly PIL's ``convert("L")``
+    (its fixed point: ``(19595 R + 38470 G + 7471 B + 2^15) >> 16``; OpenCV's 14-bit weights
+    differ by 1 at some pixels)."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected a uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
-    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    rgb = image.astype(np.uint32)
+    return ((rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000) >> 16).astype(np.uint8)
 
 
 def to_chw(image: np.ndarray) -> torch.Tensor:
@@ -169,15 +172,17 @@ class AlignedPairs(Dataset):
         a, b = split_pair(decode_image(data, str(path), exif_orientation=False), str(path))  # stored layout, as PIL
         if self.direction == "BtoA":
             a, b = b, a
+        # gray first, then resize, as the reference's transforms do (Grayscale before Resize): resizing
+        # colour and then mixing the channels differs by up to 4 gray levels at colour edges
+        if self.input_nc == 1:
+            a = to_gray(a)
+        if self.output_nc == 1:
+            b = to_gray(b)
         rng = np.random.default_rng([self.seed, epoch, index])
         try:
             a, b = self.jitter.apply(a, b, rng)
         except ValueError as exc:
             raise InputFileError(path, str(exc)) from None
-        if self.input_nc == 1:
-            a = to_gray(a)
-        if self.output_nc == 1:
-            b = to_gray(b)
         return {"A": to_chw(a), "B": to_chw(b), "index": index}
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:

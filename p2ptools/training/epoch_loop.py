@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import TextColumn
 
-from p2ptools.progress import console, make_progress
+from p2ptools.progress import StatsColumn, console, make_progress
 from p2ptools.training.loop import Meter, append_log
 from p2ptools.training.runtime import Runtime, any_rank, stop_on_signals
 
@@ -80,7 +79,7 @@ def run_epochs(loader: Any, sampler: Any, position: Position, settings: LoopSett
     if settings.max_steps:
         total_steps = min(total_steps, settings.max_steps)
     log_path = Path(run_dir) / "log.jsonl"
-    bar = make_progress(settings.progress and main, TextColumn("{task.fields[stats]}"))
+    bar = make_progress(settings.progress and main, StatsColumn())
     meter = Meter()
     pos = position
     with stop_on_signals() as stop, bar:
@@ -109,6 +108,7 @@ def run_epochs(loader: Any, sampler: Any, position: Position, settings: LoopSett
                         settings.checkpoint_every and pos.step % settings.checkpoint_every == 0 and mid_epoch):
                     hooks.save(pos)
                 if stopping:
+                    bar.stop()  # the bar's last frame stays above the message, not redrawn below it
                     if main:
                         console.print(f"interrupted: checkpoint saved at step {pos.step}; continue with "
                                       f"`p2ptools train --resume {run_dir}`")

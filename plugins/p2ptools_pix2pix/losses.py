@@ -126,8 +126,10 @@ def generator_loss(
     """G's loss: non-saturating ``L(D(fake), 1)`` (if the objective has a GAN term) plus
     ``lambda_l1 * |fake - real|_1`` (if it has an L1 term).
 
-    Returns the loss and the detached terms ``{"G_GAN", "G_L1"}`` (``G_L1`` is the weighted term,
-    as the reference logs it; absent terms are reported as 0).
+    Returns the loss and the detached terms ``{"G_GAN", "G_L1_weighted"}``: ``G_L1_weighted`` is
+    ``lambda_l1`` times the mean absolute error (the term in the loss, which the reference logs as
+    ``G_L1``), named so that it is not read beside the unweighted ``val_L1`` as the same measure;
+    absent terms are reported as 0.
     """
     zero = fake_b.new_zeros((), dtype=torch.float32)
     loss_gan, loss_l1 = zero, zero
@@ -137,4 +139,4 @@ def generator_loss(
         loss_gan = gan_loss(net_d(discriminator_input(objective, real_a, fake_b)), True, mode)
     if objective.l1:
         loss_l1 = F.l1_loss(fake_b.float(), real_b.float()) * lambda_l1
-    return loss_gan + loss_l1, {"G_GAN": loss_gan.detach(), "G_L1": loss_l1.detach()}
+    return loss_gan + loss_l1, {"G_GAN": loss_gan.detach(), "G_L1_weighted": loss_l1.detach()}

@@ -22,14 +22,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import TextColumn
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from p2ptools.errors import ConfigError
 from p2ptools.options import check_choices, to_dict
 from p2ptools.pairs import MANIFEST_NAME, iter_split, manifest_sha256
-from p2ptools.progress import console, make_progress
+from p2ptools.progress import StatsColumn, console, make_progress
 from p2ptools.training import checkpoint as ckpt
 from p2ptools.training.data import AlignedPairs, Jitter, ResumableSampler, check_batch, check_dataset_folder, check_pair_headers, check_pair_size, make_loader, split_files, to_network_range, to_uint8
 from p2ptools.training.epochs import drop_epoch_weights_after
@@ -296,7 +295,7 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
         total_steps = min(total_steps, options.max_steps)
     stall_at = int(os.environ.get(STALL_ENV, "0"))
     run_log = RunLog(run_dir, parse_trackers(options.log), resume_step=step, config=config) if main else contextlib.nullcontext()
-    bar = make_progress(show_progress and main, TextColumn("{task.fields[stats]}"))
+    bar = make_progress(show_progress and main, StatsColumn())
     meter = Meter()
     evaluated = False
     with stop_on_signals() as stop, bar, checkpointer, run_log:
@@ -331,6 +330,7 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
                     save(epoch, batches_done)
                 if stopping:
                     checkpointer.wait()
+                    bar.stop()  # the bar's last frame stays above the message, not redrawn below it
                     if main:
                         console.print(f"interrupted: checkpoint saved at step {step}; continue with "
                                       f"`p2ptools train --resume {run_dir}`")
@@ -352,7 +352,7 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
                 step_scheduler(sched, val_l1)
             if main:
                 if grid is not None:
-                    write_samples(run_dir / "samples", epoch + 1, grid)
+                    write_samples(run_dir / "samples", epoch + 1, grid, val_l1)
                     run_log.image(step, grid)
                 record = {"step": step, "epoch": epoch + 1, "val_L1": round(val_l1, 6), "val_split": val_split or "train",
                           "lr": optimizers["G"].param_groups[0]["lr"]}

@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 
 from p2ptools.errors import InputFileError, P2PError
 from p2ptools.imageio import decode_image, read_image
+from p2ptools.labels import CITYSCAPES, IGNORE, ClassTable
 from p2ptools.pairs import split_pair
 from p2ptools.training.data import resize, to_gray, to_network_range
 
@@ -209,11 +210,13 @@ def _hwc(image: np.ndarray) -> np.ndarray:
     return image[:, :, None] if image.ndim == 2 else image
 
 
-def label_palette(label_nc: int) -> np.ndarray:
-    """(label_nc, 3) uint8 colors for showing label maps in sample grids (fixed, seeded)."""
-    colors = np.random.default_rng(0).integers(0, 256, (max(label_nc, 1), 3), dtype=np.uint8)
-    colors[0] = 0
-    return colors
+def label_palette(label_nc: int, classes: ClassTable = CITYSCAPES) -> np.ndarray:
+    """(label_nc, 3) uint8 colors for showing label maps in sample grids: the label ids of
+    ``classes`` (Cityscapes labelIds, what the builders' ``label_ids/`` hold) in their class colors,
+    as in the dataset's own label pictures; ids outside the table (void) black."""
+    ids = np.arange(max(label_nc, 1))
+    train_ids = np.where(ids < 256, classes.id_lut()[np.minimum(ids, 255)], IGNORE)
+    return classes.palette()[train_ids]
 
 
 def input_preview(packed: torch.Tensor, label_nc: int, instance: bool) -> np.ndarray:

@@ -348,7 +348,7 @@ def _train(options: Pix2PixHDOptions, data_root: Path, run_dir: Path, runtime: R
         if main:
             val_l1, grid = evaluate(net_g, val_loader, device, options, amp_dtype, options.sample_images)
             if grid is not None:
-                write_samples(run_dir / "samples", epoch_ + 1, grid)
+                write_samples(run_dir / "samples", epoch_ + 1, grid, val_l1)
             append_log(run_dir / "log.jsonl", {"step": position.step, "epoch": epoch_ + 1, "val_L1": round(val_l1, 6),
                                                "val_split": val_split or "train", "lr": lr()})
 

@@ -83,3 +83,41 @@ def test_a_new_description_alone_prints_nothing():
         assert buf.getvalue() == ""
         bar.advance(task)
     assert buf.getvalue().startswith("fcn train loss 1: 3/3 (100%) |")
+
+
+def _terminal_frame(width: int, stats: str) -> str:
+    """The last frame the rich bar of a training job draws on a terminal ``width`` columns wide."""
+    from p2ptools.progress import StatsColumn
+
+    buf = io.StringIO()
+    terminal = Console(file=buf, width=width, force_terminal=True, color_system=None)
+    progress_mod_console = progress_mod.console
+    progress_mod.console = terminal
+    try:
+        bar = make_progress(True, StatsColumn())
+    finally:
+        progress_mod.console = progress_mod_console
+    with bar:
+        task = bar.add_task("train pix2pix", total=1200, stats="")
+        bar.update(task, completed=240, stats=stats)
+    frames = [f for f in re.split(r"\r|\x1b\[2K|\x1b\[\?25[hl]|\x1b\[1A", buf.getvalue()) if f.strip()]
+    return frames[-1].rstrip("\n")
+
+
+STATS = "epoch 1/5 G_GAN 0.693 G_L1_weighted 41.7 D_real 0.512 D_fake 0.488 images/s 9.8 val_L1 0.415"
+
+
+def test_an_80_column_bar_keeps_bar_count_percent_and_labelled_times():
+    frame = _terminal_frame(80, STATS)
+    assert "\n" not in frame and len(frame) <= 80, frame  # one row: nothing wrapped
+    assert re.match(r"train pix2pix ━+ +240/1200 +20% 0:00:\d\d elapsed ETA (-:--:--|\d:\d\d:\d\d)", frame), frame
+    assert "G_GAN" not in frame  # the losses gave way, not the bar
+
+
+def test_a_wider_bar_shows_whole_status_items_only():
+    frame = _terminal_frame(120, STATS)
+    assert "\n" not in frame and len(frame) <= 120, frame
+    assert "━" in frame and "240/1200" in frame and "20%" in frame and " elapsed ETA " in frame
+    status = frame.split(" ETA ")[1].split(" ", 1)[1].strip()
+    assert status.startswith("epoch 1/5 G_GAN 0.693")
+    assert STATS.startswith(status) and STATS[len(status)] == " " and status.split()[-1][0].isdigit()  # no half item

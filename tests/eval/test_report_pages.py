@@ -99,3 +99,71 @@ def test_sample_columns_are_centred_alike():
     assert ".samples th, .samples td { text-align: center; vertical-align: middle;" in HTML_STYLE
     img = re.search(r"\.samples img \{([^}]*)\}", HTML_STYLE).group(1)
     assert "width: 192px" in img and "margin: 0 auto" in img  # every column the same width, centred
+
+
+def test_confusion_matrix_is_row_normalised_on_a_colour_scale(pages):
+    """Each cell shows the % of its ground-truth row's pixels (not a raw count), shaded by it, with
+    the count on hover; the counts stay in confusion.csv."""
+    import html as html_mod
+
+    import pandas as pd
+
+    out, _ = pages
+    page = (out / "L1" / "report.html").read_text()
+    counts = pd.read_csv(out / "L1" / "confusion.csv", index_col=0)
+    section = page[page.index("<h2>Confusion matrix</h2>"):]
+    body = section[section.index("<tbody>"):section.index("</tbody>")]
+    rows = re.findall(r"<tr>(.*?)</tr>", body)
+    assert len(rows) == len(counts)
+    checked = 0
+    for (name, row), cells_html in zip(counts.iterrows(), rows, strict=True):
+        cells = re.findall(r"<td style='background:(#[0-9a-f]{6});color:#[0-9a-f]{3}' title='([^']*)'>([^<]*)</td>", cells_html)
+        assert len(cells) == len(counts.columns)
+        total = row.sum()
+        for (background, title, text), (column, n) in zip(cells, row.items(), strict=True):
+            if n:
+                assert text == f"{100 * n / total:.0f}" and f"{n:,} pixels" in html_mod.unescape(title), (name, column)
+                checked += 1
+            else:
+                assert text == "" and background == "#ffffff"
+    assert checked >= 2
+    shades = set(re.findall(r"background:(#[0-9a-f]{6})", body))
+    assert len(shades) >= 3  # a colour scale, not one colour
+    assert "writing-mode: vertical-rl" in page and "% of the ground-truth class's pixels" in section
+
+
+LONG = ("L1+cGAN, netD=patch286, ngf=128, lr=0.0002, load_size=572, crop_size=512",
+        "L1, netD=pixel (1x1), ngf=64, lr=0.0001, load_size=286, crop_size=256, preprocess=scale_width")
+
+
+def test_pages_in_a_real_browser(pages, scene, kit, tmp_path, monkeypatch):
+    """A run report, the table page and an ablation with long row labels, rendered by Chromium
+    1000 px wide: nothing but scroll containers wider than the window, every image loaded, a
+    screenshot with content; the colour plots' legends (long labels wrapped) inside their axes."""
+    from pagecheck import assert_reads_well, chromium
+
+    chromium()
+    out, _ = pages
+    report = assert_reads_well(out / "L1" / "report.html", tmp_path / "report.png", min_images=4)
+    assert any(i["src"].startswith("samples/") for i in report["images"])
+    assert_reads_well(out / "table.html", tmp_path / "table.png", min_images=5)
+
+    legends: list[tuple] = []
+    real_savefig = Figure.savefig
+
+    def savefig(fig, *args, **kwargs):  # where each legend sits against its axes, once drawn
+        result = real_savefig(fig, *args, **kwargs)
+        ax = fig.axes[0]
+        legends.append((ax.get_legend().get_window_extent(), ax.get_window_extent()))
+        return result
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    second = tmp_path / "second"
+    kit.make_results(second, dict(scene["preds"]))
+    options = EvalOptions(fcn=True, color=True, ground_truth_row=True, cityscapes=scene["cs"], real=scene["real"], samples=2, progress=False)
+    ablation = tmp_path / "ablation"
+    evaluate_rows([Row(LONG[0], scene["results"]), Row(LONG[1], second)], options, kit.FakeScorer(), ablation, title="Configuration")
+    assert_reads_well(ablation / "table.html", tmp_path / "ablation.png", min_images=5)
+    assert legends
+    for legend, axes in legends:
+        assert axes.x0 <= legend.x0 and legend.x1 <= axes.x1 and axes.y0 <= legend.y0 and legend.y1 <= axes.y1, (legend, axes)

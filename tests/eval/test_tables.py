@@ -131,7 +131,7 @@ def test_tables_hold_every_row_and_the_ground_truth(scene, kit, tmp_path):
     assert f"| L1 | {first.report['fcn']['per_pixel_acc']:.3f} |" in md
     truth_line = next(line for line in md.splitlines() if line.startswith(f"| {GROUND_TRUTH} |"))
     assert "**" not in truth_line and md.splitlines().index(truth_line) == 4
-    assert "Best generated value of each column in bold (lower is better: L1 (0-255))." in md
+    assert "Best generated value of each column in bold; lower is better for L1 (0-255)." in md
     tex = paths["tex"].read_text()
     assert "\\begin{tabular}" in tex and f"{first.report['fcn']['class_iou']:.3f}" in tex and "L1+cGAN" in tex
     assert f"\\textbf{{{second.report['fcn']['per_pixel_acc']:.3f}}}" in tex
@@ -150,3 +150,43 @@ def test_best_rows_direction_ties_and_ground_truth():
     best = best_rows(frame)
     assert best == {"Per-pixel acc.": {"L1+cGAN"}, "L1 (0-255)": {"L1"}, "SSIM": {"L1", "L1+cGAN"}}  # ground truth excluded
     assert best_rows(frame.loc[["L1", GROUND_TRUTH]]) == {}  # one generated row: nothing to compare
+
+
+def _fake_evaluations() -> list:
+    """Two rows whose SSIM differ below the shown 3 decimals (0.7504 and 0.7496 both read 0.750),
+    with KID, and a ground-truth row that has only the FCN scores."""
+    from p2ptools.eval.evaluation import Evaluation
+
+    def report(acc, l1, ssim, kid):
+        return {"fcn": {"per_pixel_acc": acc, "per_class_acc": 0.3, "class_iou": 0.2},
+                "image": {"l1": l1, "psnr": 20.0, "ssim": ssim}, "kid": {"mean": kid, "std": 0.00002}}
+
+    first = Evaluation("L1", {**report(0.61, 30.0, 0.7504, 0.0123), "ground_truth": {"fcn": {"per_pixel_acc": 0.8, "per_class_acc": 0.4, "class_iou": 0.3}}})
+    return [first, Evaluation("L1+cGAN", report(0.65, 31.0, 0.7496, 0.0101))]
+
+
+def test_table_files_read_as_a_person_reads_them(tmp_path):
+    from p2ptools.eval.report import summary_text
+
+    paths = write_tables(_fake_evaluations(), tmp_path / "table1", title="Loss")
+    md = paths["md"].read_text()
+    # bold is chosen on the shown values: 0.750 and 0.750 are a tie, both bold
+    ssim_cells = [line.split(" | ")[6] for line in md.splitlines() if line.startswith(("| L1 |", "| L1+cGAN |"))]
+    assert ssim_cells == ["**0.750**", "**0.750**"]
+    assert md.count("lower is better") == 1 and "lower is better for L1 (0-255) and the columns marked ↓." in md
+    # the terminal table shows "-" where md and html do, never NaN
+    terminal = summary_text(table_frame(_fake_evaluations(), "Loss"))
+    truth_line = next(line for line in terminal.splitlines() if line.startswith(GROUND_TRUTH))
+    assert "NaN" not in terminal and truth_line.split()[-1] == "-" and "0.0101 ± 0.0000" in terminal
+
+    tex = paths["tex"].read_text()
+    assert tex.splitlines()[0] == "% needs \\usepackage{booktabs} (\\toprule, \\midrule, \\bottomrule)"
+    header = tex.split("\\toprule\n")[1].split("\\midrule")[0].strip().splitlines()
+    assert len(header) == 1 and header[0].startswith("Loss & Per-pixel acc.")  # one header row, the index name in it
+    assert tex.count("lower is better") == 1
+
+    html = paths["html"].read_text()
+    h1 = html.split("<h1>")[1].split("</h1>")[0]
+    assert h1 == "FCN scores and color/image metrics by loss" and "bold" not in h1  # the notes are said once, below
+    assert html.count("lower is better") == 1
+    assert "table.numbers td { white-space: nowrap; }" in html  # "0.0101 ± 0.0000" stays on one line

@@ -33,8 +33,8 @@ def test_mixed_precision_channels_last_training(tiny_data, tmp_path, precision):
     options = tiny_options(device="cuda", precision=precision, channels_last=True, epochs=2, epochs_decay=1, lr=1e-3,
                            gan_mode="wgangp" if precision == "fp16" else "vanilla")
     run = trainer.train(options, tiny_data, tmp_path / "run", progress=False)
-    steps = [r for r in read_log(run) if "G_L1" in r]
-    assert len(steps) == 12 and all(np.isfinite(r["G_L1"]) and np.isfinite(r["D_real"]) for r in steps)
+    steps = [r for r in read_log(run) if "G_L1_weighted" in r]
+    assert len(steps) == 12 and all(np.isfinite(r["G_L1_weighted"]) and np.isfinite(r["D_real"]) for r in steps)
     val = [r["val_L1"] for r in read_log(run) if "val_L1" in r]
     assert val[-1] < val[0]  # it learns
     state = json.loads((run / "checkpoints" / "latest_state.json").read_text())
@@ -44,7 +44,7 @@ def test_mixed_precision_channels_last_training(tiny_data, tmp_path, precision):
 def test_compiled_training_runs(tiny_data, tmp_path):
     options = tiny_options(device="cuda", compile=True, max_steps=3)
     run = trainer.train(options, tiny_data, tmp_path / "run", progress=False)
-    assert [r["step"] for r in read_log(run) if "G_L1" in r] == [1, 2, 3]
+    assert [r["step"] for r in read_log(run) if "G_L1_weighted" in r] == [1, 2, 3]
 
 
 def test_translation_on_the_gpu_matches_the_cpu(tiny_data, tmp_path):

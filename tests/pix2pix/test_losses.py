@@ -82,14 +82,14 @@ def test_generator_loss_non_saturating_plus_weighted_l1():
     logit = 2 * (3 * 0.5) / 6
     expected_gan = -math.log(1 / (1 + math.exp(-logit)))  # G labels its fakes as real
     assert terms["G_GAN"].item() == pytest.approx(expected_gan)
-    assert terms["G_L1"].item() == pytest.approx(100 * 0.5)
+    assert terms["G_L1_weighted"].item() == pytest.approx(100 * 0.5)
     assert loss.item() == pytest.approx(expected_gan + 50)
     loss.backward()
     assert fake.grad is not None and fake.grad.abs().sum() > 0
     only_l1, terms = generator_loss(None, parse_objective("l1"), a, b, fake, "vanilla", 10.0)
     assert only_l1.item() == pytest.approx(5.0) and terms["G_GAN"].item() == 0
     only_gan, terms = generator_loss(d, parse_objective("gan"), a, b, fake, "lsgan", 100.0)
-    assert terms["G_L1"].item() == 0 and only_gan.item() == pytest.approx((2 * 0.5 - 1) ** 2)
+    assert terms["G_L1_weighted"].item() == 0 and only_gan.item() == pytest.approx((2 * 0.5 - 1) ** 2)
     with pytest.raises(ValueError, match="no discriminator"):
         generator_loss(None, parse_objective("gan"), a, b, fake, "vanilla", 1.0)
 

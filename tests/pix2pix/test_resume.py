@@ -94,7 +94,7 @@ def test_sigkill_after_checkpoint_then_resume_is_bit_exact(data64, tmp_path, uni
     assert checkpoint_step(run) == 12
     assert_same_checkpoints(uninterrupted, run)
     # the log holds each step once: the killed run's step 11 was dropped and redone
-    steps = [r["step"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "G_L1" in r]
+    steps = [r["step"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "G_L1_weighted" in r]
     assert steps == list(range(1, 13))
 
 

@@ -42,11 +42,11 @@ def test_tensorboard_holds_every_curve_and_the_samples(tiny_data, tmp_path):
     run = trainer.train(tiny_options(log="tensorboard", epochs=1, epochs_decay=1), tiny_data, tmp_path / "run", progress=False)
     acc = read_events(run)
     tags = set(acc.Tags()["scalars"])
-    assert {"train/G_GAN", "train/G_L1", "train/D_real", "train/D_fake", "train/lr", "train/images_per_s", "val/L1"} <= tags
+    assert {"train/G_GAN", "train/G_L1_weighted", "train/D_real", "train/D_fake", "train/lr", "train/images_per_s", "val/L1"} <= tags
     log = read_log(run)
-    train_records, val_records = [r for r in log if "G_L1" in r], [r for r in log if "val_L1" in r]
-    assert [e.step for e in acc.Scalars("train/G_L1")] == [r["step"] for r in train_records] == list(range(1, 9))
-    assert [e.value for e in acc.Scalars("train/G_L1")] == pytest.approx([r["G_L1"] for r in train_records], rel=1e-6)
+    train_records, val_records = [r for r in log if "G_L1_weighted" in r], [r for r in log if "val_L1" in r]
+    assert [e.step for e in acc.Scalars("train/G_L1_weighted")] == [r["step"] for r in train_records] == list(range(1, 9))
+    assert [e.value for e in acc.Scalars("train/G_L1_weighted")] == pytest.approx([r["G_L1_weighted"] for r in train_records], rel=1e-6)
     assert [e.step for e in acc.Scalars("val/L1")] == [4, 8]
     assert [e.value for e in acc.Scalars("val/L1")] == pytest.approx([r["val_L1"] for r in val_records], rel=1e-6)
     images = acc.Images("samples")
@@ -57,12 +57,12 @@ def test_a_resumed_run_continues_its_curves_without_duplicate_steps(monkeypatch,
     options = tiny_options(log="tensorboard", checkpoint_every=3, epochs=2, epochs_decay=1)
     run = tmp_path / "run"
     train_until_crash(monkeypatch, options, tiny_data, run, crash_at=8)  # no checkpoint after step 6
-    assert [e.step for e in read_events(run).Scalars("train/G_L1")] == list(range(1, 8))  # step 7 after the checkpoint
+    assert [e.step for e in read_events(run).Scalars("train/G_L1_weighted")] == list(range(1, 8))  # step 7 after the checkpoint
     trainer.train(options, tiny_data, run, resume=True, progress=False)
     acc = read_events(run)
-    steps = [e.step for e in acc.Scalars("train/G_L1")]
+    steps = [e.step for e in acc.Scalars("train/G_L1_weighted")]
     assert steps == list(range(1, 13))  # the crashed run's step 7 is purged, redone once
     assert [e.step for e in acc.Scalars("val/L1")] == [4, 8, 12]
     # the curves agree with log.jsonl, which holds each step once too
-    assert [e.value for e in acc.Scalars("train/G_L1")] == pytest.approx([r["G_L1"] for r in read_log(run) if "G_L1" in r], rel=1e-6)
+    assert [e.value for e in acc.Scalars("train/G_L1_weighted")] == pytest.approx([r["G_L1_weighted"] for r in read_log(run) if "G_L1_weighted" in r], rel=1e-6)
     assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 2  # one file per process, as TensorBoard expects

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -38,10 +39,10 @@ def test_tiny_training_run_lowers_validation_l1(tmp_path):
     val_l1 = [r["val_L1"] for r in log if "val_L1" in r]
     assert len(val_l1) == 25  # one per epoch
     assert val_l1[-1] < 0.25 * before, (before, val_l1)  # measured: 0.330 -> 0.034
-    steps = [r for r in log if "G_L1" in r]
+    steps = [r for r in log if "G_L1_weighted" in r]
     assert steps[-1]["step"] == 200  # 32 pairs / batch 4 * 25 epochs
-    assert set(steps[0]) == {"step", "epoch", "G_GAN", "G_L1", "D_real", "D_fake", "lr", "images_per_s"}
-    assert steps[-1]["G_L1"] < 0.5 * steps[0]["G_L1"]
+    assert set(steps[0]) == {"step", "epoch", "G_GAN", "G_L1_weighted", "D_real", "D_fake", "lr", "images_per_s"}
+    assert steps[-1]["G_L1_weighted"] < 0.5 * steps[0]["G_L1_weighted"]
     assert steps[-1]["lr"] < options.lr / 5  # the linear decay ran
 
 
@@ -74,7 +75,7 @@ def test_each_objective_trains_with_the_right_networks(tiny_data, tmp_path, loss
         assert any(k.startswith("D.") for k in opt_tensors)
         assert config["discriminator_params"] == sum(v.numel() for k, v in d.items() if "running" not in k and "num_batches" not in k)
         assert step["G_GAN"] > 0 and step["D_real"] > 0
-    assert (step["G_L1"] > 0) == loss.startswith("l1")
+    assert (step["G_L1_weighted"] > 0) == loss.startswith("l1")
 
 
 def test_run_directory_contents(tiny_data, tmp_path):
@@ -92,10 +93,14 @@ def test_run_directory_contents(tiny_data, tmp_path):
     assert all(f'src="{name}"' in index for name in samples)
     from p2ptools.imageio import read_image
 
+    from p2ptools.training.samples import sample_grid, tile_origin
+
     grid = read_image(run / "samples" / "epoch_0002.png")
-    assert grid.shape == (4 * 32, 3 * 32, 3)  # 4 val pairs, input | output | target
+    assert grid.shape == sample_grid(*[[np.zeros((32, 32), np.uint8)] * 4] * 3).shape  # 4 val pairs, input | output | target
     val_a = read_image(tiny_data / "val" / "000.png")[:, :32]
-    assert abs(grid[:32, :32].astype(int) - val_a.astype(int)).max() <= 2  # resize to 32 of 32: unchanged
+    y, x = tile_origin(0, 0, 32, 32)
+    assert abs(grid[y : y + 32, x : x + 32].astype(int) - val_a.astype(int)).max() <= 2  # resize to 32 of 32: unchanged
+    assert "val_L1 " in index  # each epoch with its validation L1
     state = json.loads((run / "checkpoints" / "latest_state.json").read_text())
     assert (state["step"], state["epoch"], state["batches_done"]) == (8, 2, 0)
     assert not list(run.glob(".tmp-*")) and not list(run.glob(".old-*"))

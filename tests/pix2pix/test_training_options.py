@@ -67,13 +67,13 @@ def test_lr_policy_step_in_the_log(tiny_data, tmp_path):
                         tmp_path / "run", progress=False)
     val_lr = [r["lr"] for r in read_log(run) if "val_L1" in r]
     assert val_lr == pytest.approx([2e-5, 2e-6, 2e-7])  # x0.1 after every epoch (the lr of the next one)
-    steps = [r for r in read_log(run) if "G_L1" in r]
+    steps = [r for r in read_log(run) if "G_L1_weighted" in r]
     assert [r["lr"] for r in steps if r["epoch"] == 3] == pytest.approx([2e-6] * 4)
 
 
 def test_wgangp_run_logs_the_penalty(tiny_data, tmp_path):
     run = trainer.train(tiny_options(gan_mode="wgangp", max_steps=2), tiny_data, tmp_path / "run", progress=False)
-    steps = [r for r in read_log(run) if "G_L1" in r]
+    steps = [r for r in read_log(run) if "G_L1_weighted" in r]
     assert all(r["D_GP"] > 0 for r in steps) and len(steps) == 2
 
 
@@ -112,7 +112,7 @@ def test_plateau_wgangp_run_stopped_by_sigint_resumes_bit_exactly(monkeypatch, t
     monkeypatch.setattr(trainer, "train_step", step_fn)
     trainer.train(tiny_options(**changes), tiny_data, run, resume=True, progress=False)
     assert_same_checkpoints(whole, run)
-    assert [r["step"] for r in read_log(run) if "G_L1" in r] == list(range(1, 13))
+    assert [r["step"] for r in read_log(run) if "G_L1_weighted" in r] == list(range(1, 13))
 
 
 def test_scale_width_and_crop_crops_the_width_scaled_image():

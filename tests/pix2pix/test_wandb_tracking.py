@@ -26,7 +26,7 @@ from p2ptools.training.tracking import check_trackers, parse_trackers  # noqa: E
 wandb = pytest.importorskip("wandb")
 pb = pytest.importorskip("wandb.proto.wandb_internal_pb2")
 
-TAGS = ("train/G_GAN", "train/G_L1", "train/D_real", "train/D_fake", "train/lr", "train/images_per_s", "val/L1")
+TAGS = ("train/G_GAN", "train/G_L1_weighted", "train/D_real", "train/D_fake", "train/lr", "train/images_per_s", "val/L1")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -138,7 +138,7 @@ def test_wandb_offline_run_holds_every_curve_the_samples_and_the_config(tiny_dat
         key = tag.split("/", 1)[1] if tag.startswith("train/") else "val_L1"
         assert [s for s, _ in curve(rows, tag)] == [s for s, _ in log_curve(run, key)], tag
         assert [v for _, v in curve(rows, tag)] == pytest.approx([v for _, v in log_curve(run, key)], rel=1e-6), tag
-    assert [s for s, _ in curve(rows, "train/G_L1")] == list(range(1, 9)) and [s for s, _ in curve(rows, "val/L1")] == [4, 8]
+    assert [s for s, _ in curve(rows, "train/G_L1_weighted")] == list(range(1, 9)) and [s for s, _ in curve(rows, "val/L1")] == [4, 8]
     images = curve(rows, "samples")
     assert [s for s, _ in images] == [4, 8]
     assert all(image["_type"] == "image-file" and (image["width"], image["height"]) == (3 * 32, 4 * 32) for _, image in images)
@@ -162,9 +162,9 @@ def test_a_resumed_run_rewinds_the_same_wandb_run_to_its_checkpoint(monkeypatch,
     assert (branch.run, branch.metric, branch.value) == (run_id, "_step", 6)
     assert sorted(resumed["rows"]) == list(range(7, 13)) and resumed["exit_code"] == 0
     rows = combined_history([first, resumed])  # step 7 of the crashed process is rewound away
-    assert [s for s, _ in curve(rows, "train/G_L1")] == list(range(1, 13))
+    assert [s for s, _ in curve(rows, "train/G_L1_weighted")] == list(range(1, 13))
     assert [s for s, _ in curve(rows, "val/L1")] == [4, 8, 12] and [s for s, _ in curve(rows, "samples")] == [4, 8, 12]
-    for tag, key in (("train/G_L1", "G_L1"), ("val/L1", "val_L1"), ("train/lr", "lr")):
+    for tag, key in (("train/G_L1_weighted", "G_L1_weighted"), ("val/L1", "val_L1"), ("train/lr", "lr")):
         assert curve(rows, tag) == [(s, pytest.approx(v, rel=1e-6)) for s, v in log_curve(run, key)], tag
 
 
@@ -203,9 +203,9 @@ def test_sigkill_then_resume_continues_the_curves_with_each_step_once(tiny_data,
     assert set(range(1, 7)) <= set(killed["rows"]) and resumed["run"].run_id == killed["run"].run_id
     assert resumed["run"].branch_point.value == 6 and sorted(resumed["rows"]) == list(range(7, 13))
     rows = combined_history([killed, resumed])
-    for tag, key in (("train/G_L1", "G_L1"), ("val/L1", "val_L1")):
+    for tag, key in (("train/G_L1_weighted", "G_L1_weighted"), ("val/L1", "val_L1")):
         assert curve(rows, tag) == [(s, pytest.approx(v, rel=1e-6)) for s, v in log_curve(run, key)], tag
-    assert [s for s, _ in curve(rows, "train/G_L1")] == list(range(1, 13))
+    assert [s for s, _ in curve(rows, "train/G_L1_weighted")] == list(range(1, 13))
 
 
 def test_log_wandb_without_the_package_fails_before_training(monkeypatch, tiny_data, tmp_path):

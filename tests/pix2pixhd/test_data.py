@@ -95,3 +95,18 @@ def test_bad_maps_are_errors_naming_the_file(tmp_path):
     data = HDPairs(files, HDJitter("none", train=False), label_nc=5, instance=True, direction="BtoA")
     with pytest.raises(InputFileError, match="instance_ids/train/000.png"):
         check_batch(collate_pairs([data[0]]))
+
+
+def test_sample_grids_draw_label_ids_in_the_cityscapes_colours():
+    """The grid's input column shows a label map as the dataset's own label pictures do: each
+    Cityscapes label id in its class colour (road 7, car 26, sky 23), void ids black."""
+    from p2ptools_pix2pixhd.data import input_preview
+
+    from p2ptools.labels import CITYSCAPES
+
+    ids = torch.tensor([[7, 26], [23, 0]], dtype=torch.int32)[None]  # (1, H, W): label ids, no instance map
+    picture = input_preview(ids, 35, instance=False)
+    colour = dict(zip(CITYSCAPES.names, CITYSCAPES.colors, strict=True))
+    assert picture[0, 0].tolist() == list(colour["road"]) == [128, 64, 128]
+    assert picture[0, 1].tolist() == list(colour["car"]) and picture[1, 0].tolist() == list(colour["sky"])
+    assert picture[1, 1].tolist() == [0, 0, 0]

@@ -87,6 +87,23 @@ def test_direction_and_gray_modes(tmp_path):
     assert AlignedPairs([path], jitter, output_nc=1)[0]["B"].shape == (1, 32, 32)
 
 
+def test_gray_input_is_converted_before_the_resize(tmp_path):
+    """As the reference's transforms (Grayscale, then Resize): on a photo-like pair resized with
+    PIL, the gray input equals PIL's convert("L") then resize exactly (resizing the colour image
+    first and mixing the channels after differs at colour edges)."""
+    from PIL import Image
+    from p2ptools_datasets.synthetic import render_scene
+
+    a = render_scene(np.random.default_rng(3), 64)[0]
+    b = render_scene(np.random.default_rng(4), 64)[0]
+    path = write_raw(tmp_path / "p.png", np.concatenate([a, b], axis=1))
+    jitter = Jitter("resize_and_crop", load_size=40, crop_size=40, flip=False, train=False, resize_backend="pil")
+    item = AlignedPairs([path], jitter, input_nc=1, output_nc=1)[0]
+    for side, image in (("A", a), ("B", b)):
+        expected = np.asarray(Image.fromarray(image).convert("L").resize((40, 40), Image.BICUBIC))
+        assert np.array_equal(item[side][0].numpy(), expected), side
+
+
 def test_value_ranges():
     x = torch.tensor([0, 127, 255], dtype=torch.uint8)
     assert torch.allclose(to_network_range(x), torch.tensor([-1.0, 127 / 127.5 - 1, 1.0]))
