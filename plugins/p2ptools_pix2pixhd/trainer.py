@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from p2ptools.errors import ConfigError, InputFileError
-from p2ptools.options import check_choices, to_dict
+from p2ptools.options import check_options, to_dict
 from p2ptools.pairs import MANIFEST_NAME, iter_split, manifest_sha256
 from p2ptools.progress import console
 from p2ptools.training import checkpoint as ckpt
@@ -98,14 +98,12 @@ def init_generator_from(net_g: nn.Module, run_dir: Path) -> int:
 
 
 def check_setup(options: Pix2PixHDOptions) -> None:
-    """Refuse combinations that would fail later with an obscure message (ConfigError)."""
-    for name in ("batch_size", "log_every", "epochs", "ngf", "ndf", "n_layers_D", "num_D", "n_local_enhancers", "load_size", "crop_size"):
-        if getattr(options, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}")
-    for name in ("epochs_decay", "checkpoint_every", "max_steps", "val_limit", "workers", "sample_images", "label_nc",
-                 "n_downsample_global", "n_blocks_global", "n_blocks_local", "niter_fix_global"):
-        if getattr(options, name) < 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {getattr(options, name)}")
+    """Refuse combinations that would fail later with an obscure message (ConfigError); the ranges
+    are :func:`p2ptools.options.check_options`'s."""
+    check_options(options)
+    if options.preprocess == "scale_width_and_crop" and options.crop_size > options.load_size:
+        raise ConfigError(f"--crop-size {options.crop_size} is larger than --load-size {options.load_size}: crops are taken "
+                          f"from images scaled to --load-size wide (use --load-size {options.crop_size} or more)")
     if options.niter_fix_global and options.netG != "local":
         raise ConfigError("--niter-fix-global needs --netG local (it trains the local enhancer alone first)")
     if options.vgg_loss and options.vgg_weights is None:
@@ -229,7 +227,7 @@ def train(options: Pix2PixHDOptions, data: Path | None, run_dir: Path, *, resume
     checkpoint at the next step boundary and raise KeyboardInterrupt; ``resume=True`` continues from
     the latest checkpoint exactly.
     """
-    check_choices(options)
+    check_options(options)
     check_setup(options)
     if data is None:
         raise ConfigError("pix2pixhd training needs a dataset (--data DIR)")
