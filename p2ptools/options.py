@@ -55,11 +55,19 @@ class Range:
         return above and below
 
     def __str__(self) -> str:
+        low, high = _number(self.low), _number(self.high)
         if self.high is None:
-            return f"{'>' if self.low_open else '>='} {self.low:g}" if self.low is not None else "any number"
+            return f"{'>' if self.low_open else '>='} {low}" if self.low is not None else "any number"
         if self.low is None:
-            return f"{'<' if self.high_open else '<='} {self.high:g}"
-        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            return f"{'<' if self.high_open else '<='} {high}"
+        return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+def _number(value: float | None) -> str:
+    """A bound as people write it: 4294967295, not 4.29497e+09; 0.5, not 0.500000."""
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
 
 
 # Ranges shared by the models' and builders' options (one bound for one kind of setting everywhere).

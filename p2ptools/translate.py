@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -38,6 +38,7 @@ import numpy as np
 from p2ptools.errors import ConfigError, InputFileError
 from p2ptools.imageio import decode_image, is_image_name, write_image, write_text_atomic
 from p2ptools.locks import output_lock
+from p2ptools.options import SIZE, check_ranges
 from p2ptools.outputs import check_folder_path, discard, refuse_foreign, refuse_overlap, refuse_unknown_entries, staging_path, swap_in
 from p2ptools.pairs import MANIFEST_NAME, split_pair
 from p2ptools.plugin import TrainedModel
@@ -63,13 +64,14 @@ class Fit:
     ``size`` x ``size``) or ``"pad"`` (to the network's multiple, cropped back after)."""
 
     mode: str | None = None
-    size: int | None = None
+    size: int | None = field(default=None, metadata={"flag": "--resize", "range": SIZE})
 
     def __post_init__(self) -> None:
         if self.mode not in (None, "resize", "pad"):
             raise ConfigError(f"fit must be None, 'resize' or 'pad', got {self.mode!r}")
-        if self.mode == "resize" and (self.size is None or self.size < 1):
-            raise ConfigError(f"--resize must be a positive size in pixels, got {self.size}")
+        if self.mode == "resize" and self.size is None:
+            raise ConfigError("--resize needs a size in pixels")
+        check_ranges(self)
 
 
 def resolve_inputs(path: Path, *, split: str = "test", aligned: bool | None = None) -> TranslateInputs:
@@ -278,7 +280,7 @@ def _translate_into(model: TrainedModel, inputs: TranslateInputs, folder: Path, 
             try:
                 results = _run_model(model, [src for _, src, _, _ in batch], [ex for *_, ex in batch], fit)
             except InputFileError as exc:  # the model cannot name the file; the batch shares one size
-                hint = "" if fit.mode else "; or translate with --pad (pad to fit, crop back) or --resize N"
+                hint = "" if fit.mode else "; translate with --pad does that and crops each output back to its input's size (or --resize N)"
                 if not skip_bad:
                     raise InputFileError(batch[0][0], exc.problem + hint) from None
                 skipped += [{"file": str(path), "error": exc.problem} for path, *_ in batch]

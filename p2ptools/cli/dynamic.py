@@ -46,7 +46,7 @@ def dataclass_parameters(cls: type, prefix: str, panel: str) -> list[inspect.Par
             help_text += f" Choices: {choices_text(f)}."
         elif field_range(f) is not None:
             help_text += f" Range: {field_range(f)}."
-        option = typer.Option(*decls, help=help_text, rich_help_panel=panel, show_default=True)
+        option = typer.Option(*decls, help=help_text, rich_help_panel=panel, show_default=f.metadata.get("default_help", True))
         annotation = Annotated[Optional[base] if optional else base, option]  # noqa: UP007
         params.append(
             inspect.Parameter(

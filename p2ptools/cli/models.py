@@ -26,12 +26,12 @@ def plugin_table(kind: str) -> Table:
 
 
 def options_table(cls: type, title: str) -> Table:
-    """Table of an options dataclass: flag, type, default, valid values, help."""
+    """Table of an options dataclass: flag, type, default, valid values (choices or range), help."""
     table = Table(title=title)
     for col in ("option", "type", "default", "choices", "help"):
         table.add_column(col)
     for f, tp in option_fields(cls):
-        table.add_row(flag_of(f), getattr(tp, "__name__", str(tp)), repr(field_default(f)), escape(choices_text(f) or ""),
+        table.add_row(flag_of(f), getattr(tp, "__name__", str(tp)), f.metadata.get("default_help") or repr(field_default(f)), escape(choices_text(f) or ""),
                       escape(f.metadata.get("help", "")))
     return table
 

@@ -122,8 +122,14 @@ def check_files(files: list[Path], options: Pix2PixHDOptions) -> None:
         for kind in kinds:
             extra = extra_path(path, kind)
             if not extra.is_file():
-                hint = ("build Cityscapes with `p2ptools make-dataset cityscapes --ids-extras`, or train on RGB inputs "
-                        "with --label-nc 0" + (" --no-instance" if kind == INSTANCE_DIR else ""))
+                if kind == LABEL_DIR:
+                    hint = (f"--label-nc {options.label_nc} one-hot encodes a label map per pair: write "
+                            f"<data>/{LABEL_DIR}/<split>/<name>.png, one 8- or 16-bit class id per pixel (0..{options.label_nc - 1}), "
+                            "as `p2ptools make-dataset cityscapes --ids-extras` does; or train on the RGB A halves with "
+                            "--label-nc 0" + (" --no-instance" if options.instance else ""))
+                else:
+                    hint = (f"--instance reads <data>/{INSTANCE_DIR}/<split>/<name>.png, 16-bit instance ids, as "
+                            "`p2ptools make-dataset cityscapes --ids-extras` writes; or train with --no-instance")
                 raise InputFileError(extra, f"missing {kind} map of pair {path.name} ({hint})")
 
 
