@@ -14,13 +14,14 @@ import cv2
 from p2ptools.buildkit import BuildOptions, DatasetBuilder, PairJob, PairResult, open_sources
 from p2ptools.errors import InputFileError
 from p2ptools.imageio import decode_image, is_image_name
+from p2ptools.options import Range
 
 
 @dataclass(frozen=True)
 class MirrorOptions:
     """Options of :class:`MirrorBuilder`."""
 
-    val_fraction: float = field(default=0.1, metadata={"help": "Fraction of images put in val/."})
+    val_fraction: float = field(default=0.1, metadata={"range": Range(0, 1, high_open=True), "help": "Fraction of images put in val/."})
 
 
 class MirrorBuilder(DatasetBuilder):

@@ -28,6 +28,7 @@ from p2ptools_datasets._photos import list_photos, output_names, resize_center_c
 from p2ptools.buildkit import BuildOptions, DatasetBuilder, PairJob, PairResult, open_sources
 from p2ptools.errors import ConfigError, InputFileError
 from p2ptools.imageio import decode_image
+from p2ptools.options import Range
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,8 @@ class ColorizationOptions:
 
     gray: str = field(default="luma", metadata={"help": "Gray conversion: Rec. 601 luma (OpenCV) or CIELab L.", "choices": ("luma", "lab")})
     gray_channels: int = field(default=3, metadata={"help": "Channels of the A input (1 is stored replicated, recorded in the manifest).", "choices": (1, 3)})
-    val_fraction: float = field(default=0.05, metadata={"help": "Fraction of photos put in val/."})
-    test_fraction: float = field(default=0.05, metadata={"help": "Fraction of photos put in test/."})
+    val_fraction: float = field(default=0.05, metadata={"range": Range(0, 1, high_open=True), "help": "Fraction of photos put in val/."})
+    test_fraction: float = field(default=0.05, metadata={"range": Range(0, 1, high_open=True), "help": "Fraction of photos put in test/."})
 
 
 def to_gray(image: np.ndarray, method: str = "luma") -> np.ndarray:

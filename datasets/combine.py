@@ -12,6 +12,7 @@ import cv2
 from p2ptools.buildkit.contract import BuildOptions, DatasetBuilder, PairJob, PairResult
 from p2ptools.errors import ConfigError, InputFileError
 from p2ptools.imageio import is_image_name, read_image
+from p2ptools.options import SIZE
 from p2ptools.pairs import SPLITS
 
 
@@ -22,7 +23,7 @@ class CombineOptions:
     source_a: Path | None = field(default=None, metadata={"help": "Folder of A images (split subfolders, or flat with --split)."})
     source_b: Path | None = field(default=None, metadata={"help": "Folder of B images, same layout and stems as A."})
     split: str | None = field(default=None, metadata={"help": "Treat the folders as flat and write this split.", "choices": SPLITS})
-    resize: int | None = field(default=None, metadata={"help": "Resize both halves to NxN (else sizes must match)."})
+    resize: int | None = field(default=None, metadata={"help": "Resize both halves to NxN (else sizes must match).", "range": SIZE})
 
 
 def _by_stem(folder: Path) -> dict[str, str]:
@@ -56,6 +57,8 @@ class CombineBuilder(DatasetBuilder):
     source_layout = "--source-a A/ --source-b B/, each with train/ val/ test/ subfolders (or flat, with --split)"
     Options = CombineOptions
     needs_source = False
+    takes_source = False  # --source-a and --source-b
+    uses_size = False  # the images keep their sizes, or take --resize N
 
     def plan(self, sources: Sequence[Path], build: BuildOptions) -> Iterator[PairJob]:
         opts: CombineOptions = self.options

@@ -51,6 +51,7 @@ from p2ptools.buildkit.sources import is_archive
 from p2ptools.edges.postprocess import HED_MIN_COMPONENT, HED_THRESHOLD, canny_edges, postprocess_hed, sobel_edges
 from p2ptools.errors import ConfigError, InputFileError, P2PError
 from p2ptools.imageio import decode_image, is_image_name, write_bytes_atomic
+from p2ptools.options import Range
 
 EDGE_METHODS = ("hed", "canny", "sobel")
 HDF5_SUFFIXES = (".hdf5", ".h5")
@@ -66,10 +67,11 @@ class EdgesOptions:
         default=None, metadata={"help": "HED weights: hed_pretrained_bsds.caffemodel or a converted .safetensors (for --edges hed)."}
     )
     device: str = field(default="auto", metadata={"help": "Where HED runs: auto (CUDA when present), cpu, cuda, cuda:N."})
-    hed_batch_size: int = field(default=16, metadata={"help": "Images per HED forward pass on a GPU (CPU: at most 4)."})
-    val_count: int = field(default=200, metadata={"help": "Images put in val/ with the seed (at most half); the rest go to train/."})
-    threshold: float = field(default=HED_THRESHOLD, metadata={"help": "Edge threshold after NMS (pix2pix: 25/255; hed and sobel)."})
-    min_component: int = field(default=HED_MIN_COMPONENT, metadata={"help": "Remove edge pieces under this many pixels (hed and sobel)."})
+    hed_batch_size: int = field(default=16, metadata={"range": (1, 1024), "help": "Images per HED forward pass on a GPU (CPU: at most 4)."})
+    val_count: int = field(default=200, metadata={"range": Range(0), "help": "Images put in val/ with the seed (at most half); the rest go to train/."})
+    threshold: float = field(default=HED_THRESHOLD, metadata={"range": Range(0, 1, low_open=True, high_open=True), "default_help": "25/255",
+                                                                "help": "Edge threshold after NMS (pix2pix: 25/255; hed and sobel)."})
+    min_component: int = field(default=HED_MIN_COMPONENT, metadata={"range": Range(0), "help": "Remove edge pieces under this many pixels (hed and sobel)."})
 
 
 def _missing_weights_message(name: str) -> str:

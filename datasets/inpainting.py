@@ -29,6 +29,7 @@ from p2ptools_datasets._photos import check_fraction, list_photos, output_names,
 from p2ptools.buildkit import BuildOptions, DatasetBuilder, PairJob, PairResult, job_rng, open_sources
 from p2ptools.errors import ConfigError, InputFileError
 from p2ptools.imageio import decode_image
+from p2ptools.options import Range
 
 MEAN_FILL = (117, 104, 123)  # context encoders' fill colour
 PARIS_EVAL = "paris_eval_gt/"
@@ -40,9 +41,9 @@ class InpaintingOptions:
 
     hole: str = field(default="center", metadata={"help": "Hole shape.", "choices": ("center", "random")})
     fill: str = field(default="white", metadata={"help": "Hole fill: white, the context-encoder mean colour, or noise.", "choices": ("white", "mean", "noise")})
-    max_holes: int = field(default=3, metadata={"help": "--hole random: at most this many rectangles per image."})
-    val_fraction: float = field(default=0.05, metadata={"help": "Fraction of (training) photos put in val/."})
-    test_fraction: float = field(default=0.05, metadata={"help": "Fraction put in test/ (ignored when Paris StreetView eval images are present)."})
+    max_holes: int = field(default=3, metadata={"range": (1, 64), "help": "--hole random: at most this many rectangles per image."})
+    val_fraction: float = field(default=0.05, metadata={"range": Range(0, 1, high_open=True), "help": "Fraction of (training) photos put in val/."})
+    test_fraction: float = field(default=0.05, metadata={"range": Range(0, 1, high_open=True), "help": "Fraction put in test/ (ignored when Paris StreetView eval images are present)."})
 
 
 def center_hole(size: int) -> np.ndarray:

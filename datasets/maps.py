@@ -32,6 +32,7 @@ from p2ptools.buildkit import BuildOptions, DatasetBuilder, PairJob, PairResult,
 from p2ptools.download import PIX2PIX_BASE, RemoteFile
 from p2ptools.errors import ConfigError, InputFileError
 from p2ptools.imageio import decode_image, is_image_name
+from p2ptools.options import Range
 from p2ptools.pairs import split_pair
 
 _PUBLISHED_RE = re.compile(r"(?:^|/)(train|val|test)/([^/]+)\.(jpg|jpeg|png)$", re.IGNORECASE)
@@ -43,11 +44,11 @@ class MapsOptions:
     """Options of :class:`MapsBuilder`."""
 
     resplit: bool = field(default=False, metadata={"help": "Published archive: pool train and val and split again with the seed."})
-    val_fraction: float = field(default=0.5, metadata={"help": "With --resplit: fraction of images put in val/."})
+    val_fraction: float = field(default=0.5, metadata={"range": Range(0, 1, low_open=True, high_open=True), "help": "With --resplit: fraction of images put in val/."})
     aerial: Path | None = field(default=None, metadata={"help": "Tile mode: folder or archive of aerial tiles named <lat>_<lon>.<ext>."})
     map: Path | None = field(default=None, metadata={"help": "Tile mode: folder or archive of map tiles with the same names."})
-    split_latitude: float | None = field(default=None, metadata={"help": "Tile mode: latitude dividing train (south) from held-out (north); default the median."})
-    buffer: float = field(default=0.01, metadata={"help": "Tile mode: degrees of latitude dropped on each side of the split latitude."})
+    split_latitude: float | None = field(default=None, metadata={"range": (-90, 90), "help": "Tile mode: latitude dividing train (south) from held-out (north); default the median."})
+    buffer: float = field(default=0.01, metadata={"range": (0, 90), "help": "Tile mode: degrees of latitude dropped on each side of the split latitude."})
     holdout_split: str = field(default="val", metadata={"help": "Tile mode: split of the tiles north of the band.", "choices": ("val", "test")})
 
 

@@ -38,6 +38,7 @@ from p2ptools.buildkit import BuildOptions, DatasetBuilder, PairJob, PairResult,
 from p2ptools.download import PIX2PIX_BASE, RemoteFile
 from p2ptools.errors import ConfigError, InputFileError
 from p2ptools.imageio import decode_image, is_image_name
+from p2ptools.options import Range
 
 IMAGE_DIR = "imageAlignedLD/"
 TSV_NAME = "annotations.tsv"
@@ -50,14 +51,14 @@ TRANSATTR_BASE = "http://transattr.cs.brown.edu/files"
 class Night2DayOptions:
     """Options of :class:`Night2DayBuilder` (defaults are ours, see the module docstring)."""
 
-    night_min: float = field(default=0.8, metadata={"help": "Night image: 'night' attribute at least this."})
-    night_daylight_max: float = field(default=0.2, metadata={"help": "Night image: 'daylight' attribute at most this."})
-    day_min: float = field(default=0.8, metadata={"help": "Day image: 'daylight' attribute at least this."})
-    day_night_max: float = field(default=0.2, metadata={"help": "Day image: 'night' attribute at most this."})
-    days_per_night: int = field(default=10, metadata={"help": "Day images paired with each night image (at most)."})
-    max_pairs_per_webcam: int = field(default=250, metadata={"help": "Pairs per webcam (at most)."})
-    val_fraction: float = field(default=0.01, metadata={"help": "Fraction of webcams put in val/."})
-    test_fraction: float = field(default=0.1, metadata={"help": "Fraction of webcams put in test/."})
+    night_min: float = field(default=0.8, metadata={"range": (0, 1), "help": "Night image: 'night' attribute at least this."})
+    night_daylight_max: float = field(default=0.2, metadata={"range": (0, 1), "help": "Night image: 'daylight' attribute at most this."})
+    day_min: float = field(default=0.8, metadata={"range": (0, 1), "help": "Day image: 'daylight' attribute at least this."})
+    day_night_max: float = field(default=0.2, metadata={"range": (0, 1), "help": "Day image: 'night' attribute at most this."})
+    days_per_night: int = field(default=10, metadata={"range": Range(1), "help": "Day images paired with each night image (at most)."})
+    max_pairs_per_webcam: int = field(default=250, metadata={"range": Range(1), "help": "Pairs per webcam (at most)."})
+    val_fraction: float = field(default=0.01, metadata={"range": Range(0, 1, high_open=True), "help": "Fraction of webcams put in val/."})
+    test_fraction: float = field(default=0.1, metadata={"range": Range(0, 1, high_open=True), "help": "Fraction of webcams put in test/."})
 
 
 def _expand(sources: Sequence[Path]) -> list[Path]:

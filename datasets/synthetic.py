@@ -39,6 +39,7 @@ import numpy as np
 from p2ptools.buildkit import BuildOptions, DatasetBuilder, PairJob, PairResult, job_rng
 from p2ptools.errors import ConfigError
 from p2ptools.labels import CITYSCAPES
+from p2ptools.options import Range
 
 Draw = Callable[[], None]  # draws one object into the scene's labels and photo
 
@@ -377,9 +378,9 @@ def render_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nd
 class SyntheticScenesOptions:
     """Options of :class:`SyntheticScenesBuilder`."""
 
-    count: int = field(default=400, metadata={"help": "Total number of scenes (all splits)."})
-    val_fraction: float = field(default=0.1, metadata={"help": "Fraction of scenes put in val/."})
-    test_fraction: float = field(default=0.1, metadata={"help": "Fraction of scenes put in test/."})
+    count: int = field(default=400, metadata={"range": Range(1), "help": "Total number of scenes (all splits)."})
+    val_fraction: float = field(default=0.1, metadata={"range": Range(0, 1, high_open=True), "help": "Fraction of scenes put in val/."})
+    test_fraction: float = field(default=0.1, metadata={"range": Range(0, 1, high_open=True), "help": "Fraction of scenes put in test/."})
 
 
 class SyntheticScenesBuilder(DatasetBuilder):
@@ -391,6 +392,7 @@ class SyntheticScenesBuilder(DatasetBuilder):
     source_layout = "none (generated; --count, --size, --seed)"
     Options = SyntheticScenesOptions
     needs_source = False
+    takes_source = False  # generated: no --source, --download or --prebuilt
     default_format = "png"
 
     def plan(self, sources: Sequence[Path], build: BuildOptions) -> Iterator[PairJob]:

@@ -1,9 +1,17 @@
-"""Options dataclasses: validation of choices, and conversion to and from JSON-able dicts."""
+"""Options dataclasses: validation of choices and ranges, and conversion to and from JSON-able dicts.
+
+One check, :func:`check_options`, serves every way an options dataclass is filled (the command line,
+a run's ``config.json``, a plugin's own code): each field's ``metadata["choices"]`` and
+``metadata["range"]`` (see :class:`Range`), then the class's own ``check_combination()`` for rules
+between fields (``--crop-size`` at most ``--load-size``). It runs before any output is created.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +33,100 @@ def field_default(f: dataclasses.Field) -> Any:
     return None
 
 
+@dataclass(frozen=True)
+class Range:
+    """The accepted values of a numeric option: ``low <= value <= high`` (``low < value`` when
+    ``low_open``); None means unbounded on that side. NaN is never in a range.
+
+    Example: ``field(default=2e-4, metadata={"range": Range(0, 1, low_open=True)})`` accepts
+    ``(0, 1]``.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            return False
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        low, high = _number(self.low), _number(self.high)
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {low}" if self.low is not None else "any number"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {high}"
+        return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+def _number(value: float | None) -> str:
+    """A bound as people write it: 4294967295, not 4.29497e+09; 0.5, not 0.500000."""
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
+# Ranges shared by the models' and builders' options (one bound for one kind of setting everywhere).
+#: Image sides in pixels: an 8192x8192 RGB float32 image is 0.8 GB; larger sides only ever come from a
+#: typo (1e6 would ask for terabytes).
+SIZE = Range(1, 8192)
+#: Filters of a network's first layer.
+WIDTH = Range(1, 1024)
+#: Loss weights.
+WEIGHT = Range(0, 1e6)
+#: Data-loading worker processes of a training run. Each is a process with its own copy of torch and
+#: of the dataset index; one GPU's pix2pix input pipeline never needs more than a few dozen, and
+#: 100000 would fork until the machine stops.
+WORKERS = Range(0, 64)
+#: Worker processes of a dataset build: light forked processes, up to the hardware threads of the
+#: largest common two-socket servers.
+BUILD_WORKERS = Range(1, 256)
+EPOCHS = Range(1, 100_000)
+BATCH = Range(1, 4096)
+#: Adam learning rates (positive; above 1 training only diverges).
+LR = Range(0, 1, low_open=True)
+#: Adam betas, as torch.optim.Adam accepts them.
+BETA = Range(0, 1, high_open=True)
+#: Seeds numpy and torch both accept.
+SEED = Range(0, 2**32 - 1)
+#: Images shown in a sample grid or gallery.
+SAMPLES = Range(0, 1024)
+
+
+def field_range(f: dataclasses.Field) -> Range | None:
+    """A field's :class:`Range` from ``metadata["range"]`` (a Range, or a ``(low, high)`` tuple,
+    both ends included), or None when the field has no range."""
+    spec = f.metadata.get("range")
+    if spec is None or isinstance(spec, Range):
+        return spec
+    low, high = spec
+    return Range(low, high)
+
+
+def check_ranges(options: Any) -> None:
+    """Raise :class:`ConfigError` for a field whose value is outside its ``metadata["range"]``,
+    naming the flag, the value and the accepted range (None passes: an optional field left unset)."""
+    for f in dataclasses.fields(options):
+        accepted = field_range(f)
+        value = getattr(options, f.name)
+        if accepted is not None and value is not None and value not in accepted:
+            raise ConfigError(f"{flag_of(f)}: invalid value {value!r}; accepted range {accepted}")
+
+
+def check_options(options: Any) -> None:
+    """The one validation of an options dataclass instance: choices, ranges, then the class's own
+    ``check_combination()`` (rules between fields), if it has one. Raises :class:`ConfigError`."""
+    check_choices(options)
+    check_ranges(options)
+    combination = getattr(options, "check_combination", None)
+    if callable(combination):
+        combination()
+
+
 def check_choices(options: Any) -> None:
     """Raise :class:`ConfigError` for a field whose value is not among its ``metadata["choices"]``.
 
@@ -43,11 +145,12 @@ def check_choices(options: Any) -> None:
 
 
 def choices_text(f: dataclasses.Field) -> str | None:
-    """A field's valid values for help texts (``metadata["choices_help"]`` or the listed choices),
-    or None when any value of its type goes."""
+    """A field's valid values for help texts (``metadata["choices_help"]``, the listed choices or
+    its range, e.g. ``range [1, 8192]``), or None when any value of its type goes."""
     choices = f.metadata.get("choices")
     if choices is None:
-        return None
+        accepted = field_range(f)
+        return f"range {accepted}" if accepted is not None else None
     return f.metadata.get("choices_help") or ", ".join(map(str, choices))
 
 
@@ -87,7 +190,7 @@ def from_dict(cls: type, data: dict[str, Any], source: str = "options") -> Any:
         options = cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {exc}") from None
-    check_choices(options)
+    check_options(options)
     return options
 
 

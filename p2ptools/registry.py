@@ -12,6 +12,7 @@ variable of the same idea), which helps when a broken third-party package is ins
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib.util
 import os
 from dataclasses import dataclass, is_dataclass
@@ -152,6 +153,7 @@ def names(kind: str) -> list[str]:
 
 def info(kind: str, name: str) -> PluginInfo:
     """The :class:`PluginInfo` of one plugin; unknown names raise an error listing the known ones."""
+    name = resolve_name(kind, name)
     for item in list_plugins(kind):
         if item.name == name:
             return item
@@ -159,8 +161,24 @@ def info(kind: str, name: str) -> PluginInfo:
 
 
 def _unknown(kind: str, name: str) -> PluginError:
-    available = ", ".join(names(kind)) or "none"
-    return PluginError(f"unknown {kind[:-1]} {name!r}; available: {available}")
+    """``unknown model 'pix2pix-hd'; did you mean 'pix2pixhd'? available: pix2pix, pix2pixhd``."""
+    known = names(kind)
+    close = difflib.get_close_matches(name.casefold(), [n.casefold() for n in known], n=1, cutoff=0.6)
+    guess = next((f" did you mean {n!r}?" for n in known if close and n.casefold() == close[0]), "")
+    return PluginError(f"unknown {kind[:-1]} {name!r};{guess} available: {', '.join(known) or 'none'}")
+
+
+def resolve_name(kind: str, name: str) -> str:
+    """The registered name ``name`` stands for: itself, or the one name equal to it ignoring case
+    (``pix2pixHD`` -> ``pix2pixhd``). Unknown names raise :class:`PluginError` listing the known
+    ones, with a did-you-mean for a close one (``pix2pix-hd``)."""
+    eps = _entry_points(kind)
+    if name in eps:
+        return name
+    same = [n for n in eps if n.casefold() == name.casefold()]
+    if len(same) == 1:
+        return same[0]
+    raise _unknown(kind, name)
 
 
 @lru_cache(maxsize=None)
@@ -175,11 +193,10 @@ def _load_cached(kind: str, name: str, value: str) -> type:
 
 
 def load(kind: str, name: str) -> type:
-    """Import and return the plugin class registered as ``name``, checked against its contract."""
-    eps = _entry_points(kind)
-    if name not in eps:
-        raise _unknown(kind, name)
-    return _load_cached(kind, name, eps[name].value)
+    """Import and return the plugin class registered as ``name`` (case-insensitively, see
+    :func:`resolve_name`), checked against its contract."""
+    name = resolve_name(kind, name)
+    return _load_cached(kind, name, _entry_points(kind)[name].value)
 
 
 def check_contract(kind: str, obj: Any, name: str = "") -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -39,6 +39,7 @@ import numpy as np
 from p2ptools.errors import ConfigError, InputFileError
 from p2ptools.imageio import decode_image, header_size, is_image_name, write_image, write_text_atomic
 from p2ptools.locks import output_lock
+from p2ptools.options import SIZE, check_ranges
 from p2ptools.outputs import OutputKind, check_folder_path, discard, refuse_foreign, refuse_overlap, refuse_unrecorded, seal, staging_path, swap_in
 from p2ptools.pairs import MANIFEST_NAME, SPLITS, dataset_splits, evaluation_split, split_pair
 from p2ptools.plugin import TrainedModel
@@ -69,17 +70,18 @@ class Fit:
     (``tile`` x ``tile`` tiles overlapping by ``overlap``, :mod:`p2ptools.tiling`)."""
 
     mode: str | None = None
-    size: int | None = None
+    size: int | None = field(default=None, metadata={"flag": "--resize", "range": SIZE})
     tile: int | None = None
     overlap: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in (None, "resize", "pad", "tile"):
             raise ConfigError(f"fit must be None, 'resize', 'pad' or 'tile', got {self.mode!r}")
-        if self.mode == "resize" and (self.size is None or self.size < 1):
-            raise ConfigError(f"--resize must be a positive size in pixels, got {self.size}")
+        if self.mode == "resize" and self.size is None:
+            raise ConfigError("--resize needs a size in pixels")
         if self.mode == "tile" and (self.tile is None or self.tile < 1 or not 0 <= self.overlap < self.tile):
             raise ConfigError(f"--tile must be a positive size and --overlap at least 0 and below it, got {self.tile} and {self.overlap}")
+        check_ranges(self)
 
     def record(self) -> dict | None:
         """What translate.json records."""
@@ -370,7 +372,7 @@ def _translate_into(model: TrainedModel, inputs: TranslateInputs, folder: Path, 
             try:
                 results = _run_model(model, [src for _, src, _, _ in batch], [ex for *_, ex in batch], fit, batch_size)
             except InputFileError as exc:  # the model cannot name the file; the batch shares one size
-                hint = "" if fit.mode else "; or translate with --pad (pad to fit, crop back), --tile T or --resize N"
+                hint = "" if fit.mode else "; translate with --pad does that and crops each output back to its input's size (or --tile T, or --resize N)"
                 if not skip_bad:
                     raise InputFileError(batch[0][0], exc.problem + hint) from None
                 skipped += [{"file": str(path), "error": exc.problem} for path, *_ in batch]

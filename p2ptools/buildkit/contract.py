@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from p2ptools.cpus import default_workers
+from p2ptools.options import BUILD_WORKERS, SEED, SIZE, Range, check_options
 from p2ptools.pairs import Manifest
 
 
@@ -31,28 +32,18 @@ def _default_workers() -> int:
 class BuildOptions:
     """Options every builder accepts (``p2ptools make-dataset NAME --help`` lists them)."""
 
-    size: int = field(default=256, metadata={"help": "Side of each half in pixels (builders that resize)."})
-    limit: int | None = field(default=None, metadata={"help": "At most this many pairs per split."})
-    seed: int = field(default=0, metadata={"help": "Seed for splits and any randomness (deterministic)."})
-    workers: int = field(default_factory=_default_workers, metadata={"help": "Worker processes (default: min(8, cores available))."})
+    size: int = field(default=256, metadata={"help": "Side of each half in pixels (builders that resize).", "range": SIZE})
+    limit: int | None = field(default=None, metadata={"help": "At most this many pairs per split.", "range": Range(1)})
+    seed: int = field(default=0, metadata={"help": "Seed for splits and any randomness (deterministic).", "range": SEED})
+    workers: int = field(default_factory=_default_workers, metadata={"help": "Worker processes (default: min(8, cores available)).",
+                                                                     "range": BUILD_WORKERS})
     format: str = field(default="jpg", metadata={"help": "Pair file format.", "choices": ("jpg", "png")})
-    quality: int = field(default=95, metadata={"help": "JPEG quality (1-100)."})
+    quality: int = field(default=95, metadata={"help": "JPEG quality.", "range": (1, 100)})
     overwrite: bool = field(default=False, metadata={"help": "Delete a previous build in OUT and start over."})
     skip_bad: bool = field(default=False, metadata={"help": "Skip bad items (listed in the manifest) instead of stopping."})
 
     def __post_init__(self) -> None:
-        from p2ptools.errors import ConfigError
-
-        if self.size < 1:
-            raise ConfigError(f"--size must be positive, got {self.size}")
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"--limit must be positive, got {self.limit}")
-        if self.workers < 1:
-            raise ConfigError(f"--workers must be at least 1, got {self.workers}")
-        if self.format not in ("jpg", "png"):
-            raise ConfigError(f"--format must be jpg or png, got {self.format!r}")
-        if not 1 <= self.quality <= 100:
-            raise ConfigError(f"--quality must be in [1, 100], got {self.quality}")
+        check_options(self)
 
 
 @dataclass(frozen=True)
@@ -100,6 +91,11 @@ class DatasetBuilder(ABC):
         needs_source: whether ``--source`` is required.
         default_format: the ``--format`` default on the command line (``"png"`` for builders
             whose halves are label maps that JPEG would blur).
+        takes_source: whether ``--source`` (and ``--download``/``--prebuilt``) apply at all; False
+            for builders that generate their data or read it from options of their own, whose
+            ``make-dataset NAME --help`` then neither lists nor accepts them.
+        uses_size: whether the builder resizes to ``--size``; False hides and refuses ``--size``
+            (``combine`` keeps its images' sizes, or its own ``--resize``).
         parallelism: ``"processes"`` (default: worker processes, for Python-heavy work) or
             ``"threads"`` for builders whose ``make_pair`` is OpenCV/numpy calls that release the
             GIL (no fork, no pickling: faster for light per-pair work such as ``combine``).
@@ -111,6 +107,8 @@ class DatasetBuilder(ABC):
     source_layout: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
     needs_source: ClassVar[bool] = True
+    takes_source: ClassVar[bool] = True
+    uses_size: ClassVar[bool] = True
     default_format: ClassVar[str] = "jpg"
     parallelism: ClassVar[str] = "processes"
 

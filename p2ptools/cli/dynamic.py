@@ -16,7 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from p2ptools.cli.common import tidy_help
-from p2ptools.options import check_choices, choices_text, field_default, flag_of, option_fields, unwrap_optional
+from p2ptools.options import check_options, choices_text, field_default, field_range, flag_of, option_fields, unwrap_optional
 
 _SIMPLE = (str, int, float, bool, Path)
 
@@ -42,10 +42,11 @@ def dataclass_parameters(cls: type, prefix: str, panel: str) -> list[inspect.Par
         flag = flag_of(f)
         decls = [f"{flag}/--no-{flag[2:]}"] if base is bool else [flag]
         help_text = f.metadata.get("help", "")
-        allowed = choices_text(f)
-        if allowed is not None:
-            help_text += f" Choices: {allowed}."
-        option = typer.Option(*decls, help=help_text, rich_help_panel=panel, show_default=True)
+        if "choices" in f.metadata:
+            help_text += f" Choices: {choices_text(f)}."
+        elif field_range(f) is not None:
+            help_text += f" Range: {field_range(f)}."
+        option = typer.Option(*decls, help=help_text, rich_help_panel=panel, show_default=f.metadata.get("default_help", True))
         annotation = Annotated[Optional[base] if optional else base, option]  # noqa: UP007
         params.append(
             inspect.Parameter(
@@ -56,10 +57,11 @@ def dataclass_parameters(cls: type, prefix: str, panel: str) -> list[inspect.Par
 
 
 def build_options(cls: type, values: dict[str, Any], prefix: str) -> Any:
-    """Instantiate ``cls`` from the parsed values of :func:`dataclass_parameters`, checking choices."""
+    """Instantiate ``cls`` from the parsed values of :func:`dataclass_parameters`, checked by
+    :func:`p2ptools.options.check_options` (choices, ranges, combinations)."""
     kwargs = {f.name: values[prefix + f.name] for f in dataclasses.fields(cls)}
     options = cls(**kwargs)
-    check_choices(options)
+    check_options(options)
     return options
 
 

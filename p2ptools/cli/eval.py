@@ -43,7 +43,7 @@ def eval_command(
     lpips: Annotated[bool, typer.Option("--lpips", help="LPIPS of each result against its ground truth, with a worst-first gallery.")] = False,
     fid_protocol: Annotated[str, typer.Option("--fid-protocol", help="Resize to 299: clean (clean-fid's PIL bicubic, antialiased) or legacy (pytorch-fid's bilinear).")] = "clean",
     inception_weights: Annotated[Optional[Path], typer.Option("--inception-weights", help="pt_inception-2015-12-05-6726825d.pth (pytorch-fid's release), for --fid/--kid.", show_default=False)] = None,  # noqa: UP007
-    lpips_net: Annotated[str, typer.Option("--lpips-net", help="LPIPS backbone: alex or vgg.")] = "alex",
+    lpips_net: Annotated[Optional[str], typer.Option("--lpips-net", help="LPIPS backbone: alex or vgg (with --lpips). [default: alex]", show_default=False)] = None,  # noqa: UP007
     lpips_backbone_weights: Annotated[Optional[Path], typer.Option("--lpips-backbone-weights", help="torchvision alexnet-owt-7be5be79.pth or vgg16-397923af.pth, for --lpips.", show_default=False)] = None,  # noqa: UP007
     kid_subsets: Annotated[int, typer.Option("--kid-subsets", min=1, help="KID: number of random subsets.")] = 100,
     kid_subset_size: Annotated[int, typer.Option("--kid-subset-size", min=2, help="KID: images per subset (capped by the set size).")] = 1000,
@@ -62,6 +62,12 @@ def eval_command(
     Shards of one results folder: 'p2ptools eval --shard I/N ... --out PART_I', then
     'p2ptools eval merge PART_0 ... PART_N-1 --out REPORT' writes the report of the whole folder.
     """
+    from p2ptools.devices import check_device
+    from p2ptools.errors import ConfigError
+
+    check_device(device)
+    if lpips_net is not None and not lpips:
+        raise ConfigError(f"--lpips-net {lpips_net} is the backbone of --lpips: add --lpips, or drop --lpips-net")
     from p2ptools.eval.api import EvalRequest, run_evaluation
     from p2ptools.eval.evaluate import EvalOptions
     from p2ptools.eval.fidelity import FidelityOptions
@@ -81,7 +87,7 @@ def eval_command(
         fcn=fcn, seg=seg, color=color, cityscapes=cityscapes, labels=labels, real=real, data=data, split=split, direction=direction,
         ground_truth_row=ground_truth_row, batch_size=batch_size, samples=samples, progress=not no_progress,
         fidelity=FidelityOptions(
-            fid=fid, kid=kid, lpips=lpips, protocol=fid_protocol, inception_weights=inception_weights, lpips_net=lpips_net,
+            fid=fid, kid=kid, lpips=lpips, protocol=fid_protocol, inception_weights=inception_weights, lpips_net=lpips_net or "alex",
             lpips_backbone_weights=lpips_backbone_weights, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, kid_seed=kid_seed,
         ),
         miou=MiouOptions(scorer=miou, weights=miou_weights, size=miou_size, label_resize=label_resize, split=miou_split, multi_scale=miou_multi_scale)

@@ -57,7 +57,10 @@ def train(
     no_progress: NoProgress = False,
 ) -> None:
     """Train an FCN-8s scorer whose checkpoint records its class table (loadable with --fcn-weights)."""
+    from p2ptools.devices import check_device
     from p2ptools.eval.fcn_train import FCNTrainOptions, train_fcn
+
+    check_device(device)
 
     options = FCNTrainOptions(
         data=data, out=out_dir, width=width, epochs=epochs, batch_size=batch_size, lr=lr, size=size,

@@ -88,13 +88,18 @@ def make_dataset(ctx: typer.Context) -> None:
         ),
     ]
     defaults = {BUILD_PREFIX + key: value for key, value in cls.build_defaults().items()}
+    if not cls.takes_source:  # generated data, or sources of its own options: --source/--download/--prebuilt do not apply
+        params = [p for p in params if p.name not in ("source", "download", "prebuilt", "download_dir", "download_base_url")]
     params += [
         p.replace(default=defaults[p.name]) if p.name in defaults else p
         for p in dataclass_parameters(BuildOptions, BUILD_PREFIX, "Options of every builder")
+        if cls.uses_size or p.name != BUILD_PREFIX + "size"  # a builder that does not resize has no --size to ignore
     ]
     params += dataclass_parameters(cls.Options, OWN_PREFIX, f"{name} options")
 
     def body(values: dict[str, Any]) -> None:
+        values = {"source": [], "download": False, "prebuilt": False, "download_dir": None, "download_base_url": None,
+                  BUILD_PREFIX + "size": BuildOptions.size, **values}  # the options a builder does not take
         build = build_options(BuildOptions, values, BUILD_PREFIX)
         builder = cls(build_options(cls.Options, values, OWN_PREFIX))
         sources, progress = values["source"] or [], not values["no_progress"]

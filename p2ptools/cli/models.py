@@ -34,7 +34,7 @@ def options_table(cls: type, title: str, defaults: dict[str, Any] | None = None)
     defaults = defaults or {}
     for f, tp in option_fields(cls):
         default = defaults[f.name] if f.name in defaults else field_default(f)
-        table.add_row(flag_of(f), getattr(tp, "__name__", str(tp)), repr(default), escape(choices_text(f) or ""),
+        table.add_row(flag_of(f), getattr(tp, "__name__", str(tp)), f.metadata.get("default_help") or repr(default), escape(choices_text(f) or ""),
                       escape(f.metadata.get("help", "")))
     return table
 

@@ -45,8 +45,9 @@ def train(ctx: typer.Context) -> None:
         if os.environ.get("RANK", "0") == "0":
             out.print(f"resumed and finished: {run_dir}")
         return
-    name = find_value(args, "--model") or DEFAULT_MODEL
-    cls = registry.load("models", name)
+    name = find_value(args, "--model")
+    cls = registry.load("models", DEFAULT_MODEL if name is None else name)  # "" is an unknown model, not the default
+    name = cls.name
     params = [
         _param("model", str, name, typer.Option("--model", help="Model plugin (see `p2ptools models`).")),
         _param("data", Optional[Path], None, typer.Option("--data", help="Aligned dataset root. Required (unless --resume).", show_default=False)),  # noqa: UP007

@@ -34,6 +34,7 @@ from torch import nn
 
 from p2ptools.devices import resolve_device
 from p2ptools.errors import CheckpointError, InputFileError
+from p2ptools.metrics.weights import check_not_empty
 from p2ptools.nets.vgg import VGG16_CONV_NAMES, VGG16Trunk
 
 #: Caffe's BGR mean subtracted by the reference HED scripts.
@@ -141,6 +142,7 @@ class HED(VGG16Trunk):
         path = Path(path)
         if not path.is_file():
             raise InputFileError(path, "no such file")
+        check_not_empty(path, "HED weights")
         try:
             with safe_open(str(path), framework="pt") as fh:
                 meta = fh.metadata() or {}
@@ -170,6 +172,7 @@ def load_hed(path: str | Path) -> HED:
     path = Path(path)
     if not path.is_file():
         raise InputFileError(path, "no such file (expected hed_pretrained_bsds.caffemodel or a converted .safetensors)")
+    check_not_empty(path, "HED weights (hed_pretrained_bsds.caffemodel or a converted .safetensors)")
     if path.suffix.lower() == ".safetensors":
         return HED.from_safetensors(path)
     if path.suffix.lower() == ".caffemodel":

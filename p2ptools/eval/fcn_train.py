@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from p2ptools.devices import resolve_device
+from p2ptools.devices import check_device, resolve_device
 from p2ptools.errors import CheckpointError, ConfigError, InputFileError
 from p2ptools.eval.scorer import CHECKPOINT_NAME, ScorerConfig, save_fcn_weights, to_network_input
 from p2ptools.imageio import read_image, read_json, write_bytes_atomic, write_text_atomic
@@ -39,7 +39,8 @@ from p2ptools.outputs import OutputKind, claim, refuse_foreign, refuse_overlap
 from p2ptools.labels import CITYSCAPES, IGNORE, ClassTable
 from p2ptools.nets.fcn8s import FCN8s
 from p2ptools.nets.vgg import TORCHVISION_FEATURE_INDEX
-from p2ptools.options import to_dict
+from p2ptools.metrics.weights import check_not_empty
+from p2ptools.options import BATCH, EPOCHS, LR, SEED, SIZE, Range, check_options, to_dict
 from p2ptools.pairs import MANIFEST_NAME, iter_split, load_manifest, manifest_sha256, read_pair
 from p2ptools.progress import make_progress
 from p2ptools.torchstate import module_tensors, optimizer_join, optimizer_split, rng_state, set_rng_state
@@ -54,18 +55,18 @@ class FCNTrainOptions:
 
     data: Path
     out: Path
-    width: float = 1.0
-    epochs: int = 50
-    batch_size: int = 4
-    lr: float = 1e-4
-    size: int = 256
+    width: float = field(default=1.0, metadata={"range": Range(0, 16, low_open=True)})
+    epochs: int = field(default=50, metadata={"range": EPOCHS})
+    batch_size: int = field(default=4, metadata={"range": BATCH})
+    lr: float = field(default=1e-4, metadata={"range": LR})
+    size: int = field(default=256, metadata={"range": Range(8, SIZE.high)})
     vgg_weights: Path | None = None
     classes: str = "cityscapes"  # "cityscapes", "manifest" (the dataset's table) or a JSON file
     photo: str = "auto"  # which half is the photo: "A", "B" or "auto"
     split: str = "train"
     val_split: str = "val"
     device: str = "auto"
-    seed: int = 0
+    seed: int = field(default=0, metadata={"range": SEED})
     overwrite: bool = False
     resume: bool = False  # continue an interrupted run in ``out`` from its last finished epoch
     progress: bool = True
@@ -74,7 +75,7 @@ class FCNTrainOptions:
     position_jitter: bool = False
     # per-image brightness, contrast and colour-balance changes of up to this fraction (0 = none), so
     # the scorer cannot key on a class's mean colour and must read texture and shape (see photometric_jitter)
-    photometric_jitter: float = 0.0
+    photometric_jitter: float = field(default=0.0, metadata={"range": (0, 0.95)})
     # "fixed" (the FCN paper's constant rate) or "poly": lr * (1 - i / n) ** 0.9 over the n steps of
     # the run (DeepLab's schedule), which settles a short from-scratch run instead of ending it noisy
     lr_policy: str = "fixed"
@@ -209,6 +210,7 @@ def load_vgg16(net: FCN8s, path: Path, mean_bgr: tuple[float, float, float]) -> 
     The real VGG16 file needs ``width`` 1; a reduced-width state dict in the same layout fits the
     same reduced width. Shapes are checked layer by layer (the error names the key and both shapes).
     """
+    check_not_empty(path, "VGG16 weights")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -369,8 +371,7 @@ def _load_resume_state(out: Path, opts: FCNTrainOptions, net: FCN8s, optimizer, 
 def train_fcn(options: FCNTrainOptions) -> FCNTrainResult:
     """Train an FCN-8s scorer; see the module docstring. Returns where it was saved and the scores."""
     opts = options
-    if opts.width <= 0 or opts.epochs < 1 or opts.batch_size < 1 or opts.size < 8 or opts.lr <= 0:
-        raise ConfigError(f"invalid options: width {opts.width}, epochs {opts.epochs}, batch size {opts.batch_size}, size {opts.size}, lr {opts.lr} (all positive, size >= 8)")
+    check_options(opts)
     if opts.photo not in ("A", "B", "auto"):
         raise ConfigError(f"--photo must be A, B or auto, got {opts.photo!r}")
     check_lr_policy(opts.lr_policy)
@@ -380,6 +381,7 @@ def train_fcn(options: FCNTrainOptions) -> FCNTrainResult:
     refuse_foreign(out, SCORER, "--out")  # a folder of the user's is never written into
     if checkpoint.exists() and not (opts.overwrite or opts.resume):
         raise ConfigError(f"{checkpoint} exists; pass --resume to continue it or --overwrite to replace it")
+    check_device(opts.device)
     device = resolve_device(opts.device)  # auto: the GPU when CUDA is available, else the CPU
     torch.manual_seed(opts.seed)
     rng = random.Random(opts.seed)

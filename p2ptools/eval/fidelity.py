@@ -47,6 +47,7 @@ from p2ptools.metrics.kid import (
 from p2ptools.metrics.lpips import PROTOCOL as LPIPS_PROTOCOL
 from p2ptools.metrics.lpips import LPIPSState
 from p2ptools.metrics.resize import PROTOCOL_TEXT, PROTOCOLS
+from p2ptools.options import SAMPLES, SEED, check_options
 
 CACHE_FOLDER = "fid-truth"
 CACHE_VERSION = "1"
@@ -61,12 +62,12 @@ class FidelityOptions:
     lpips: bool = False
     protocol: str = "clean"
     inception_weights: Path | None = None
-    lpips_net: str = "alex"
+    lpips_net: str = field(default="alex", metadata={"choices": ("alex", "vgg")})
     lpips_backbone_weights: Path | None = None
-    kid_subsets: int = KID_SUBSETS
-    kid_subset_size: int = KID_SUBSET_SIZE
-    kid_seed: int = KID_SEED
-    gallery: int = 12
+    kid_subsets: int = field(default=KID_SUBSETS, metadata={"range": (1, 100_000)})
+    kid_subset_size: int = field(default=KID_SUBSET_SIZE, metadata={"range": (2, 1_000_000)})
+    kid_seed: int = field(default=KID_SEED, metadata={"range": SEED})
+    gallery: int = field(default=12, metadata={"range": SAMPLES})
     cache: bool = True
 
     @property
@@ -80,8 +81,7 @@ class FidelityOptions:
     def check(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise ConfigError(f"--fid-protocol: invalid value {self.protocol!r}; choose from {', '.join(PROTOCOLS)}")
-        if self.kid_subsets < 1 or self.kid_subset_size < 2:
-            raise ConfigError(f"KID needs at least 1 subset of at least 2 images, got {self.kid_subsets} of {self.kid_subset_size}")
+        check_options(self)
 
 
 class FidelityModels:

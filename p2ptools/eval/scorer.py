@@ -45,6 +45,7 @@ from p2ptools.cache import cache_root, file_key
 from p2ptools.errors import CheckpointError, ConfigError, InputFileError, OutputError
 from p2ptools.eval.scorers import ScorerOptions, SegmentationScorer
 from p2ptools.labels import CITYSCAPES, ClassTable
+from p2ptools.metrics.weights import check_not_empty
 from p2ptools.nets.fcn8s import FCN8s, caffe_blobs_to_state_dict, check_state_dict, expected_shapes, infer_config, require_layers
 
 FORMAT = "p2ptools-fcn8s/1"
@@ -291,6 +292,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     from safetensors import SafetensorError
     from safetensors.torch import safe_open
 
+    check_not_empty(path, "FCN-8s weights")
     try:
         with safe_open(str(path), framework="pt") as fh:
             return {k: fh.get_tensor(k) for k in fh.keys()}, fh.metadata()
@@ -346,6 +348,7 @@ def load_scorer(weights: str | Path, *, device: str = "cpu", precision: str = "f
         path = path / CHECKPOINT_NAME
     if not path.is_file():
         raise InputFileError(path, "no such weights file")
+    check_not_empty(path, "FCN-8s weights (a .safetensors, a 'p2ptools fcn train' checkpoint or the .caffemodel)")
     if path.suffix.lower() == ".safetensors" and not _is_safetensors(path):
         raise InputFileError(path, "not a safetensors file (no valid safetensors header); expected FCN-8s weights "
                                    "written by 'p2ptools fcn convert' or 'p2ptools fcn train'")

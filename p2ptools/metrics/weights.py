@@ -41,6 +41,16 @@ ALEXNET = WeightFile("alexnet-owt-7be5be79.pth", "--lpips-backbone-weights", "ht
 VGG16 = WeightFile("vgg16-397923af.pth", "--lpips-backbone-weights", "https://download.pytorch.org/models/vgg16-397923af.pth")
 
 
+def check_not_empty(path: str | Path, what: str) -> Path:
+    """``path`` as a Path; an :class:`InputFileError` naming it when it exists but holds 0 bytes (an
+    interrupted download or copy), before a loader reports something obscure (``EOFError``).
+    ``what`` names the file's kind, e.g. "VGG19 weights"."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputFileError(path, f"empty file (0 bytes), not {what}: the download or copy was cut short, fetch it again")
+    return path
+
+
 def require_file(path: str | Path | None, published: WeightFile, what: str) -> Path:
     """``path`` as a Path, or a :class:`ConfigError` saying which file to pass and where it lives
     (``what``: who needs it, with the verb, e.g. "--lpips needs")."""
@@ -57,7 +67,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A plain ``{name: tensor}`` state dict, loaded with ``weights_only=True`` (no pickled code)."""
     import torch
 
-    path = Path(path)
+    path = check_not_empty(path, "a torch weights file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is one line

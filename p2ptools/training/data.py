@@ -262,6 +262,9 @@ def check_dataset_folder(root: str | Path) -> None:
                                    "images, as `p2ptools make-dataset` writes)")
     if not root.is_dir():
         raise InputFileError(root, "no such dataset folder (expected train/ [val/ test/] of A|B pair images)")
+    if root.name in ("train", "val", "test") and not (root / "train").is_dir():
+        raise InputFileError(root, f"is the {root.name}/ split of a dataset; --data is the dataset root, the folder that "
+                                   f"holds train/ [val/ test/]: --data {root.parent}")
 
 
 def image_size(data: bytes, name: str) -> tuple[int, int]:

@@ -151,11 +151,11 @@ class Pix2PixModel(TrainedModel):
         if self.depth:
             unit = 2**self.depth
             if h % unit or w % unit:
-                fit = f"{max(unit, round(h / unit) * unit)}x{max(unit, round(w / unit) * unit)}"
+                padded = f"{-(-h // unit) * unit}x{-(-w // unit) * unit}"  # the next multiples: no content lost
                 raise InputFileError(
                     "<input image>",
                     f"size {h}x{w} (HxW) does not fit {self.options.netG}: height and width must be multiples of "
-                    f"{unit} ({self.depth} down-samplings); resize or crop the inputs, e.g. to {fit}",
+                    f"{unit} ({self.depth} down-samplings); pad the inputs to {padded}, or resize or crop them",
                 )
 
     def graph(self) -> Graph:

@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from p2ptools.errors import CheckpointError
-from p2ptools.options import check_choices, to_dict
+from p2ptools.options import check_options, to_dict
 from p2ptools.plugin import CONFIG_NAME
 from p2ptools.training.foreign import check_import_target as _prepare_target
 from p2ptools.training.foreign import read_state_dict as read_reference_state
@@ -129,7 +129,7 @@ def import_reference_checkpoint(checkpoint: Path, options: Pix2PixOptions, run_d
         ConfigError: invalid options, or ``run_dir`` exists without ``overwrite``.
     """
     checkpoint, run_dir = Path(checkpoint), Path(run_dir)
-    check_choices(options)
+    check_options(options)
     _prepare_target(run_dir, overwrite)  # fail before the (slow) loading
     state = read_reference_state(checkpoint)
     netG = define_G(options.netG, options.input_nc, options.output_nc, options.ngf, options.norm, options.dropout)

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from p2ptools.errors import ConfigError
-from p2ptools.options import check_choices, to_dict
+from p2ptools.options import check_options, to_dict
 from p2ptools.pairs import MANIFEST_NAME, iter_split, manifest_sha256
 from p2ptools.progress import StatsColumn, console, make_progress
 from p2ptools.training import checkpoint as ckpt
@@ -41,7 +41,7 @@ from p2ptools.training.schedules import make_scheduler, needs_metric, step_sched
 from p2ptools.training.tracking import RunLog, check_trackers, parse_trackers
 from p2ptools_pix2pix import __version__
 from p2ptools_pix2pix.losses import Objective, discriminator_loss, generator_loss, parse_objective
-from p2ptools_pix2pix.networks import count_parameters, define_D, define_G, generator_depth
+from p2ptools_pix2pix.networks import count_parameters, define_D, define_G
 from p2ptools_pix2pix.options import Pix2PixOptions
 
 #: Test hook: the trainer waits (until a signal) after finishing this step, to be killed there.
@@ -72,21 +72,13 @@ def build_networks(options: Pix2PixOptions, objective: Objective) -> tuple[nn.Mo
 
 
 def check_setup(options: Pix2PixOptions, runtime: Runtime) -> None:
-    """Refuse combinations that would fail later with an obscure message (ConfigError)."""
-    depth = generator_depth(options.netG)
-    if options.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop") and depth and options.crop_size % 2**depth:
-        raise ConfigError(f"--crop-size {options.crop_size}: --netG {options.netG} needs sizes divisible by {2**depth}")
+    """Refuse combinations that would fail later with an obscure message (ConfigError); the ranges
+    and the rules between options are :func:`p2ptools.options.check_options`'s."""
+    check_options(options)
     if options.norm == "syncbatch" and runtime.distributed and runtime.device.type != "cuda":
         raise ConfigError("--norm syncbatch needs CUDA devices (DistributedDataParallel refuses SyncBatchNorm on the CPU); "
                           "use --norm batch")
     check_trackers(parse_trackers(options.log))  # a missing tracker package fails before the run starts
-    for name in ("batch_size", "log_every", "epochs", "lr_decay_iters"):
-        if getattr(options, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}")
-    for name in ("epochs_decay", "checkpoint_every", "checkpoint_minutes", "save_epoch_freq", "max_steps", "val_limit",
-                 "workers", "sample_images", "max_dataset_size"):
-        if getattr(options, name) < 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {getattr(options, name)}")
 
 
 def run_config(options: Pix2PixOptions, data_root: Path, net_g: nn.Module, net_d: nn.Module | None) -> dict[str, Any]:
@@ -176,7 +168,7 @@ def train(options: Pix2PixOptions, data: Path | None, run_dir: Path, *, resume: 
     checkpoint at the next step boundary and raise KeyboardInterrupt; ``resume=True`` continues from
     the latest checkpoint exactly.
     """
-    check_choices(options)
+    check_options(options)
     objective = parse_objective(options.loss)
     if data is None:
         raise ConfigError("pix2pix training needs a dataset (--data DIR)")

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from p2ptools.errors import CheckpointError, ConfigError
+from p2ptools.metrics.weights import check_not_empty
 
 GAN_MODES = ("lsgan", "vanilla")
 #: Weights of relu1_1 .. relu5_1 in the VGG loss.
@@ -102,6 +103,7 @@ def load_vgg19(path: str | Path) -> VGG19Features:
     if not path.is_file():
         raise CheckpointError(path, "no such VGG19 weights file (pass torchvision's vgg19-dcbb9e9d.pth with --vgg-weights, "
                                     "or train with --no-vgg-loss)")
+    check_not_empty(path, "VGG19 weights")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and weights-only refusals all mean: not a plain state dict

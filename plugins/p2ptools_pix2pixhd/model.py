@@ -56,8 +56,9 @@ class Pix2PixHDModel(TrainedModel):
         h, w = image.shape[:2]
         unit = self.size_multiple
         if h % unit or w % unit:
+            padded = f"{-(-h // unit) * unit}x{-(-w // unit) * unit}"  # the next multiples: no content lost
             raise InputFileError("<input image>", f"size {h}x{w} (HxW): pix2pixHD ({self.options.netG}) needs heights and "
-                                                  f"widths that are multiples of {unit}; resize or pad the inputs")
+                                                  f"widths that are multiples of {unit}; pad the inputs to {padded}, or resize them")
         channels = []
         if not self.options.label_nc:
             if image.dtype != np.uint8:

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from p2ptools.errors import CheckpointError
-from p2ptools.options import check_choices, to_dict
+from p2ptools.options import check_options, to_dict
 from p2ptools.plugin import CONFIG_NAME
 from p2ptools.training.foreign import check_import_target, read_state_dict, state_dict_problems, write_run
 from p2ptools_pix2pixhd import __version__
@@ -67,7 +67,7 @@ def import_official_checkpoint(checkpoint: Path, options: Pix2PixHDOptions, run_
         ConfigError: invalid options, or ``run_dir`` exists without ``overwrite``.
     """
     checkpoint, run_dir = Path(checkpoint), Path(run_dir)
-    check_choices(options)
+    check_options(options)
     check_import_target(run_dir, overwrite)  # fail before the (slow) loading
     state = read_state_dict(checkpoint)
     net_g = build_generator(options)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from p2ptools.cpus import default_workers
+from p2ptools.options import BATCH, BETA, EPOCHS, LR, SAMPLES, SEED, SIZE, WEIGHT, WIDTH, WORKERS, Range
 
 PREPROCESS = ("none", "scale_width", "crop", "scale_width_and_crop")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -25,32 +26,32 @@ class Pix2PixHDOptions:
     # generator
     netG: str = field(default="global", metadata={"help": "Generator: global, or local (global + local enhancer, for 2048x1024).",
                       "flag": "--netG", "choices": ("global", "local")})
-    ngf: int = field(default=64, metadata={"help": "Generator filters in the first layer (local: of the finest enhancer; "
+    ngf: int = field(default=64, metadata={"range": WIDTH, "help": "Generator filters in the first layer (local: of the finest enhancer; "
                                                    "its global part runs at ngf * 2**n_local_enhancers)."})
-    n_downsample_global: int = field(default=4, metadata={"help": "Downsampling layers of the global generator."})
-    n_blocks_global: int = field(default=9, metadata={"help": "Residual blocks of the global generator."})
-    n_local_enhancers: int = field(default=1, metadata={"help": "Local enhancers (--netG local)."})
-    n_blocks_local: int = field(default=3, metadata={"help": "Residual blocks of each local enhancer."})
-    niter_fix_global: int = field(default=0, metadata={"help": "Epochs in which only the outermost local enhancer trains "
+    n_downsample_global: int = field(default=4, metadata={"range": (0, 8), "help": "Downsampling layers of the global generator."})
+    n_blocks_global: int = field(default=9, metadata={"range": (0, 64), "help": "Residual blocks of the global generator."})
+    n_local_enhancers: int = field(default=1, metadata={"range": (1, 3), "help": "Local enhancers (--netG local)."})
+    n_blocks_local: int = field(default=3, metadata={"range": (0, 64), "help": "Residual blocks of each local enhancer."})
+    niter_fix_global: int = field(default=0, metadata={"range": Range(0, EPOCHS.high), "help": "Epochs in which only the outermost local enhancer trains "
                                                                "(the global part fixed; --netG local)."})
     init_from: Path | None = field(default=None, metadata={"help": "Start G from another run's generator: every tensor whose "
                                                                    "name and shape match (the official --load_pretrain: a 1024x512 "
                                                                    "global run into --netG local's global part).", "flag": "--init-from"})
     norm: str = field(default="instance", metadata={"help": "Normalization layers.", "choices": ("instance", "batch")})
     # discriminator
-    ndf: int = field(default=64, metadata={"help": "Discriminator filters in the first layer."})
-    n_layers_D: int = field(default=3, metadata={"help": "Layers of each discriminator.", "flag": "--n-layers-D"})
-    num_D: int = field(default=2, metadata={"help": "Discriminators at successively halved scales (3 for 2048x1024).",
+    ndf: int = field(default=64, metadata={"range": WIDTH, "help": "Discriminator filters in the first layer."})
+    n_layers_D: int = field(default=3, metadata={"range": (1, 8), "help": "Layers of each discriminator.", "flag": "--n-layers-D"})
+    num_D: int = field(default=2, metadata={"range": (1, 8), "help": "Discriminators at successively halved scales (3 for 2048x1024).",
                                             "flag": "--num-D"})
     # inputs
-    label_nc: int = field(default=35, metadata={"help": "Label classes, one-hot encoded from label_ids/ maps (35 for Cityscapes "
+    label_nc: int = field(default=35, metadata={"range": (0, 1024), "help": "Label classes, one-hot encoded from label_ids/ maps (35 for Cityscapes "
                                                         "label ids); 0: the input half of each pair is an RGB image."})
     instance: bool = field(default=True, metadata={"help": "Add the instance boundary map (from instance_ids/) as an input channel."})
     input_nc: int = field(default=3, metadata={"help": "Input image channels when --label-nc is 0.", "choices": (1, 3)})
     output_nc: int = field(default=3, metadata={"help": "Output channels.", "choices": (1, 3)})
     # objective
     gan_mode: str = field(default="lsgan", metadata={"help": "GAN loss.", "choices": ("lsgan", "vanilla")})
-    lambda_feat: float = field(default=10.0, metadata={"help": "Weight of the feature-matching and VGG losses.", "flag": "--lambda-feat"})
+    lambda_feat: float = field(default=10.0, metadata={"range": WEIGHT, "help": "Weight of the feature-matching and VGG losses.", "flag": "--lambda-feat"})
     ganfeat_loss: bool = field(default=True, metadata={"help": "Discriminator feature-matching loss.", "flag": "--ganfeat-loss"})
     vgg_loss: bool = field(default=True, metadata={"help": "VGG19 perceptual loss (needs --vgg-weights).", "flag": "--vgg-loss"})
     vgg_weights: Path | None = field(default=None, metadata={"help": "torchvision's VGG19 weights file (vgg19-dcbb9e9d.pth); "
@@ -59,19 +60,19 @@ class Pix2PixHDOptions:
     direction: str = field(default="AtoB", metadata={"help": "Which half is the input (Cityscapes pairs: BtoA, the photo is A).",
                                                      "choices": ("AtoB", "BtoA")})
     preprocess: str = field(default="scale_width", metadata={"help": "Training-time resizing and cropping.", "choices": PREPROCESS})
-    load_size: int = field(default=1024, metadata={"help": "Width for scale_width."})
-    crop_size: int = field(default=512, metadata={"help": "Square random crop for crop modes."})
+    load_size: int = field(default=1024, metadata={"range": SIZE, "help": "Width for scale_width."})
+    crop_size: int = field(default=512, metadata={"range": SIZE, "help": "Square random crop for crop modes."})
     flip: bool = field(default=True, metadata={"help": "Random horizontal flips."})
     workers: int = field(default_factory=lambda: default_workers(4),
-                         metadata={"bookkeeping": True, "help": "Data-loading worker processes (0 = in the main process; default: min(4, cores available))."})
+                         metadata={"range": WORKERS, "bookkeeping": True, "help": "Data-loading worker processes (0 = in the main process; default: min(4, cores available))."})
     # optimisation
-    epochs: int = field(default=100, metadata={"help": "Epochs at the initial learning rate."})
-    epochs_decay: int = field(default=100, metadata={"help": "Epochs of linear decay to zero."})
-    batch_size: int = field(default=1, metadata={"help": "Batch size (per process)."})
-    lr: float = field(default=2e-4, metadata={"help": "Adam learning rate."})
-    beta1: float = field(default=0.5, metadata={"help": "Adam beta1."})
-    beta2: float = field(default=0.999, metadata={"help": "Adam beta2."})
-    seed: int = field(default=0, metadata={"help": "Random seed (runs are exactly reproducible on the CPU)."})
+    epochs: int = field(default=100, metadata={"range": EPOCHS, "help": "Epochs at the initial learning rate."})
+    epochs_decay: int = field(default=100, metadata={"range": Range(0, EPOCHS.high), "help": "Epochs of linear decay to zero."})
+    batch_size: int = field(default=1, metadata={"range": BATCH, "help": "Batch size (per process)."})
+    lr: float = field(default=2e-4, metadata={"range": LR, "help": "Adam learning rate."})
+    beta1: float = field(default=0.5, metadata={"range": BETA, "help": "Adam beta1."})
+    beta2: float = field(default=0.999, metadata={"range": BETA, "help": "Adam beta2."})
+    seed: int = field(default=0, metadata={"range": SEED, "help": "Random seed (runs are exactly reproducible on the CPU)."})
     # hardware
     device: str = field(default="auto", metadata={"bookkeeping": True, "help": "auto (cuda if available), cpu, cuda, cuda:N."})
     precision: str = field(default="auto", metadata={"help": "auto: bf16 on GPUs that support it, else fp16 on GPU, fp32 on CPU.",
@@ -79,8 +80,8 @@ class Pix2PixHDOptions:
     channels_last: bool = field(default=True, metadata={"bookkeeping": True, "help": "channels_last memory format on GPU."})
     compile: bool = field(default=False, metadata={"bookkeeping": True, "help": "torch.compile the networks."})
     # bookkeeping
-    checkpoint_every: int = field(default=0, metadata={"bookkeeping": True, "help": "Also save a checkpoint every N steps (0: only at the end of each epoch)."})
-    max_steps: int = field(default=0, metadata={"help": "Stop after this many steps in total (0: train every epoch)."})
-    val_limit: int = field(default=0, metadata={"help": "Validation pairs scored per epoch for val_L1 (0: the whole val split)."})
-    log_every: int = field(default=20, metadata={"bookkeeping": True, "help": "Append averaged losses and images/s to log.jsonl every N steps."})
-    sample_images: int = field(default=4, metadata={"bookkeeping": True, "help": "Validation pairs shown in each epoch's sample grid."})
+    checkpoint_every: int = field(default=0, metadata={"range": Range(0), "bookkeeping": True, "help": "Also save a checkpoint every N steps (0: only at the end of each epoch)."})
+    max_steps: int = field(default=0, metadata={"range": Range(0), "help": "Stop after this many steps in total (0: train every epoch)."})
+    val_limit: int = field(default=0, metadata={"range": Range(0), "help": "Validation pairs scored per epoch for val_L1 (0: the whole val split)."})
+    log_every: int = field(default=20, metadata={"range": Range(1), "bookkeeping": True, "help": "Append averaged losses and images/s to log.jsonl every N steps."})
+    sample_images: int = field(default=4, metadata={"range": SAMPLES, "bookkeeping": True, "help": "Validation pairs shown in each epoch's sample grid."})

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from p2ptools.errors import ConfigError, InputFileError
-from p2ptools.options import check_choices, to_dict
+from p2ptools.options import check_options, to_dict
 from p2ptools.pairs import MANIFEST_NAME, iter_split, manifest_sha256
 from p2ptools.progress import console
 from p2ptools.training import checkpoint as ckpt
@@ -99,14 +99,12 @@ def init_generator_from(net_g: nn.Module, run_dir: Path) -> int:
 
 
 def check_setup(options: Pix2PixHDOptions) -> None:
-    """Refuse combinations that would fail later with an obscure message (ConfigError)."""
-    for name in ("batch_size", "log_every", "epochs", "ngf", "ndf", "n_layers_D", "num_D", "n_local_enhancers", "load_size", "crop_size"):
-        if getattr(options, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}")
-    for name in ("epochs_decay", "checkpoint_every", "max_steps", "val_limit", "workers", "sample_images", "label_nc",
-                 "n_downsample_global", "n_blocks_global", "n_blocks_local", "niter_fix_global"):
-        if getattr(options, name) < 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {getattr(options, name)}")
+    """Refuse combinations that would fail later with an obscure message (ConfigError); the ranges
+    are :func:`p2ptools.options.check_options`'s."""
+    check_options(options)
+    if options.preprocess == "scale_width_and_crop" and options.crop_size > options.load_size:
+        raise ConfigError(f"--crop-size {options.crop_size} is larger than --load-size {options.load_size}: crops are taken "
+                          f"from images scaled to --load-size wide (use --load-size {options.crop_size} or more)")
     if options.niter_fix_global and options.netG != "local":
         raise ConfigError("--niter-fix-global needs --netG local (it trains the local enhancer alone first)")
     if options.vgg_loss and options.vgg_weights is None:
@@ -127,8 +125,14 @@ def check_files(files: list[Path], options: Pix2PixHDOptions) -> None:
         for kind in kinds:
             extra = extra_path(path, kind)
             if not extra.is_file():
-                hint = ("build Cityscapes with `p2ptools make-dataset cityscapes --ids-extras`, or train on RGB inputs "
-                        "with --label-nc 0" + (" --no-instance" if kind == INSTANCE_DIR else ""))
+                if kind == LABEL_DIR:
+                    hint = (f"--label-nc {options.label_nc} one-hot encodes a label map per pair: write "
+                            f"<data>/{LABEL_DIR}/<split>/<name>.png, one 8- or 16-bit class id per pixel (0..{options.label_nc - 1}), "
+                            "as `p2ptools make-dataset cityscapes --ids-extras` does; or train on the RGB A halves with "
+                            "--label-nc 0" + (" --no-instance" if options.instance else ""))
+                else:
+                    hint = (f"--instance reads <data>/{INSTANCE_DIR}/<split>/<name>.png, 16-bit instance ids, as "
+                            "`p2ptools make-dataset cityscapes --ids-extras` writes; or train with --no-instance")
                 raise InputFileError(extra, f"missing {kind} map of pair {path.name} ({hint})")
     if not kinds:
         return
@@ -243,7 +247,7 @@ def train(options: Pix2PixHDOptions, data: Path | None, run_dir: Path, *, resume
     checkpoint at the next step boundary and raise KeyboardInterrupt; ``resume=True`` continues from
     the latest checkpoint exactly.
     """
-    check_choices(options)
+    check_options(options)
     check_setup(options)
     if data is None:
         raise ConfigError("pix2pixhd training needs a dataset (--data DIR)")

@@ -47,7 +47,11 @@ def wide(monkeypatch):
 
 
 def _option_row(text: str, flag: str) -> str:
-    return next(line for line in text.splitlines() if f" {flag} " in line)
+    """The table or help row of ``flag``: the line that starts with it (other rows' help texts may
+    name it), else the first line that names it."""
+    lines = text.splitlines()
+    own = [line for line in lines if line.lstrip("│┃ ").startswith((f"{flag} ", f"{flag}/"))]
+    return own[0] if own else next(line for line in lines if f" {flag} " in line)
 
 
 def test_train_help_shows_resume_and_what_is_required(cli, wide):

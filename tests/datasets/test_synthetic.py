@@ -152,7 +152,7 @@ def test_cli_defaults_to_png_and_checks_options(tmp_path, cli):
     manifest = load_manifest(tmp_path / "out")
     assert manifest.file_format == "png" and all(p.file.endswith(".png") for p in manifest.pairs)
     res = cli("make-dataset", "synthetic-scenes", "--count", "0", "--out", tmp_path / "o2", "--no-progress")
-    assert res.code == 1 and "--count must be positive, got 0" in res.stderr
+    assert res.code == 1 and res.stderr == "error: --count: invalid value 0; accepted range >= 1\n"
     res = cli("make-dataset", "synthetic-scenes", "--count", "10", "--val-fraction", "0.6", "--test-fraction", "0.5", "--out", tmp_path / "o3", "--no-progress")
     assert res.code == 1 and "must leave scenes for train" in res.stderr
 
