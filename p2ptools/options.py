@@ -88,7 +88,7 @@ BUILD_WORKERS = Range(1, 256)
 EPOCHS = Range(1, 100_000)
 BATCH = Range(1, 4096)
 #: Adam learning rates (positive; above 1 training only diverges).
-LR = Range(0, 1, low_open=True)
+LR = Range(0, 1)  # 0 freezes the weights (a baseline, a smoke test); negative and NaN are refused
 #: Adam betas, as torch.optim.Adam accepts them.
 BETA = Range(0, 1, high_open=True)
 #: Seeds numpy and torch both accept.

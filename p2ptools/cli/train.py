@@ -66,8 +66,8 @@ def train(ctx: typer.Context) -> None:
                                      param_hint="'--resume'")
         if values["data"] is None or values["run_dir"] is None:
             raise ConfigError("train needs --data DIR and --out RUN_DIR (or --resume RUN_DIR)")
-        refuse_overlap(values["run_dir"], [values["data"]], "--out")  # before the lock file is made beside it
         options = build_options(cls.Options, values, PREFIX)
+        refuse_overlap(values["run_dir"], [values["data"]], "--out")  # before the lock file is made beside it
         request = TrainRequest(values["data"], values["run_dir"], overwrite=values["overwrite"], progress=not values["no_progress"])
         with maybe_output_lock(values["run_dir"]):
             try:

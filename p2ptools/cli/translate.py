@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 import typer
 
 from p2ptools.cli.common import BatchSize, Device, Epoch, NoProgress, RunDir, out
-from p2ptools.devices import check_device
 from p2ptools.errors import ConfigError
 from p2ptools.plugin import LoadOptions, read_run_config
 from p2ptools.registry import load_run
@@ -41,6 +40,8 @@ def translate(
     no_progress: NoProgress = False,
 ) -> None:
     """Translate images with a trained (or imported) run."""
+    from p2ptools.devices import check_device  # torch: only when the command runs
+
     check_device(device)
     if sum((resize is not None, pad, tile is not None)) > 1:
         raise ConfigError("choose one of --resize N, --pad and --tile T")

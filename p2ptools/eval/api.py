@@ -150,6 +150,7 @@ def _evaluate(request: EvalRequest, device: str) -> EvalOutcome:
         if request.shard is not None:
             from p2ptools.eval.partial import write_partial
 
+            evaluation.partial.context["device"] = device  # the merged report names the device(s) of its shards
             write_partial(evaluation.partial, out)
             return EvalOutcome(None, out / "partial.json")
         write_report(evaluation, out, options.bins)

@@ -420,7 +420,7 @@ def evaluate_results(
         "metrics": bool(metrics is not None), "labels": labels.describe() if labels is not None else None,
         "photos": photos.describe() if photos is not None else None, "scorer_info": scorer_info, "bins": options.bins.to_dict(),
         "fidelity": fidelity_context(fidelity) if fpass is not None else None, "real_sizes": sorted(real_sizes),
-        "samples": options.samples,
+        "samples": options.samples, "split": evaluated_split(results, options),
     }  # fmt: skip
     if shard is None:  # torchrun ranks: every rank shows the samples one process shows
         from p2ptools.eval.partial import merge_samples
@@ -437,9 +437,7 @@ def evaluate_results(
     partial = Partial(context, arrays, objects, samples, gallery, shard or (0, 1), [p.stem for p in files])
     if shard is not None:
         return Evaluation(context["name"], {"name": context["name"], "results": context["results"], "n_images": int(arrays["n"][0])}, partial=partial)
-    evaluation = build_evaluation(partial, fpass.feature_dir if fpass is not None else None, verbose=rank == 0)
-    evaluation.report["split"] = evaluated_split(results, options)
-    return evaluation
+    return build_evaluation(partial, fpass.feature_dir if fpass is not None else None, verbose=rank == 0)
 
 
 def evaluated_split(results: ResultSet, options: EvalOptions) -> str | None:

@@ -34,7 +34,8 @@ from PIL import Image
 from p2ptools.errors import ConfigError, InputFileError
 from p2ptools.eval.confusion import accumulate, new_hist
 from p2ptools.eval.matching import CITYSCAPES_SPLITS, CityscapesLabels, FrameIndex, LabelFolder, LabelSource, ResultSet
-from p2ptools.eval.scorers import ScorerOptions, SegmentationScorer, load_scorer_plugin
+from p2ptools.eval.scorer_registry import load_scorer_plugin
+from p2ptools.eval.scorers import ScorerOptions, SegmentationScorer
 from p2ptools.labels import IGNORE, ClassTable
 
 LABEL_RESIZES = ("nearest", "bilinear-argmax")

@@ -64,6 +64,7 @@ def build_evaluation(partial: Partial, feature_dir: Path | None, *, verbose: boo
     c = classes.num_classes
     n_images = int(arrays["n"][0])
     report: dict[str, Any] = {"name": ctx["name"], "results": ctx["results"], "n_images": n_images}
+    report.update({key: ctx[key] for key in ("split", "device") if key in ctx})  # the split scored; the device(s) it ran on
     evaluation = Evaluation(ctx["name"], report, classes=classes)
     if "hist" in arrays:
         block = scores(arrays["hist"], classes.names)
@@ -197,8 +198,9 @@ def read_partial(folder: Path) -> Partial:
 
 
 def _settings(context: dict[str, Any]) -> dict[str, Any]:
-    """What must be equal in every part: the context but for the results' sizes (each share's own)."""
-    return {key: value for key, value in context.items() if key != "real_sizes"}
+    """What must be equal in every part: the context but for the results' sizes and the device (each
+    share's own)."""
+    return {key: value for key, value in context.items() if key not in ("real_sizes", "device")}
 
 
 def _check_together(parts: list[tuple[Path, Partial]]) -> None:
@@ -267,6 +269,8 @@ def merge_partials(folders: list[Path], out: Path) -> tuple[Partial, Path]:
     samples = merge_samples([p.samples for _, p in parts], first.context["samples"])
     names = [name for _, name in sorted((pos, name) for _, p in parts for pos, name in zip(positions(p.shard, len(p.names)), p.names, strict=True))]
     context = {**first.context, "real_sizes": sorted({size for _, p in parts for size in p.context["real_sizes"]})}
+    if any("device" in p.context for _, p in parts):
+        context["device"] = ", ".join(sorted({p.context.get("device") or "unknown" for _, p in parts}))
     return Partial(context, arrays, objects, samples, gallery, (0, 1), names), feature_dir
 
 

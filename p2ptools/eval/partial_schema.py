@@ -74,7 +74,7 @@ _CONTEXT = record({
     "scorer_info": nullable(record({"weights": string(), "device": string(), "precision": string(choices=("fp32", "bf16")), "tf32": boolean})),
     "bins": record({"width": number(positive=True), "L": _RANGE, "a": _RANGE, "b": _RANGE}),
     "fidelity": nullable(_FIDELITY), "real_sizes": list_of(string(_SIZE)), "samples": integer(0, 1 << 20),
-}, {"miou": _MIOU})  # fmt: skip
+}, {"miou": _MIOU, "split": nullable(string()), "device": string()})  # fmt: skip
 _FEATURES = list_of(tuple_of(file_name(".npy"), list_of(integer(0, 1 << 40))), length=1)
 _OBJECTS = record({
     "per_image": mapping(string(), number(0)),

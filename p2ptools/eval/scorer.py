@@ -348,7 +348,8 @@ def load_scorer(weights: str | Path, *, device: str = "cpu", precision: str = "f
         path = path / CHECKPOINT_NAME
     if not path.is_file():
         raise InputFileError(path, "no such weights file")
-    check_not_empty(path, "FCN-8s weights (a .safetensors, a 'p2ptools fcn train' checkpoint or the .caffemodel)")
+    check_not_empty(path, "an FCN-8s safetensors file" if Path(path).suffix == ".safetensors"
+                    else "FCN-8s weights (a .safetensors, a 'p2ptools fcn train' checkpoint or the .caffemodel)")
     if path.suffix.lower() == ".safetensors" and not _is_safetensors(path):
         raise InputFileError(path, "not a safetensors file (no valid safetensors header); expected FCN-8s weights "
                                    "written by 'p2ptools fcn convert' or 'p2ptools fcn train'")

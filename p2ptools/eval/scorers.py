@@ -12,7 +12,7 @@ pix2pixHD / SPADE (``drn-d-105``). Each is a subclass of :class:`SegmentationSco
 
 A third-party package adds one the same way (e.g. DeepLabV2 for COCO-Stuff) and ``p2ptools eval
 --miou NAME --miou-weights FILE`` uses it; ``p2ptools scorers`` lists them without importing them.
-The evaluator never imports a scorer by name: it calls :func:`load_scorer_plugin`.
+The evaluator never imports a scorer by name: it calls :func:`p2ptools.eval.scorer_registry.load_scorer_plugin`.
 
 How to add a scorer: subclass :class:`SegmentationScorer` with class attributes ``name``,
 ``version``, ``summary``; implement :meth:`~SegmentationScorer.load` (read local weights, checking
@@ -32,7 +32,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from p2ptools.errors import ConfigError, PluginError
+from p2ptools.errors import ConfigError
 from p2ptools.labels import ClassTable
 
 
@@ -82,30 +82,6 @@ class SegmentationScorer(ABC):
     @abstractmethod
     def info(self) -> dict:
         """JSON-able description for reports: weights, network, numerics."""
-
-
-def scorer_names() -> list[str]:
-    """Registered scorer names, sorted."""
-    from p2ptools import registry
-
-    return registry.names("scorers")
-
-
-def load_scorer_plugin(name: str, weights: str | Path, options: ScorerOptions) -> SegmentationScorer:
-    """Load the scorer registered as ``name`` from ``weights``.
-
-    Raises:
-        PluginError: an unknown name (the known ones listed).
-        InputFileError / CheckpointError: missing or mismatched weights.
-        ConfigError: options the scorer does not support.
-    """
-    from p2ptools import registry
-
-    cls = registry.load("scorers", name)
-    scorer = cls.from_weights(weights, options)
-    if not isinstance(getattr(scorer, "classes", None), ClassTable):
-        raise PluginError(f"scorer {name!r}: from_weights must return a scorer with a ClassTable 'classes'")
-    return scorer
 
 
 def check_scorer_options(options: ScorerOptions) -> None:

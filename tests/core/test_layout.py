@@ -133,3 +133,14 @@ def test_the_registry_depends_on_the_plugin_contract_and_not_the_reverse():
 @pytest.mark.parametrize("gone", ["p2ptools/build", "p2ptools/edges.py", "p2ptools/nets/hed.py"])
 def test_old_locations_are_gone(gone):
     assert not (ROOT / gone).exists()
+
+
+def test_the_command_line_starts_without_torch():
+    """Importing the CLI imports no torch: `p2ptools --help` stays quick, and builds fork their
+    workers (a process that initialised torch has to start them by forkserver, without the builder)."""
+    import subprocess
+    import sys
+
+    code = "import sys, p2ptools.cli; print(sorted(m for m in ('torch', 'torchvision', 'onnx', 'onnxruntime') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -220,7 +220,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_build(tmp_path):
 
     files = sorted(p.relative_to(clean) for p in clean.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
-    assert len(files) == 2 * len(frames) + 1  # pairs, label PNGs, manifest
+    assert len(files) == 2 * len(frames) + 2  # pairs, label PNGs, manifest, ownership record
     for rel in files:
         assert (out / rel).read_bytes() == (clean / rel).read_bytes(), rel
     assert not list(out.rglob(".tmp-*")) and not journal.exists()

@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from p2ptools.eval.drn_scorer import DRNScorer
-from p2ptools.eval.scorers import ScorerOptions, load_scorer_plugin
+from p2ptools.eval.scorer_registry import load_scorer_plugin
+from p2ptools.eval.scorers import ScorerOptions
 
 _spec = importlib.util.spec_from_file_location("_reference_drn_for_scorer", Path(__file__).resolve().parents[1] / "nets" / "reference_drn.py")
 reference = importlib.util.module_from_spec(_spec)

@@ -10,7 +10,8 @@ import torch
 from p2ptools import registry
 from p2ptools.errors import ConfigError, PluginError
 from p2ptools.eval.scorer import CHECKPOINT_NAME, Scorer, ScorerConfig, load_scorer, save_fcn_weights
-from p2ptools.eval.scorers import ScorerOptions, SegmentationScorer, load_scorer_plugin
+from p2ptools.eval.scorer_registry import load_scorer_plugin
+from p2ptools.eval.scorers import ScorerOptions, SegmentationScorer
 from p2ptools.labels import ClassTable
 from p2ptools.nets.fcn8s import FCN8s
 

@@ -229,7 +229,7 @@ def test_translate_plain_images_with_batches_and_eval_mode(tmp_path, cli):
     rng = np.random.default_rng(1)
     for i in range(3):
         write_image(tmp_path / "in" / f"img{i}.png", rng.integers(0, 256, (64, 128, 3), dtype=np.uint8))
-    args = ("translate", run, "--input", tmp_path / "in", "--no-progress")
+    args = ("translate", run, "--input", tmp_path / "in", "--plain", "--no-progress")  # 2:1 images read as pairs unless --plain (issue 26 item 8)
     assert cli(*args, "--output", tmp_path / "o1").code == 0
     assert cli(*args, "--output", tmp_path / "o2", "--batch-size", "2").code == 0
     assert cli(*args, "--output", tmp_path / "o3", "--eval-mode").code == 0

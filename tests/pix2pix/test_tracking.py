@@ -50,7 +50,7 @@ def test_tensorboard_holds_every_curve_and_the_samples(tiny_data, tmp_path):
     assert [e.step for e in acc.Scalars("val/L1")] == [4, 8]
     assert [e.value for e in acc.Scalars("val/L1")] == pytest.approx([r["val_L1"] for r in val_records], rel=1e-6)
     images = acc.Images("samples")
-    assert [i.step for i in images] == [4, 8] and (images[0].width, images[0].height) == (3 * 32, 4 * 32)
+    assert [i.step for i in images] == [4, 8] and (images[0].height, images[0].width) == _grid_shape(rows=4, tile=32)
 
 
 def test_a_resumed_run_continues_its_curves_without_duplicate_steps(monkeypatch, tiny_data, tmp_path):
@@ -66,3 +66,13 @@ def test_a_resumed_run_continues_its_curves_without_duplicate_steps(monkeypatch,
     # the curves agree with log.jsonl, which holds each step once too
     assert [e.value for e in acc.Scalars("train/G_L1_weighted")] == pytest.approx([r["G_L1_weighted"] for r in read_log(run) if "G_L1_weighted" in r], rel=1e-6)
     assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 2  # one file per process, as TensorBoard expects
+
+
+def _grid_shape(rows: int, tile: int) -> tuple[int, int]:
+    """(height, width) of a sample grid of ``rows`` input | output | target rows of ``tile`` pixels."""
+    import numpy as np
+
+    from p2ptools.training.samples import sample_grid
+
+    blank = [np.zeros((tile, tile, 3), np.uint8)] * rows
+    return sample_grid(blank, blank, blank).shape[:2]

@@ -18,6 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import TINY_ARGS, tiny_options, train_until_crash  # noqa: E402
 from p2ptools_pix2pix import trainer  # noqa: E402
+from test_tracking import _grid_shape  # noqa: E402
 
 from p2ptools.errors import ConfigError  # noqa: E402
 from p2ptools.training import wandb_backend  # noqa: E402
@@ -141,7 +142,7 @@ def test_wandb_offline_run_holds_every_curve_the_samples_and_the_config(tiny_dat
     assert [s for s, _ in curve(rows, "train/G_L1_weighted")] == list(range(1, 9)) and [s for s, _ in curve(rows, "val/L1")] == [4, 8]
     images = curve(rows, "samples")
     assert [s for s, _ in images] == [4, 8]
-    assert all(image["_type"] == "image-file" and (image["width"], image["height"]) == (3 * 32, 4 * 32) for _, image in images)
+    assert all(image["_type"] == "image-file" and (image["height"], image["width"]) == _grid_shape(rows=4, tile=32) for _, image in images)
     assert all((process["dir"] / "files" / image["path"]).is_file() for _, image in images)
     assert process["exit_code"] == 0
 
