@@ -16,8 +16,10 @@ from p2ptools.cli.dynamic import build_options, dataclass_parameters, find_value
 from p2ptools.errors import ConfigError, P2PError
 from p2ptools.locks import maybe_output_lock, rank_zero
 from p2ptools.outputs import refuse_overlap
-from p2ptools.options import from_dict
+from p2ptools.options import from_dict, to_dict
 from p2ptools.plugin import TrainRequest, read_run_config
+from p2ptools.training.checkpoint import write_config
+from p2ptools.training.paths import resume_options
 
 DEFAULT_MODEL = "pix2pix"
 PREFIX = "opt__"
@@ -38,6 +40,10 @@ def train(ctx: typer.Context) -> None:
         require_run(resume)
         cls = registry.load("models", config["plugin"])
         options = from_dict(cls.Options, config.get("options", {}), f"{resume}/config.json")
+        options, moved = resume_options(options, config, [a for a in args if a not in ("--resume", resume)], resume)
+        if moved:  # a weight file pointed at again (same content): the run's config says where it is now
+            with maybe_output_lock(resume):
+                write_config(Path(resume), {**config, "options": to_dict(options)})
         data = config.get("data")
         request = TrainRequest(Path(data) if data else None, Path(resume), resume=True, progress="--no-progress" not in args)
         with maybe_output_lock(resume):  # a second train or resume of this run is refused, naming this PID

@@ -280,8 +280,9 @@ def with_new_defaults(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a config that define the run (parameter counts follow from the options)."""
-    return {k: v for k, v in config.items() if k not in ("generator_params", "discriminator_params")}
+    """The parts of a config that define the run (parameter counts follow from the options; the
+    weight files' hashes are checked by :func:`p2ptools.training.paths.resume_options`)."""
+    return {k: v for k, v in config.items() if k not in ("generator_params", "discriminator_params", "files_sha256")}
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:

@@ -102,7 +102,8 @@ def load_vgg19(path: str | Path) -> VGG19Features:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(path, "no such VGG19 weights file (pass torchvision's vgg19-dcbb9e9d.pth with --vgg-weights, "
-                                    "or train with --no-vgg-loss)")
+                                    "or train with --no-vgg-loss; a resumed run whose file moved: "
+                                    "p2ptools train --resume RUN_DIR --vgg-weights NEW_PATH)")
     check_not_empty(path, "VGG19 weights")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

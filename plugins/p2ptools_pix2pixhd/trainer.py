@@ -32,6 +32,7 @@ from p2ptools.training.epoch_loop import LoopHooks, LoopSettings, Position, run_
 from p2ptools.training.loop import append_log, lr_lambda, set_requires_grad
 from p2ptools.training.runtime import Runtime, cleanup_distributed, resolve_precision, setup_distributed
 from p2ptools.training.samples import sample_grid, write_samples
+from p2ptools.training.paths import HASHES_KEY, absolute_paths, file_hashes
 from p2ptools.training.state import prepare_run, restore_training, save_training, seed_rank
 from p2ptools_pix2pixhd import __version__
 from p2ptools_pix2pixhd.data import INSTANCE_DIR, LABEL_DIR, HDJitter, HDPairs, encode_input, extra_path, input_channels, input_preview, read_pair_map
@@ -156,6 +157,7 @@ def run_config(options: Pix2PixHDOptions, data_root: Path, net_g: nn.Module, net
         "options": to_dict(options),
         "data": str(data_root),
         "data_manifest_sha256": manifest_sha256(data_root) if has_manifest else None,
+        HASHES_KEY: file_hashes(options),
         "generator_params": count_parameters(net_g),
         "discriminator_params": count_parameters(net_d),
     }
@@ -247,6 +249,7 @@ def train(options: Pix2PixHDOptions, data: Path | None, run_dir: Path, *, resume
     checkpoint at the next step boundary and raise KeyboardInterrupt; ``resume=True`` continues from
     the latest checkpoint exactly.
     """
+    options = absolute_paths(options)  # config.json stores them absolute: the run resumes from any folder
     check_options(options)
     check_setup(options)
     if data is None:
@@ -297,7 +300,7 @@ def _train(options: Pix2PixHDOptions, data_root: Path, run_dir: Path, runtime: R
     # Networks: the same initial weights on every rank (seeded; DDP broadcasts rank 0's anyway).
     torch.manual_seed(options.seed)
     net_g, net_d = build_generator(options), build_discriminator(options)
-    if options.init_from is not None:
+    if options.init_from is not None and not resume:  # a resumed run takes G from its checkpoint
         copied = init_generator_from(net_g, options.init_from)
         if main:
             console.print(f"--init-from: {copied} of {len(net_g.state_dict())} generator tensors from {options.init_from}")
