@@ -18,8 +18,6 @@ from p2ptools.locks import maybe_output_lock, rank_zero
 from p2ptools.outputs import refuse_overlap
 from p2ptools.options import from_dict, to_dict
 from p2ptools.plugin import TrainRequest, read_run_config
-from p2ptools.training.checkpoint import write_config
-from p2ptools.training.paths import resume_options
 
 DEFAULT_MODEL = "pix2pix"
 PREFIX = "opt__"
@@ -34,7 +32,8 @@ def train(ctx: typer.Context) -> None:
     args = list(ctx.args)
     resume = find_value(args, "--resume")
     if resume is not None and not resume.startswith("-") and "--help" not in args:
-        from p2ptools.training.checkpoint import require_run
+        from p2ptools.training.checkpoint import require_run, write_config  # torch: only when the command runs
+        from p2ptools.training.paths import resume_options
 
         config = read_run_config(resume)  # a missing or broken config.json is one line naming it
         require_run(resume)
