@@ -22,7 +22,7 @@ part of the plugin machinery: the registry depends on it, never the reverse.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -83,6 +83,24 @@ class Graph:
     input_strides: tuple[tuple[int, int], ...]
     feeds: Callable[[Sequence[np.ndarray], Sequence[Mapping[str, np.ndarray]]], dict[str, np.ndarray]]
     metadata: dict[str, str]
+
+
+def same_size_runs(images: Sequence[np.ndarray], max_batch: int) -> Iterator[slice]:
+    """Consecutive runs of ``images`` of one shape, at most ``max_batch`` long: the batches a model
+    translates together (the order of the inputs is kept).
+
+    Example:
+        >>> a, b = np.zeros((2, 2)), np.zeros((4, 4))
+        >>> [(s.start, s.stop) for s in same_size_runs([a, a, a, b], 2)]
+        [(0, 2), (2, 3), (3, 4)]
+    """
+    start = 0
+    while start < len(images):
+        stop = start + 1
+        while stop < len(images) and stop - start < max_batch and images[stop].shape == images[start].shape:
+            stop += 1
+        yield slice(start, stop)
+        start = stop
 
 
 class TrainedModel(ABC):

@@ -16,7 +16,7 @@ import numpy as np
 from p2ptools.errors import ConfigError
 from p2ptools.export import runtime
 from p2ptools.export.contract import contract, to_uint8
-from p2ptools.plugin import TrainedModel
+from p2ptools.plugin import TrainedModel, same_size_runs
 
 #: metadata that must agree between the file and the loaded run
 _CHECKED = ("plugin", "eval_mode", "run_options_sha256", "weights_sha256", "input_names", "input_strides")
@@ -50,12 +50,7 @@ class OnnxModel(TrainedModel):
         """Translate uint8 images as the PyTorch model would, through onnxruntime."""
         extras = list(extras) if extras is not None else [{} for _ in images]
         results: list[np.ndarray] = []
-        start = 0
-        while start < len(images):
-            stop = start + 1
-            while stop < len(images) and stop - start < self.max_batch and images[stop].shape == images[start].shape:
-                stop += 1
-            feeds = self.graph_.feeds(images[start:stop], extras[start:stop])
+        for run in same_size_runs(images, self.max_batch):
+            feeds = self.graph_.feeds(images[run], extras[run])
             results += to_uint8(runtime.run(self.session, feeds))
-            start = stop
         return results

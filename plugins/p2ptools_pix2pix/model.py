@@ -28,7 +28,7 @@ from torch import nn
 from p2ptools.devices import resolve_device
 from p2ptools.errors import CheckpointError, ConfigError, InputFileError
 from p2ptools.options import from_dict
-from p2ptools.plugin import CONFIG_NAME, Graph, LoadOptions, TrainedModel, read_run_config
+from p2ptools.plugin import CONFIG_NAME, Graph, LoadOptions, TrainedModel, read_run_config, same_size_runs
 from p2ptools.training.foreign import state_dict_problems
 from p2ptools_pix2pix.networks import define_G, generator_depth
 from p2ptools_pix2pix.options import Pix2PixOptions
@@ -173,13 +173,8 @@ class Pix2PixModel(TrainedModel):
         for image in images:
             self.check_image(image)
         results: list[np.ndarray] = []
-        start = 0
-        while start < len(images):
-            stop = start + 1
-            while stop < len(images) and stop - start < self.max_batch and images[stop].shape == images[start].shape:
-                stop += 1
-            results += self._forward(images[start:stop])
-            start = stop
+        for run in same_size_runs(images, self.max_batch):
+            results += self._forward(images[run])
         return results
 
     def _forward(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -20,7 +20,7 @@ from torch import nn
 from p2ptools.devices import resolve_device
 from p2ptools.errors import ConfigError, InputFileError
 from p2ptools.options import from_dict
-from p2ptools.plugin import CONFIG_NAME, Graph, LoadOptions, TrainedModel, read_run_config
+from p2ptools.plugin import CONFIG_NAME, Graph, LoadOptions, TrainedModel, read_run_config, same_size_runs
 from p2ptools.training import checkpoint as ckpt
 from p2ptools_pix2pixhd.data import INSTANCE_DIR, LABEL_DIR, encode_input, input_channels
 from p2ptools_pix2pixhd.options import Pix2PixHDOptions
@@ -116,17 +116,12 @@ class Pix2PixHDModel(TrainedModel):
             raise ConfigError(f"{len(images)} images but {len(extras)} extras")
         packed = [self._pack(im, ex) for im, ex in zip(images, extras, strict=True)]
         results: list[np.ndarray] = []
-        start = 0
-        while start < len(packed):
-            stop = start + 1
-            while stop < len(packed) and stop - start < self.max_batch and packed[stop].shape == packed[start].shape:
-                stop += 1
-            batch = torch.from_numpy(np.stack(packed[start:stop])).to(self.device)
+        for run in same_size_runs(packed, self.max_batch):
+            batch = torch.from_numpy(np.stack(packed[run])).to(self.device)
             with torch.inference_mode():
                 y = self.net_g(encode_input(batch, self.options.label_nc, self.options.instance))
             y = ((y.float() + 1.0) / 2.0 * 255.0).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
             results += [o[:, :, 0].copy() if self.out_channels == 1 else o.copy() for o in y]
-            start = stop
         return results
 
 
