@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 from p2ptools.errors import CheckpointError, ConfigError, InputFileError
-from p2ptools.eval.scorer import fp32_mode, resize_for_scoring
+from p2ptools.eval.scorer import fp32_mode, scoring_batches
 from p2ptools.eval.scorers import ScorerOptions, SegmentationScorer, check_scorer_options
 from p2ptools.labels import CITYSCAPES
 from p2ptools.nets.drn import DRNSeg
@@ -139,19 +139,12 @@ class DRNScorer(SegmentationScorer):
         out = np.empty((len(images), height, width), np.uint8)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.options.precision == "bf16" else nullcontext()
         with torch.inference_mode(), fp32_mode(self.options.tf32), autocast:
-            for start in range(0, len(images), batch):
-                chunk = []
-                for i, image in enumerate(images[start : start + batch], start):
-                    try:
-                        chunk.append(resize_for_scoring(image, (height, width)))
-                    except ValueError as exc:
-                        raise ValueError(f"image {i}: {exc}") from None
-                stack = np.stack(chunk)
+            for start, stack in scoring_batches(images, (height, width), batch):
                 if self.options.multi_scale:
-                    out[start : start + len(chunk)] = self._multi_scale(stack)
+                    out[start : start + len(stack)] = self._multi_scale(stack)
                 else:
                     scores = self._log_probs(stack)[:, :, :height, :width]
-                    out[start : start + len(chunk)] = scores.argmax(1).to(torch.uint8).cpu().numpy()
+                    out[start : start + len(stack)] = scores.argmax(1).to(torch.uint8).cpu().numpy()
         return out
 
     def _multi_scale(self, images: np.ndarray) -> np.ndarray:

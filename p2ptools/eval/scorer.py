@@ -99,6 +99,20 @@ def resize_for_scoring(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
+
+def scoring_batches(images: Sequence[np.ndarray], size: tuple[int, int], batch: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, stack)`` for each ``batch`` of ``images`` resized to ``size`` = (H, W) by
+    :func:`resize_for_scoring` and stacked; a bad image raises ValueError naming its index."""
+    for start in range(0, len(images), batch):
+        chunk = []
+        for i, image in enumerate(images[start : start + batch], start):
+            try:
+                chunk.append(resize_for_scoring(image, size))
+            except ValueError as exc:
+                raise ValueError(f"image {i}: {exc}") from None
+        yield start, np.stack(chunk)
+
+
 def to_network_input(images: np.ndarray, mean_bgr: torch.Tensor) -> torch.Tensor:
     """(N, H, W, 3) uint8 RGB -> (N, 3, H, W) float32 BGR minus ``mean_bgr`` ((1, 3, 1, 1), on the
     target device), no scaling. The uint8 batch is moved first (4x less traffic than float32)."""
@@ -212,15 +226,9 @@ class Scorer(SegmentationScorer):
         out = np.empty((len(images), height, width), np.uint8)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
         with torch.inference_mode(), fp32_mode(self.tf32), autocast:
-            for start in range(0, len(images), batch):
-                chunk = []
-                for i, image in enumerate(images[start : start + batch], start):
-                    try:
-                        chunk.append(resize_for_scoring(image, (height, width)))
-                    except ValueError as exc:
-                        raise ValueError(f"image {i}: {exc}") from None
-                scores = self.net(self.to_input(np.stack(chunk)))
-                out[start : start + len(chunk)] = scores.argmax(1).to(torch.uint8).cpu().numpy()
+            for start, stack in scoring_batches(images, (height, width), batch):
+                scores = self.net(self.to_input(stack))
+                out[start : start + len(stack)] = scores.argmax(1).to(torch.uint8).cpu().numpy()
         return out
 
 
