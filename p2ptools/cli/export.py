@@ -26,7 +26,7 @@ def export(
 ) -> None:
     """Export a run's generator (dynamic batch and size) and check it against PyTorch."""
     from p2ptools.export.writer import export_model
-    from p2ptools.training.epochs import parse_epoch  # torch: imported by the commands that need it
+    from p2ptools.training.epoch_weights import parse_epoch  # torch: imported by the commands that need it
 
     read_run_config(run_dir)
     epoch = str(parse_epoch(epoch))

@@ -57,7 +57,7 @@ def translate(
         require("onnxruntime")
     fit = (Fit("resize", resize) if resize is not None else Fit("pad") if pad else
            Fit("tile", tile=tile, overlap=tile // 4 if overlap is None else overlap) if tile is not None else Fit())
-    from p2ptools.training.epochs import parse_epoch  # torch: imported by the commands that need it
+    from p2ptools.training.epoch_weights import parse_epoch  # torch: imported by the commands that need it
 
     read_run_config(run_dir)  # the run first (cheap): a missing or broken run is the first thing to say
     epoch = str(parse_epoch(epoch))

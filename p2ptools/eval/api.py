@@ -53,7 +53,7 @@ class EvalRequest:
             raise ConfigError("--shard evaluates one --results folder (translate runs first, then shard their results)")
         if opts.direction not in (None, "AtoB", "BtoA"):
             raise ConfigError(f"--direction: invalid value {opts.direction!r}; choose from AtoB, BtoA")
-        from p2ptools.training.epochs import parse_epoch
+        from p2ptools.training.epoch_weights import parse_epoch
 
         parse_epoch(self.epoch)
         if self.precision not in ("fp32", "bf16"):

@@ -4,7 +4,7 @@
 - :mod:`~p2ptools.training.data`: aligned A|B pairs, jitter on uint8, the resumable sampler;
 - :mod:`~p2ptools.training.checkpoint`: run directories, safetensors checkpoints, exact resume;
 - :mod:`~p2ptools.training.saving`: the background checkpoint writer, ``--checkpoint-minutes``;
-- :mod:`~p2ptools.training.epochs`: per-epoch weights and ``--epoch N|latest|best``;
+- :mod:`~p2ptools.training.epoch_weights`: per-epoch weights and ``--epoch N|latest|best``;
 - :mod:`~p2ptools.training.epoch_loop`: the resumable epoch loop a trainer can run with its own step;
 - :mod:`~p2ptools.training.schedules`, :mod:`~p2ptools.training.weights_init`: lr policies, init;
 - :mod:`~p2ptools.training.resize`: training-time resize backends (PIL's bicubic algorithm by default);

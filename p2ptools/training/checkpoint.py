@@ -413,7 +413,7 @@ def recover(run_dir: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# per-epoch weights (written and chosen by :mod:`p2ptools.training.epochs`) across swaps
+# per-epoch weights (written and chosen by :mod:`p2ptools.training.epoch_weights`) across swaps
 
 def _carry_epoch_weights(source: Path, target: Path) -> None:
     """Move ``epoch_*.safetensors`` files from a replaced checkpoint folder into the new one."""

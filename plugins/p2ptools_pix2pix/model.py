@@ -215,7 +215,7 @@ def load_generator_weights(net: nn.Module, path: Path, options: Pix2PixOptions) 
 def load_pix2pix_run(run_dir: Path, options: LoadOptions) -> Pix2PixModel:
     """Load ``RUN_DIR`` (``config.json`` + the generator of ``options.epoch``: ``checkpoints/latest_G``
     or ``checkpoints/epoch_<N>_G.safetensors``) for translation."""
-    from p2ptools.training.epochs import resolve_weights
+    from p2ptools.training.epoch_weights import resolve_weights
 
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)

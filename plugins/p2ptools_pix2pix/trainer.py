@@ -31,7 +31,7 @@ from p2ptools.pairs import MANIFEST_NAME, iter_split, manifest_sha256
 from p2ptools.progress import StatsColumn, console, make_progress
 from p2ptools.training import checkpoint as ckpt
 from p2ptools.training.data import AlignedPairs, Jitter, ResumableSampler, check_batch, check_dataset_folder, check_pair_headers, check_pair_size, make_loader, split_files, to_network_range, to_uint8
-from p2ptools.training.epochs import drop_epoch_weights_after
+from p2ptools.training.epoch_weights import drop_epoch_weights_after
 from p2ptools.training.loop import Meter, lr_lambda, set_requires_grad  # noqa: F401  (lr_lambda: public here)
 from p2ptools.training.runtime import Runtime, any_rank, any_ranks, broadcast_float, cleanup_distributed, resolve_precision, setup_distributed, stop_on_signals
 from p2ptools.training.samples import sample_grid, write_samples

@@ -24,7 +24,7 @@ from p2ptools.plugin import CONFIG_NAME, Graph, LoadOptions, TrainedModel, read_
 from p2ptools.training import checkpoint as ckpt
 from p2ptools_pix2pixhd.data import INSTANCE_DIR, LABEL_DIR, encode_input, input_channels
 from p2ptools_pix2pixhd.options import Pix2PixHDOptions
-from p2ptools_pix2pixhd.trainer import PLUGIN_NAME, build_generator, size_multiple
+from p2ptools_pix2pixhd.build import PLUGIN_NAME, build_generator, size_multiple
 
 #: Generator weights inside a run directory.
 G_WEIGHTS = Path(ckpt.CHECKPOINTS) / ckpt.G_FILE

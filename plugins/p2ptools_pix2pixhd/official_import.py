@@ -27,7 +27,7 @@ from p2ptools_pix2pixhd import __version__
 from p2ptools_pix2pixhd.model import G_WEIGHTS
 from p2ptools_pix2pixhd.networks import count_parameters
 from p2ptools_pix2pixhd.options import Pix2PixHDOptions
-from p2ptools_pix2pixhd.trainer import PLUGIN_NAME, build_generator
+from p2ptools_pix2pixhd.build import PLUGIN_NAME, build_generator
 
 
 def architecture_flags(options: Pix2PixHDOptions) -> str:

@@ -35,12 +35,12 @@ from p2ptools.training.samples import sample_grid, write_samples
 from p2ptools.training.paths import HASHES_KEY, absolute_paths, file_hashes
 from p2ptools.training.state import prepare_run, restore_training, save_training, seed_rank
 from p2ptools_pix2pixhd import __version__
-from p2ptools_pix2pixhd.data import INSTANCE_DIR, LABEL_DIR, HDJitter, HDPairs, encode_input, extra_path, input_channels, input_preview, read_pair_map
+from p2ptools_pix2pixhd.data import INSTANCE_DIR, LABEL_DIR, HDJitter, HDPairs, encode_input, extra_path, input_preview, read_pair_map
 from p2ptools_pix2pixhd.losses import VGG19Features, discriminator_loss, feature_matching_loss, gan_loss, load_vgg19, vgg_loss
-from p2ptools_pix2pixhd.networks import count_parameters, define_D, define_G
+from p2ptools_pix2pixhd.build import PLUGIN_NAME, build_discriminator, build_generator, size_multiple  # noqa: F401  (public here too)
+from p2ptools_pix2pixhd.networks import count_parameters
 from p2ptools_pix2pixhd.options import Pix2PixHDOptions
 
-PLUGIN_NAME = "pix2pixhd"
 #: Test hook: the trainer waits (until a signal) after finishing this step, to be killed there.
 STALL_ENV = "P2PTOOLS_PIX2PIXHD_STALL_AT_STEP"
 
@@ -59,24 +59,6 @@ class Nets:
 
 # ----------------------------------------------------------------------------------------------
 # building blocks
-
-def build_generator(options: Pix2PixHDOptions) -> nn.Module:
-    """The generator the options describe (initialised N(0, 0.02))."""
-    return define_G(options.netG, input_channels(options.label_nc, options.input_nc, options.instance), options.output_nc,
-                    ngf=options.ngf, n_downsample_global=options.n_downsample_global, n_blocks_global=options.n_blocks_global,
-                    n_local_enhancers=options.n_local_enhancers, n_blocks_local=options.n_blocks_local, norm=options.norm)
-
-
-def build_discriminator(options: Pix2PixHDOptions) -> nn.Module:
-    """The multi-scale discriminator on ``cat(input, image)``."""
-    channels = input_channels(options.label_nc, options.input_nc, options.instance) + options.output_nc
-    return define_D(channels, ndf=options.ndf, n_layers=options.n_layers_D, num_D=options.num_D, norm=options.norm)
-
-
-def size_multiple(options: Pix2PixHDOptions) -> int:
-    """Heights and widths the generator takes are multiples of this."""
-    return 2 ** (options.n_downsample_global + (options.n_local_enhancers if options.netG == "local" else 0))
-
 
 def fixed_global_parameters(net_g: nn.Module, options: Pix2PixHDOptions) -> list[nn.Parameter]:
     """Parameters left untrained during ``--niter-fix-global`` (all but the outermost enhancer's)."""

@@ -14,7 +14,7 @@ from conftest import tiny_options  # noqa: E402
 from p2ptools_pix2pix.trainer import train  # noqa: E402
 
 from p2ptools.training import checkpoint as ckpt  # noqa: E402
-from p2ptools.training import epochs  # noqa: E402
+from p2ptools.training import epoch_weights as epochs  # noqa: E402
 
 
 def run_recording_writes(monkeypatch, tmp_path: Path, data: Path, **changes) -> tuple[Path, list[int]]:

@@ -19,7 +19,7 @@ from p2ptools.errors import ConfigError, InputFileError  # noqa: E402
 from p2ptools.imageio import read_image  # noqa: E402
 from p2ptools.plugin import LoadOptions  # noqa: E402
 from p2ptools.registry import load_run  # noqa: E402
-from p2ptools.training import epochs  # noqa: E402
+from p2ptools.training import epoch_weights as epochs  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from p2ptools.training import checkpoint as ckpt
-from p2ptools.training import epochs
+from p2ptools.training import epoch_weights as epochs
 from p2ptools.training.saving import BackgroundWriter, SaveClock
 
 
