@@ -26,7 +26,7 @@ from torch import nn
 from p2ptools.torchstate import module_tensors
 from p2ptools.training import checkpoint as ckpt
 from p2ptools.training.epoch_weights import write_epoch_weights
-from p2ptools.training.loop import gather_rng
+from p2ptools.training.state import gather_rng
 from p2ptools.training.runtime import Runtime
 
 

@@ -1,7 +1,7 @@
 """Learning-rate policies, as the reference's ``--lr_policy``, stepped once per epoch.
 
 - ``linear``: the learning rate for ``epochs`` epochs, then linear decay towards 0 over
-  ``epochs_decay`` epochs (:func:`~p2ptools.training.loop.lr_lambda`, the paper's schedule);
+  ``epochs_decay`` epochs (:func:`lr_lambda`, the paper's schedule);
 - ``step``: multiplied by 0.1 every ``decay_iters`` epochs (``StepLR``);
 - ``plateau``: multiplied by 0.2 when the validation L1 has not improved by 1% (relative) for 5
   epochs (``ReduceLROnPlateau(mode="min", factor=0.2, threshold=0.01, patience=5)``);
@@ -26,9 +26,14 @@ import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, ReduceLROnPlateau, StepLR
 
 from p2ptools.errors import ConfigError
-from p2ptools.training.loop import lr_lambda
+from p2ptools.training.options import LR_POLICIES
 
-LR_POLICIES = ("linear", "step", "plateau", "cosine")
+
+def lr_lambda(epochs: int, epochs_decay: int):
+    """The reference's rule: factor 1 for ``epochs`` epochs, then linear decay towards 0."""
+    def rule(epoch: int) -> float:
+        return 1.0 - max(0, epoch + 1 - epochs) / float(epochs_decay + 1)
+    return rule
 
 
 def make_scheduler(policy: str, optimizer: torch.optim.Optimizer, *, epochs: int, epochs_decay: int,

@@ -17,13 +17,18 @@ Layout: ``RUN_DIR/tensorboard/`` (event files; ``tensorboard --logdir RUN_DIR``)
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from p2ptools.errors import ConfigError
+from p2ptools.errors import ConfigError, OutputError
+
+if TYPE_CHECKING:
+    import torch
 
 TRACKERS = ("jsonl", "tensorboard", "wandb")
 TENSORBOARD_DIR = "tensorboard"
@@ -101,8 +106,6 @@ class RunLog:
 
     def record(self, record: dict[str, Any]) -> None:
         """Append ``record`` (with ``"step"``) to log.jsonl and send its numbers to the trackers."""
-        from p2ptools.training.loop import append_log  # torch: not needed to parse options
-
         append_log(self.path, record)
         step = int(record["step"])
         scalars = {scalar_tag(k): float(v) for k, v in record.items()
@@ -135,3 +138,37 @@ class RunLog:
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self.close(failed=exc_type is not None)
+
+
+class Meter:
+    """Sums loss terms between log lines (on the device: no sync per step) and times images/s."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps = 0
+        self.images = 0
+        self.start = time.perf_counter()
+
+    def add(self, terms: dict[str, torch.Tensor], images: int) -> None:
+        for k, v in terms.items():
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+        self.steps += 1
+        self.images += images
+
+    def flush(self) -> dict[str, float]:
+        out = {k: round(v.item() / max(self.steps, 1), 6) for k, v in self.sums.items()}
+        out["images_per_s"] = round(self.images / max(time.perf_counter() - self.start, 1e-9), 3)
+        self.reset()
+        return out
+
+
+def append_log(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line to ``log.jsonl`` (a kill leaves at most one cut line, which resume drops)."""
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+    except OSError as exc:  # a full disk: one line naming the log
+        raise OutputError(path, exc) from None

@@ -12,16 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from p2ptools.cpus import default_workers
-from p2ptools.options import BATCH, BETA, EPOCHS, LR, SAMPLES, SEED, SIZE, WEIGHT, WIDTH, WORKERS, Range
+from p2ptools.options import EPOCHS, SIZE, WEIGHT, WIDTH, Range
+from p2ptools.training.options import PRECISIONS, TrainOptions  # noqa: F401  (public here too)
 
 PREPROCESS = ("none", "scale_width", "crop", "scale_width_and_crop")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
-class Pix2PixHDOptions:
-    """Every option of a pix2pixHD run."""
+class Pix2PixHDOptions(TrainOptions):
+    """Every option of a pix2pixHD run: the shared training options of
+    :class:`~p2ptools.training.options.TrainOptions` plus these."""
 
     # generator
     netG: str = field(default="global", metadata={"help": "Generator: global, or local (global + local enhancer, for 2048x1024).",
@@ -63,25 +63,3 @@ class Pix2PixHDOptions:
     load_size: int = field(default=1024, metadata={"range": SIZE, "help": "Width for scale_width."})
     crop_size: int = field(default=512, metadata={"range": SIZE, "help": "Square random crop for crop modes."})
     flip: bool = field(default=True, metadata={"help": "Random horizontal flips."})
-    workers: int = field(default_factory=lambda: default_workers(4),
-                         metadata={"range": WORKERS, "bookkeeping": True, "help": "Data-loading worker processes (0 = in the main process; default: min(4, cores available))."})
-    # optimisation
-    epochs: int = field(default=100, metadata={"range": EPOCHS, "help": "Epochs at the initial learning rate."})
-    epochs_decay: int = field(default=100, metadata={"range": Range(0, EPOCHS.high), "help": "Epochs of linear decay to zero."})
-    batch_size: int = field(default=1, metadata={"range": BATCH, "help": "Batch size (per process)."})
-    lr: float = field(default=2e-4, metadata={"range": LR, "help": "Adam learning rate."})
-    beta1: float = field(default=0.5, metadata={"range": BETA, "help": "Adam beta1."})
-    beta2: float = field(default=0.999, metadata={"range": BETA, "help": "Adam beta2."})
-    seed: int = field(default=0, metadata={"range": SEED, "help": "Random seed (runs are exactly reproducible on the CPU)."})
-    # hardware
-    device: str = field(default="auto", metadata={"bookkeeping": True, "help": "auto (cuda if available), cpu, cuda, cuda:N."})
-    precision: str = field(default="auto", metadata={"help": "auto: bf16 on GPUs that support it, else fp16 on GPU, fp32 on CPU.",
-                                                     "choices": PRECISIONS})
-    channels_last: bool = field(default=True, metadata={"bookkeeping": True, "help": "channels_last memory format on GPU."})
-    compile: bool = field(default=False, metadata={"bookkeeping": True, "help": "torch.compile the networks."})
-    # bookkeeping
-    checkpoint_every: int = field(default=0, metadata={"range": Range(0), "bookkeeping": True, "help": "Also save a checkpoint every N steps (0: only at the end of each epoch)."})
-    max_steps: int = field(default=0, metadata={"range": Range(0), "help": "Stop after this many steps in total (0: train every epoch)."})
-    val_limit: int = field(default=0, metadata={"range": Range(0), "help": "Validation pairs scored per epoch for val_L1 (0: the whole val split)."})
-    log_every: int = field(default=20, metadata={"range": Range(1), "bookkeeping": True, "help": "Append averaged losses and images/s to log.jsonl every N steps."})
-    sample_images: int = field(default=4, metadata={"range": SAMPLES, "bookkeeping": True, "help": "Validation pairs shown in each epoch's sample grid."})

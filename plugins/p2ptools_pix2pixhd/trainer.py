@@ -15,30 +15,26 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from p2ptools.errors import ConfigError, InputFileError
-from p2ptools.options import check_options, to_dict
-from p2ptools.pairs import MANIFEST_NAME, iter_split, manifest_sha256
+from p2ptools.options import check_options
 from p2ptools.progress import console
 from p2ptools.training import checkpoint as ckpt
-from p2ptools.training.data import Jitter, ResumableSampler, check_batch, check_dataset_folder, check_pair_headers, image_size, make_loader, split_files, to_network_range, to_uint8
-from p2ptools.training.epoch_loop import LoopHooks, LoopSettings, Position, run_epochs
-from p2ptools.training.loop import append_log, lr_lambda, set_requires_grad
-from p2ptools.training.runtime import Runtime, cleanup_distributed, resolve_precision, setup_distributed
-from p2ptools.training.samples import sample_grid, write_samples
+from p2ptools.training.data import Jitter, check_batch, check_pair_headers, image_size, to_network_range
+from p2ptools.training.epoch_loop import LoopHooks, LoopSettings, run_epochs
 from p2ptools.training.paths import HASHES_KEY, absolute_paths, file_hashes
-from p2ptools.training.state import prepare_run, restore_training, save_training, seed_rank
+from p2ptools.training.runtime import Runtime
+from p2ptools.training.session import dataset_splits, hardware, make_loaders, open_session, processes, run_config, set_requires_grad, wrap
+from p2ptools.training.state import Position
+from p2ptools.training.validation import validation_l1
 from p2ptools_pix2pixhd import __version__
+from p2ptools_pix2pixhd.build import PLUGIN_NAME, build_discriminator, build_generator, size_multiple  # noqa: F401  (public here too)
 from p2ptools_pix2pixhd.data import INSTANCE_DIR, LABEL_DIR, HDJitter, HDPairs, encode_input, extra_path, input_preview, read_pair_map
 from p2ptools_pix2pixhd.losses import VGG19Features, discriminator_loss, feature_matching_loss, gan_loss, load_vgg19, vgg_loss
-from p2ptools_pix2pixhd.build import PLUGIN_NAME, build_discriminator, build_generator, size_multiple  # noqa: F401  (public here too)
-from p2ptools_pix2pixhd.networks import count_parameters
 from p2ptools_pix2pixhd.options import Pix2PixHDOptions
 
 #: Test hook: the trainer waits (until a signal) after finishing this step, to be killed there.
@@ -130,21 +126,6 @@ def check_files(files: list[Path], options: Pix2PixHDOptions) -> None:
             pass
 
 
-def run_config(options: Pix2PixHDOptions, data_root: Path, net_g: nn.Module, net_d: nn.Module) -> dict[str, Any]:
-    """What ``config.json`` holds: plugin, version, options, data, manifest hash, sizes."""
-    has_manifest = (data_root / MANIFEST_NAME).is_file()
-    return {
-        "plugin": PLUGIN_NAME,
-        "plugin_version": __version__,
-        "options": to_dict(options),
-        "data": str(data_root),
-        "data_manifest_sha256": manifest_sha256(data_root) if has_manifest else None,
-        HASHES_KEY: file_hashes(options),
-        "generator_params": count_parameters(net_g),
-        "discriminator_params": count_parameters(net_d),
-    }
-
-
 def to_device(batch: dict[str, torch.Tensor], device: torch.device, options: Pix2PixHDOptions,
               channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """A packed batch -> (generator input, target in [-1, 1]) on ``device``."""
@@ -195,29 +176,11 @@ def train_step(x: torch.Tensor, real: torch.Tensor, nets: Nets, optimizers: dict
     return terms
 
 
-@torch.no_grad()
 def evaluate(net_g: nn.Module, loader, device: torch.device, options: Pix2PixHDOptions, amp_dtype: torch.dtype | None,
              keep: int) -> tuple[float, np.ndarray | None]:
     """Mean L1 (in [-1, 1] units) of G in eval mode over ``loader``, and a grid of the first ``keep``."""
-    was_training = net_g.training
-    net_g.eval()
-    total, count = 0.0, 0
-    rows: tuple[list, list, list] = ([], [], [])
-    try:
-        for batch in loader:
-            x, real = to_device(check_batch(batch), device, options, False)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                fake = net_g(x)
-            total += (fake.float() - real).abs().mean(dim=(1, 2, 3)).sum().item()
-            count += x.shape[0]
-            for i in range(x.shape[0]):
-                if len(rows[0]) < keep:
-                    rows[0].append(input_preview(batch["A"][i], options.label_nc, options.instance))
-                    rows[1].append(to_uint8(fake[i]).cpu().permute(1, 2, 0).squeeze(2).numpy())
-                    rows[2].append(batch["B"][i].permute(1, 2, 0).squeeze(2).numpy())
-    finally:
-        net_g.train(was_training)
-    return total / max(count, 1), (sample_grid(*rows) if rows[0] else None)
+    return validation_l1(net_g, loader, lambda batch: to_device(check_batch(batch), device, options, False),
+                         lambda batch, i: input_preview(batch["A"][i], options.label_nc, options.instance), device, amp_dtype, keep)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -232,121 +195,65 @@ def train(options: Pix2PixHDOptions, data: Path | None, run_dir: Path, *, resume
     the latest checkpoint exactly.
     """
     options = absolute_paths(options)  # config.json stores them absolute: the run resumes from any folder
-    check_options(options)
     check_setup(options)
     if data is None:
         raise ConfigError("pix2pixhd training needs a dataset (--data DIR)")
-    runtime = setup_distributed(options.device)
-    finished = False
-    try:
-        done = _train(options, Path(data).resolve(), Path(run_dir), runtime, resume, overwrite, progress)
-        finished = True
-        return done
-    finally:
-        cleanup_distributed(runtime, finished=finished)
+    with processes(options.device) as runtime:
+        return _train(options, Path(data).resolve(), Path(run_dir), runtime, resume, overwrite, progress)
 
 
 def _train(options: Pix2PixHDOptions, data_root: Path, run_dir: Path, runtime: Runtime, resume: bool, overwrite: bool,
            show_progress: bool) -> Path:
-    device, main = runtime.device, runtime.is_main
-    amp_dtype = resolve_precision(options.precision, device)
-    channels_last = options.channels_last and device.type == "cuda"
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    hw = hardware(options, runtime)
 
     # Data: every pair and its maps checked before an --overwrite replaces anything.
-    check_dataset_folder(data_root)
-    train_files = split_files(data_root, "train")
-    val_split = next((s for s in ("val", "test") if (data_root / s).is_dir() and any(iter_split(data_root, s))), None)
-    val_files = split_files(data_root, val_split) if val_split else train_files[: max(1, options.sample_images)]
-    if options.val_limit:
-        val_files = val_files[: options.val_limit]
-    check_files(train_files, options)
-    check_files(val_files, options)
+    splits = dataset_splits(data_root, options)
+    check_files(splits.train, options)
+    check_files(splits.val, options)
     jitter = HDJitter(options.preprocess, options.load_size, options.crop_size, options.flip, train=True)
     val_jitter = HDJitter(options.preprocess, options.load_size, options.crop_size, options.flip, train=False)
     common = {"label_nc": options.label_nc, "instance": options.instance, "direction": options.direction,
               "input_nc": options.input_nc, "output_nc": options.output_nc, "seed": options.seed}
-    train_set = HDPairs(train_files, jitter, **common)
+    train_set = HDPairs(splits.train, jitter, **common)
     first = check_batch(train_set[0])
     unit = size_multiple(options)
     if first["B"].shape[1] % unit or first["B"].shape[2] % unit:
-        raise InputFileError(train_files[0], f"size {first['B'].shape[2]}x{first['B'].shape[1]} after --preprocess "
-                                             f"{options.preprocess}: the generator needs multiples of {unit}")
-    sampler = ResumableSampler(train_set, num_replicas=runtime.world_size, rank=runtime.rank, seed=options.seed)
-    pin = device.type == "cuda"
-    loader = make_loader(train_set, batch_size=options.batch_size, workers=options.workers, sampler=sampler, pin_memory=pin, seed=options.seed)
-    val_loader = make_loader(HDPairs(val_files, val_jitter, **common), batch_size=options.batch_size,
-                             workers=min(options.workers, 2), sampler=None, pin_memory=pin) if main else None
+        raise InputFileError(splits.train[0], f"size {first['B'].shape[2]}x{first['B'].shape[1]} after --preprocess "
+                                              f"{options.preprocess}: the generator needs multiples of {unit}")
+    data = make_loaders(train_set, HDPairs(splits.val, val_jitter, **common), options, runtime, splits.val_split)
 
     # Networks: the same initial weights on every rank (seeded; DDP broadcasts rank 0's anyway).
     torch.manual_seed(options.seed)
     net_g, net_d = build_generator(options), build_discriminator(options)
     if options.init_from is not None and not resume:  # a resumed run takes G from its checkpoint
         copied = init_generator_from(net_g, options.init_from)
-        if main:
+        if runtime.is_main:
             console.print(f"--init-from: {copied} of {len(net_g.state_dict())} generator tensors from {options.init_from}")
-    vgg = load_vgg19(options.vgg_weights).to(device) if options.vgg_loss else None
-    config = run_config(options, data_root, net_g, net_d)
-    resuming = prepare_run(run_dir, config, resume=resume, overwrite=overwrite, runtime=runtime)
-    if main:
-        ckpt.start_run_dir(run_dir, config)
-    nets_raw = {"G": net_g, "D": net_d}
-    for net in nets_raw.values():
-        net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    vgg = load_vgg19(options.vgg_weights).to(hw.device) if options.vgg_loss else None
+    config = run_config(PLUGIN_NAME, __version__, options, data_root, net_g, net_d, {HASHES_KEY: file_hashes(options)})
+    session = open_session(run_dir, config, {"G": net_g, "D": net_d}, options, runtime, hw, resume=resume, overwrite=overwrite)
     fixed = fixed_global_parameters(net_g, options)
-
-    fused = {"fused": True} if device.type == "cuda" else {}
-    optimizers = {k: torch.optim.Adam(n.parameters(), lr=options.lr, betas=(options.beta1, options.beta2), **fused)
-                  for k, n in nets_raw.items()}
-    rule = lr_lambda(options.epochs, options.epochs_decay)
-    schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, rule) for k, o in optimizers.items()}
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    position = Position()
-    seed_rank(options.seed, runtime.rank)
-    if resuming:
-        state = restore_training(run_dir, runtime, nets_raw, optimizers, schedulers, scaler)
-        position = Position(state["step"], state["epoch"], state["batches_done"])
-
-    ddp_args = {"device_ids": [device.index]} if device.type == "cuda" else {}
-    g_train = DDP(net_g, **ddp_args) if runtime.distributed else net_g
-    d_train = DDP(net_d, **ddp_args) if runtime.distributed else net_d
-    d_for_g = net_d
-    if options.compile:
-        g_train, d_train, d_for_g = torch.compile(g_train), torch.compile(d_train), torch.compile(net_d)
-    nets = Nets(g_train, net_g, d_train, net_d, d_for_g, vgg)
+    nets = Nets(wrap(net_g, session, compile=options.compile), net_g, wrap(net_d, session, compile=options.compile), net_d,
+                wrap(net_d, session, compile=options.compile, ddp=False), vgg)
     net_g.train()
     net_d.train()
+    optimizers = session.optimizers
 
-    lr = lambda: optimizers["G"].param_groups[0]["lr"]  # noqa: E731
-
-    def step_fn(batch: dict) -> tuple[dict[str, torch.Tensor], int]:
-        x, real = to_device(check_batch(batch), device, options, channels_last)
-        fixed_now = fixed if position.epoch < options.niter_fix_global else []
-        return train_step(x, real, nets, optimizers, scaler, options, amp_dtype, fixed_now), x.shape[0]
+    def step(batch: dict) -> tuple[dict[str, torch.Tensor], int]:
+        x, real = to_device(check_batch(batch), hw.device, options, hw.channels_last)
+        fixed_now = fixed if session.position.epoch < options.niter_fix_global else []
+        return train_step(x, real, nets, optimizers, session.scaler, options, hw.amp_dtype, fixed_now), x.shape[0]
 
     def epoch_start(pos: Position) -> None:
         if fixed and pos.epoch == options.niter_fix_global and pos.batches_done == 0:
             optimizers["G"].state.clear()  # the official code starts a new Adam over all of G here
-            if main:
+            if runtime.is_main:
                 console.print(f"epoch {pos.epoch + 1}: the global generator now trains too")
 
-    def epoch_end(epoch_: int) -> None:
-        for sched in schedulers.values():
-            sched.step()
-        if main:
-            val_l1, grid = evaluate(net_g, val_loader, device, options, amp_dtype, options.sample_images)
-            if grid is not None:
-                write_samples(run_dir / "samples", epoch_ + 1, grid, val_l1)
-            append_log(run_dir / "log.jsonl", {"step": position.step, "epoch": epoch_ + 1, "val_L1": round(val_l1, 6),
-                                               "val_split": val_split or "train", "lr": lr()})
+    def validate() -> tuple[float, np.ndarray | None]:
+        return evaluate(net_g, data.val, hw.device, options, hw.amp_dtype, options.sample_images)
 
-    def save(pos: Position) -> None:
-        save_training(run_dir, runtime, nets_raw, optimizers, schedulers, scaler, step=pos.step, epoch=pos.epoch,
-                      batches_done=pos.batches_done)
-
-    settings = LoopSettings(total_epochs=options.epochs + options.epochs_decay, batch_size=options.batch_size,
-                            max_steps=options.max_steps, log_every=options.log_every, checkpoint_every=options.checkpoint_every,
-                            title="train pix2pixhd", progress=show_progress, stall_at=int(os.environ.get(STALL_ENV, "0")))
-    run_epochs(loader, sampler, position, settings, LoopHooks(step_fn, epoch_end, save, lr, epoch_start), runtime, run_dir)
+    settings = LoopSettings.from_options(options, title="train pix2pixhd", progress=show_progress,
+                                         stall_at=int(os.environ.get(STALL_ENV, "0")))
+    run_epochs(session, data, settings, LoopHooks(step, validate, epoch_start))
     return run_dir
