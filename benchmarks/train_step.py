@@ -10,6 +10,13 @@
    fake with loss 0.5 * (BCE(fake, 0) + BCE(real, 1)); G step on BCE(D(fake), 1) + 100 * L1).
    Reported: images/s of both, the ratio, and the loss-curve check: mean unweighted L1 over all
    steps of each run (the first ``--steps``), which must agree within 5%.
+3. The epoch loop (``--loop``): the whole ``trainer.train`` (the shared
+   :func:`p2ptools.training.epoch_loop.run_epochs`: averaged log lines, the progress bar, the
+   checkpoint clock, the stop checks) against a bare loop over the same loader calling the same
+   ``train_step`` on the same networks, nothing else, within one epoch (no epoch-end work). Timed
+   from the first step's start to the last step's end, alternating the two ``--loop-rounds``
+   times; reported: steps/s of both (best round) and the ratio (1.0: the loop costs nothing beyond
+   the steps).
 
 Defaults are the paper's configuration: 256x256 crops from 286 (unet_256, patch70, L1+cGAN),
 batch 1 and 16 on a GPU, 500 steps. On the CPU use small settings, e.g.
@@ -255,6 +262,80 @@ def bench_train(files: list[Path], args: argparse.Namespace, batch_size: int, de
     return result
 
 
+# ------------------------------------------------------------------------------------- the loop
+
+def bench_loop(root: Path, args: argparse.Namespace, device: torch.device) -> dict:
+    """Section 3 of the module docstring: the shared loop's overhead over a bare loop of steps."""
+    from p2ptools_pix2pix import trainer
+
+    from p2ptools.training.runtime import Runtime
+    from p2ptools.training.session import make_loaders
+
+    options = Pix2PixOptions(netG=f"unet_{args.size}", netD="patch70", ngf=args.ngf, ndf=args.ngf, load_size=args.load_size,
+                             crop_size=args.size, batch_size=1, workers=args.workers, device=str(device), epochs=1000,
+                             epochs_decay=0, max_steps=args.loop_steps, precision=args.precision, log_every=20)
+    objective = parse_objective(options.loss)
+    pairs = len(list(iter_split(root, "train")))
+    if args.loop_steps > pairs:  # within one epoch: the epoch-end work (validation, samples) is not the loop's overhead
+        raise SystemExit(f"--loop-steps {args.loop_steps} must be at most the {pairs} training pairs (one epoch)")
+    seconds = {"loop": [], "bare": []}
+    real_step = trainer.train_step
+    stamps: list[float] = []
+
+    def timed_step(*a, **k):  # stamps around every step the loop takes
+        if not stamps:
+            stamps.append(time.perf_counter())
+        terms = real_step(*a, **k)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        stamps[1:] = [time.perf_counter()]
+        return terms
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.loop_rounds):
+            stamps.clear()
+            trainer.train_step = timed_step
+            try:
+                trainer.train(options, root, Path(tmp) / f"run{i}", progress=False)
+            finally:
+                trainer.train_step = real_step
+            seconds["loop"].append(stamps[1] - stamps[0])
+            # bare: the same networks, loader and step; no log, bar, clock, stop checks or checkpoint
+            torch.manual_seed(options.seed)
+            net_g, net_d = trainer.build_networks(options, objective)
+            runtime = Runtime(rank=0, world_size=1, local_rank=0, device=device, distributed=False)
+            jitter = Jitter(options.preprocess, options.load_size, options.crop_size)
+            files = list(iter_split(root, "train"))
+            data = make_loaders(AlignedPairs(files, jitter), AlignedPairs(files[:1], jitter), options, runtime, None)
+            amp = resolve_precision(options.precision, device)
+            channels_last = device.type == "cuda"
+            for net in (net_g, net_d):
+                net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+            optimizers = {k: torch.optim.Adam(n.parameters(), lr=options.lr, betas=(options.beta1, options.beta2))
+                          for k, n in (("G", net_g), ("D", net_d))}
+            scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+            nets = trainer.Nets(net_g, net_g, net_d, net_d, net_d)
+            done, start = 0, None
+            data.sampler.set_epoch(0)
+            while done < args.loop_steps:
+                for batch in data.train:
+                    if start is None:
+                        start = time.perf_counter()
+                    a, b = trainer.to_device(check_batch(batch), device, channels_last)
+                    real_step(a, b, nets, optimizers, scaler, objective, options, amp)
+                    done += 1
+                    if done == args.loop_steps:
+                        break
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds["bare"].append(time.perf_counter() - start)
+    loop_rate = [args.loop_steps / s for s in seconds["loop"]]
+    bare_rate = [args.loop_steps / s for s in seconds["bare"]]
+    best_loop, best_bare = max(loop_rate), max(bare_rate)
+    return {"steps": args.loop_steps, "rounds": args.loop_rounds, "loop_steps_per_s": loop_rate, "bare_steps_per_s": bare_rate,
+            "ratio": best_loop / best_bare}
+
+
 # ------------------------------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> dict:
@@ -274,6 +355,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--compile", action="store_true", help="torch.compile our networks")
     parser.add_argument("--data-passes", type=int, default=5, help="rounds (one pass over the data each) in the pipeline benchmark; best kept")
     parser.add_argument("--skip-train", action="store_true", help="only the data pipeline benchmark")
+    parser.add_argument("--loop", action="store_true", help="also section 3: the shared epoch loop against a bare loop of steps")
+    parser.add_argument("--loop-steps", type=int, default=60, help="steps per run in section 3")
+    parser.add_argument("--loop-rounds", type=int, default=3, help="alternating runs per side in section 3 (best kept)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     args.load_size = args.load_size or int(round(args.size * 286 / 256))
@@ -305,6 +389,10 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"{bs:>5} {r['precision']:>9} {r['baseline_images_per_s']:>15.2f} {r['ours_images_per_s']:>11.2f} "
                       f"{r['ratio']:>5.2f}x {r['baseline_mean_L1']:>8.4f} {r['ours_mean_L1']:>8.4f} "
                       f"{100 * r['mean_L1_rel_diff']:>7.2f}%")
+        if args.loop:
+            report["loop"] = r = bench_loop(Path(root), args, device)
+            print(f"epoch loop ({r['steps']} steps, best of {r['rounds']}): shared loop {max(r['loop_steps_per_s']):.2f} steps/s, "
+                  f"bare loop {max(r['bare_steps_per_s']):.2f} steps/s, ratio {r['ratio']:.3f}x")
     print(f"device: {report['device']}; {args.steps} steps per run ({args.warmup} untimed), loss check: mean L1 over them within 5%")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

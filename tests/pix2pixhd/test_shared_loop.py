@@ -146,3 +146,36 @@ def test_the_shared_flags_are_on_the_command_line(capsys, monkeypatch, data, tmp
     assert options | {"lr_policy": "cosine", "save_epoch_freq": 1, "checkpoint_minutes": 0.5} == options
     assert sorted(epoch_weights.epoch_weights(run)) == [1, 2]
     assert [r["lr"] for r in read_log(run) if "val_L1" in r] == pytest.approx([1e-4, 0.0], abs=1e-12)  # cosine over 2 epochs
+
+
+def test_a_run_written_before_the_shared_loop_resumes_bit_exactly(monkeypatch, tmp_path, data):
+    """A pix2pixHD run of the previous version: config.json without the options it gained and a
+    state without "distributed". --resume fills the options' defaults and continues exactly."""
+    options = tiny(epochs=2, epochs_decay=1)
+    whole = trainer.train(options, data, tmp_path / "whole", progress=False)
+    step_fn, calls = trainer.train_step, {"n": 0}
+
+    def interrupt_at_five(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            signal.raise_signal(signal.SIGINT)
+        return step_fn(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_step", interrupt_at_five)
+    run = tmp_path / "old"
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(options, data, run, progress=False)
+    monkeypatch.setattr(trainer, "train_step", step_fn)
+    config = json.loads((run / "config.json").read_text())
+    for name in ("lr_policy", "lr_decay_iters", "log", "save_epoch_freq", "checkpoint_minutes"):
+        del config["options"][name]
+    (run / "config.json").write_text(json.dumps(config))
+    state_path = run / "checkpoints" / "latest_state.json"
+    state = json.loads(state_path.read_text())
+    del state["distributed"]
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--resume", str(run), "--no-progress"])
+    assert (info.value.code or 0) == 0
+    for name in ("latest_G.safetensors", "latest_D.safetensors", "latest_state.safetensors"):
+        assert (whole / "checkpoints" / name).read_bytes() == (run / "checkpoints" / name).read_bytes(), name
