@@ -28,13 +28,10 @@ from torch import nn
 from p2ptools.devices import resolve_device
 from p2ptools.errors import InputFileError
 from p2ptools.generator_model import GeneratorModel, load_generator
-from p2ptools.training.foreign import state_dict_problems
 from p2ptools.plugin import Graph, LoadOptions
 from p2ptools_pix2pix.networks import define_G, generator_depth
 from p2ptools_pix2pix.options import Pix2PixOptions
 
-#: Generator weights inside a run directory.
-G_WEIGHTS = Path("checkpoints") / "latest_G.safetensors"
 PLUGIN_NAME = "pix2pix"
 
 
@@ -203,7 +200,6 @@ def load_pix2pix_run(run_dir: Path, options: LoadOptions) -> Pix2PixModel:
 
 
 __all__ = [
-    "G_WEIGHTS",
     "Pix2PixModel",
     "architecture_flags",
     "build_generator",
@@ -211,5 +207,4 @@ __all__ = [
     "load_pix2pix_run",
     "per_image_noise",
     "resolve_device",
-    "state_dict_problems",
 ]

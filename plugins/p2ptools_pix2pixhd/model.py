@@ -20,13 +20,9 @@ from torch import nn
 from p2ptools.errors import ConfigError, InputFileError
 from p2ptools.generator_model import GeneratorModel, load_generator
 from p2ptools.plugin import Graph, LoadOptions
-from p2ptools.training import checkpoint as ckpt
 from p2ptools_pix2pixhd.build import PLUGIN_NAME, architecture_flags, build_generator, size_multiple
 from p2ptools_pix2pixhd.data import INSTANCE_DIR, LABEL_DIR, encode_input, input_channels
 from p2ptools_pix2pixhd.options import Pix2PixHDOptions
-
-#: Generator weights inside a run directory.
-G_WEIGHTS = Path(ckpt.CHECKPOINTS) / ckpt.G_FILE
 
 
 class Pix2PixHDModel(GeneratorModel):
