@@ -4,7 +4,8 @@ Inputs: with ``--label-nc 0`` the images themselves (RGB or gray uint8); with la
 model takes the ``label_ids`` (and with instances the ``instance_ids``) maps of each image as
 extras (:attr:`Pix2PixHDModel.input_extras`; ``p2ptools translate`` reads them from
 ``<dataset>/<kind>/<split>/<name>.png`` beside the pairs). The generator runs in eval mode (it has
-no dropout; instance norm uses each image's statistics anyway).
+no dropout; instance norm uses each image's statistics anyway). Loading and batching are the shared
+:mod:`p2ptools.generator_model`'s: the weights of ``--epoch`` (latest, best or N), runs of one size.
 """
 
 from __future__ import annotations
