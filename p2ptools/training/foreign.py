@@ -4,18 +4,29 @@
   is ever unpickled), ``module.`` prefixes removed, with one-line errors naming the file;
 - :func:`state_dict_problems`: how a state dict differs from a network's (keys and shapes);
 - :func:`check_import_target` / :func:`write_run`: the run directory written beside and renamed into
-  place, never over a foreign folder.
+  place, never over a foreign folder;
+- :func:`import_generator`: all of it for a generator file, given a plugin's parts (its builder, the
+  architecture flags, a guess of a file's architecture, the completion of legitimate differences).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
+from safetensors.torch import save as safetensors_bytes
+from torch import nn
 
 from p2ptools.errors import CheckpointError, ConfigError, OutputError
+from p2ptools.options import check_options, to_dict
 from p2ptools.outputs import claim, discard, refuse_foreign, staging_path, swap_in
+from p2ptools.plugin import CONFIG_NAME
+
+O = TypeVar("O")
+State = dict[str, torch.Tensor]
 
 
 def _shape(t: torch.Tensor) -> tuple[int, ...]:
@@ -118,3 +129,69 @@ def write_run(run_dir: Path, files: Mapping[str, bytes], overwrite: bool) -> Non
         swap_in(staging, run_dir)
     finally:
         discard(staging)
+
+
+def import_generator(checkpoint: Path, options: O, run_dir: Path, overwrite: bool = False, *, plugin: str, version: str,
+                     build: Callable[[O], nn.Module], flags: Callable[[O], str],
+                     guess: Callable[[Mapping[str, torch.Tensor]], str | None],
+                     complete: Callable[[State, nn.Module, O], State] | None = None) -> Path:
+    """Turn a foreign generator file (a plain state dict) into a run directory that ``translate`` can use.
+
+    The file is read with :func:`read_state_dict`, passed through ``complete(state, net, options)``
+    (a plugin's reconciliation of legitimate differences, e.g. buffers older files lack), checked key
+    by key and shape by shape against ``build(options)`` and for NaN/inf values, and written as
+    ``config.json`` (plugin, ``version``, the options, the parameter count, the source file) plus
+    ``checkpoints/latest_G.safetensors`` (:func:`write_run`).
+
+    Args:
+        checkpoint: the foreign generator file.
+        options: the run's options (a plugin dataclass); the architecture fields must describe the file.
+        run_dir: the run directory to create.
+        overwrite: replace an existing run directory.
+        plugin, version: the plugin's name and version, recorded in ``config.json``.
+        build: the generator ``options`` describe.
+        flags: the architecture options as command-line flags (named when the file does not fit).
+        guess: what a state dict looks like, as flags (or None), appended as a hint when it does not fit.
+        complete: the plugin's completion of the state dict (default: none).
+
+    Returns:
+        ``run_dir``.
+
+    Raises:
+        CheckpointError: an unreadable file, NaN or infinite values, or keys / shapes that differ
+            from the architecture (one message listing them, with the guess of the file's).
+        ConfigError: invalid options, or ``run_dir`` exists without ``overwrite``.
+    """
+    from p2ptools.training.checkpoint import CHECKPOINTS, G_FILE
+
+    checkpoint, run_dir = Path(checkpoint), Path(run_dir)
+    check_options(options)
+    check_import_target(run_dir, overwrite)  # fail before the (slow) loading
+    state = read_state_dict(checkpoint)
+    net = build(options)
+    expected = net.state_dict()
+    completed = complete(state, net, options) if complete is not None else state
+    problems = state_dict_problems(expected, completed)
+    if problems:
+        hint = f"; the file looks like {guessed}" if (guessed := guess(state)) else ""
+        raise CheckpointError(checkpoint, f"does not match {flags(options)}: {problems}{hint}")
+    bad = [k for k, v in completed.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(checkpoint, f"holds NaN or infinite values in {', '.join(bad[:3])}")
+    net.load_state_dict({k: v.to(expected[k].dtype) for k, v in completed.items()}, strict=True)
+    weights = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+    config: dict[str, Any] = {
+        "plugin": plugin,
+        "plugin_version": version,
+        "options": to_dict(options),
+        "data": None,
+        "data_manifest_sha256": None,
+        "generator_params": sum(p.numel() for p in net.parameters()),
+        "discriminator_params": None,
+        "imported_from": str(checkpoint),
+    }
+    write_run(run_dir, {
+        f"{CHECKPOINTS}/{G_FILE}": safetensors_bytes(weights, metadata={"format": "pt", "imported_from": checkpoint.name}),
+        CONFIG_NAME: (json.dumps(config, indent=1) + "\n").encode(),
+    }, overwrite)
+    return run_dir

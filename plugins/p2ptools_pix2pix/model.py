@@ -26,19 +26,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from p2ptools.devices import resolve_device
-from p2ptools.errors import CheckpointError, ConfigError, InputFileError
-from p2ptools.options import from_dict
-from p2ptools.plugin import CONFIG_NAME, Graph, LoadOptions, TrainedModel, read_run_config, same_size_runs
-from p2ptools.training.foreign import state_dict_problems
+from p2ptools.errors import InputFileError
+from p2ptools.generator_model import GeneratorModel, load_generator
+from p2ptools.plugin import Graph, LoadOptions
 from p2ptools_pix2pix.networks import define_G, generator_depth
 from p2ptools_pix2pix.options import Pix2PixOptions
 
-#: Generator weights inside a run directory.
-G_WEIGHTS = Path("checkpoints") / "latest_G.safetensors"
 PLUGIN_NAME = "pix2pix"
 
 
-# --- devices and state dicts --------------------------------------------------------------------
+# --- the architecture -------------------------------------------------------------------------
 
 
 def architecture_flags(options: Pix2PixOptions) -> str:
@@ -48,6 +45,11 @@ def architecture_flags(options: Pix2PixOptions) -> str:
         f"--netG {options.netG} --ngf {options.ngf} --norm {options.norm} {drop} "
         f"--input-nc {options.input_nc} --output-nc {options.output_nc}"
     )
+
+
+def build_generator(options: Pix2PixOptions) -> nn.Module:
+    """The generator the options describe (initialised as the reference does)."""
+    return define_G(options.netG, options.input_nc, options.output_nc, options.ngf, options.norm, options.dropout)
 
 
 # --- reproducible reference-style test-time noise -----------------------------------------------
@@ -103,7 +105,7 @@ def per_image_noise(net: nn.Module, seeds: Sequence[int]) -> Iterator[None]:
 # --- the loaded model ---------------------------------------------------------------------------
 
 
-class Pix2PixModel(TrainedModel):
+class Pix2PixModel(GeneratorModel):
     """A pix2pix generator ready to translate uint8 images.
 
     Args:
@@ -172,76 +174,37 @@ class Pix2PixModel(TrainedModel):
         """
         for image in images:
             self.check_image(image)
-        results: list[np.ndarray] = []
-        for run in same_size_runs(images, self.max_batch):
-            results += self._forward(images[run])
-        return results
+        return self.translate_prepared(images)
 
-    def _forward(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def generate(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """The generator on images of one size, with this model's test-time semantics."""
         batch = np.stack([im.reshape(im.shape[0], im.shape[1], -1) for im in images])  # (N, H, W, C)
         x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).contiguous().float().div_(255.0).sub_(0.5).div_(0.5)
-        with torch.inference_mode():
-            if self.eval_mode:
-                y = self.netG(x)
-            else:
-                with per_image_noise(self.netG, [image_seed(self.seed, im) for im in images]):
-                    y = self.netG(x)
-        y = ((y.float() + 1.0) / 2.0 * 255.0).round_().clamp_(0, 255).to(torch.uint8)
-        out = y.permute(0, 2, 3, 1).cpu().numpy()
-        return [o[:, :, 0].copy() if self.out_channels == 1 else o.copy() for o in out]
+        if self.eval_mode:
+            return self.netG(x)
+        with per_image_noise(self.netG, [image_seed(self.seed, im) for im in images]):
+            return self.netG(x)
 
 
 # --- loading a run ------------------------------------------------------------------------------
 
 
-def load_generator_weights(net: nn.Module, path: Path, options: Pix2PixOptions) -> None:
-    """Load safetensors weights into ``net``; a missing, corrupt or mismatched file is a
-    :class:`CheckpointError` naming the file and listing what differs."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    if not path.is_file():
-        raise CheckpointError(path, "missing generator weights (was the run stopped before its first checkpoint?)")
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(path, f"cannot read safetensors weights ({exc})") from None
-    problems = state_dict_problems(net.state_dict(), state)
-    if problems:
-        raise CheckpointError(path, f"does not fit the generator of config.json ({architecture_flags(options)}): {problems}")
-    net.load_state_dict(state, strict=True)
-
-
 def load_pix2pix_run(run_dir: Path, options: LoadOptions) -> Pix2PixModel:
     """Load ``RUN_DIR`` (``config.json`` + the generator of ``options.epoch``: ``checkpoints/latest_G``
     or ``checkpoints/epoch_<N>_G.safetensors``) for translation."""
-    from p2ptools.training.epoch_weights import resolve_weights
-
-    run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
-    if config.get("plugin") != PLUGIN_NAME:
-        raise ConfigError(f"{run_dir / CONFIG_NAME}: a run of plugin {config.get('plugin')!r}, not {PLUGIN_NAME!r}")
-    if not isinstance(config.get("options"), dict):
-        raise InputFileError(run_dir / CONFIG_NAME, "no 'options' object")
-    opts = from_dict(Pix2PixOptions, config["options"], str(run_dir / CONFIG_NAME))
-    device = resolve_device(options.device)
-    netG = define_G(opts.netG, opts.input_nc, opts.output_nc, opts.ngf, opts.norm, opts.dropout)
-    weights, epoch = resolve_weights(run_dir, options.epoch, "G")
-    load_generator_weights(netG, weights, opts)
-    model = Pix2PixModel(netG, opts, device, eval_mode=options.eval_mode, seed=options.seed)
-    model.epoch = epoch
-    model.weights = weights.name
+    run = load_generator(run_dir, options, plugin=PLUGIN_NAME, options_type=Pix2PixOptions, build=build_generator,
+                         flags=architecture_flags)
+    model = Pix2PixModel(run.net, run.options, run.device, eval_mode=options.eval_mode, seed=options.seed)
+    model.epoch, model.weights = run.epoch, run.weights.name
     return model
 
 
 __all__ = [
-    "G_WEIGHTS",
     "Pix2PixModel",
     "architecture_flags",
+    "build_generator",
     "image_seed",
-    "load_generator_weights",
     "load_pix2pix_run",
     "per_image_noise",
     "resolve_device",
-    "state_dict_problems",
 ]

@@ -14,23 +14,15 @@ written to a temporary sibling folder and renamed into place.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
-from safetensors.torch import save as safetensors_bytes
 
-from p2ptools.errors import CheckpointError
-from p2ptools.options import check_options, to_dict
-from p2ptools.plugin import CONFIG_NAME
-from p2ptools.training.foreign import check_import_target as _prepare_target
+from p2ptools.training.foreign import import_generator
 from p2ptools.training.foreign import read_state_dict as read_reference_state
-from p2ptools.training.foreign import write_run as _write_run
-from p2ptools_pix2pix.model import G_WEIGHTS, PLUGIN_NAME, architecture_flags, state_dict_problems
-from p2ptools_pix2pix.networks import count_parameters, define_G
+from p2ptools_pix2pix.model import PLUGIN_NAME, architecture_flags, build_generator
 from p2ptools_pix2pix.options import Pix2PixOptions
 
 
@@ -47,7 +39,7 @@ def plugin_version() -> str:
 _NORM_BUFFERS = (".running_mean", ".running_var", ".num_batches_tracked")
 
 
-def _complete_state(state: dict[str, torch.Tensor], net: torch.nn.Module, norm: str) -> dict[str, torch.Tensor]:
+def _complete_state(state: dict[str, torch.Tensor], net: torch.nn.Module, options: Pix2PixOptions) -> dict[str, torch.Tensor]:
     """Reconcile the legitimate differences of reference files with ``net``'s state dict.
 
     Adds ``num_batches_tracked`` (older files) and, for ``norm none``, the zero biases of the
@@ -68,7 +60,7 @@ def _complete_state(state: dict[str, torch.Tensor], net: torch.nn.Module, norm: 
         module = key.rsplit(".", 1)[0]
         if key.endswith(".num_batches_tracked") and f"{module}.running_mean" in state:
             state[key] = torch.zeros_like(value)
-        elif norm == "none" and key.endswith(".bias") and f"{module}.weight" in state and value.dim() == 1:
+        elif options.norm == "none" and key.endswith(".bias") and f"{module}.weight" in state and value.dim() == 1:
             state[key] = torch.zeros_like(value)
     return state
 
@@ -112,55 +104,17 @@ def guess_architecture(state: Mapping[str, torch.Tensor]) -> str | None:
 
 
 def import_reference_checkpoint(checkpoint: Path, options: Pix2PixOptions, run_dir: Path, overwrite: bool = False) -> Path:
-    """Turn the reference's ``latest_net_G.pth`` into a run directory that ``translate`` can use.
-
-    Args:
-        checkpoint: the reference generator file (a plain state dict).
-        options: the run's options; the architecture fields must describe the saved network.
-        run_dir: the run directory to create (``config.json``, ``checkpoints/latest_G.safetensors``).
-        overwrite: replace an existing run directory.
-
-    Returns:
-        ``run_dir``.
+    """Turn the reference's ``latest_net_G.pth`` into a run directory that ``translate`` can use
+    (:func:`p2ptools.training.foreign.import_generator`, with this module's completion and guess).
 
     Raises:
-        CheckpointError: unreadable file, or keys / shapes that differ from the architecture (one
-            message listing the missing and unexpected keys and the shape mismatches).
+        CheckpointError: unreadable file, NaN/inf values, or keys / shapes that differ from the
+            architecture the options describe (one message listing them, with a guess of the file's).
         ConfigError: invalid options, or ``run_dir`` exists without ``overwrite``.
     """
-    checkpoint, run_dir = Path(checkpoint), Path(run_dir)
-    check_options(options)
-    _prepare_target(run_dir, overwrite)  # fail before the (slow) loading
-    state = read_reference_state(checkpoint)
-    netG = define_G(options.netG, options.input_nc, options.output_nc, options.ngf, options.norm, options.dropout)
-    expected = netG.state_dict()
-    completed = _complete_state(state, netG, options.norm)
-    problems = state_dict_problems(expected, completed)
-    if problems:
-        guess = guess_architecture(state)
-        hint = f"; the file looks like {guess}" if guess else ""
-        raise CheckpointError(checkpoint, f"does not match {architecture_flags(options)}: {problems}{hint}")
-    bad = [k for k, v in completed.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise CheckpointError(checkpoint, f"holds NaN or infinite values in {', '.join(bad[:3])}")
-    netG.load_state_dict({k: v.to(expected[k].dtype) for k, v in completed.items()}, strict=True)
-    weights = {k: v.detach().contiguous() for k, v in netG.state_dict().items()}
-    config: dict[str, Any] = {
-        "plugin": PLUGIN_NAME,
-        "plugin_version": plugin_version(),
-        "options": to_dict(options),
-        "data": None,
-        "data_manifest_sha256": None,
-        "generator_params": count_parameters(netG),
-        "discriminator_params": None,
-        "imported_from": str(checkpoint),
-    }
-    files = {
-        str(G_WEIGHTS): safetensors_bytes(weights, metadata={"format": "pt", "imported_from": checkpoint.name}),
-        CONFIG_NAME: (json.dumps(config, indent=1) + "\n").encode(),
-    }
-    _write_run(run_dir, files, overwrite)
-    return run_dir
+    return import_generator(checkpoint, options, run_dir, overwrite, plugin=PLUGIN_NAME, version=plugin_version(),
+                            build=build_generator, flags=architecture_flags, guess=guess_architecture,
+                            complete=_complete_state)
 
 
 __all__ = ["guess_architecture", "import_reference_checkpoint", "plugin_version", "read_reference_state"]

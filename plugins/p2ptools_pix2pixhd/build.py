@@ -28,6 +28,16 @@ def build_discriminator(options: Pix2PixHDOptions) -> nn.Module:
     return define_D(channels, ndf=options.ndf, n_layers=options.n_layers_D, num_D=options.num_D, norm=options.norm)
 
 
+def architecture_flags(options: Pix2PixHDOptions) -> str:
+    """The options that decide the generator's weights, as command-line flags."""
+    flags = (f"--netG {options.netG} --ngf {options.ngf} --n-downsample-global {options.n_downsample_global} "
+             f"--n-blocks-global {options.n_blocks_global} --label-nc {options.label_nc} "
+             f"{'--instance' if options.instance else '--no-instance'} --norm {options.norm}")
+    if options.netG == "local":
+        flags += f" --n-local-enhancers {options.n_local_enhancers} --n-blocks-local {options.n_blocks_local}"
+    return flags
+
+
 def size_multiple(options: Pix2PixHDOptions) -> int:
     """Heights and widths the generator takes are multiples of this."""
     return 2 ** (options.n_downsample_global + (options.n_local_enhancers if options.netG == "local" else 0))

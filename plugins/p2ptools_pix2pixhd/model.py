@@ -4,7 +4,8 @@ Inputs: with ``--label-nc 0`` the images themselves (RGB or gray uint8); with la
 model takes the ``label_ids`` (and with instances the ``instance_ids``) maps of each image as
 extras (:attr:`Pix2PixHDModel.input_extras`; ``p2ptools translate`` reads them from
 ``<dataset>/<kind>/<split>/<name>.png`` beside the pairs). The generator runs in eval mode (it has
-no dropout; instance norm uses each image's statistics anyway).
+no dropout; instance norm uses each image's statistics anyway). Loading and batching are the shared
+:mod:`p2ptools.generator_model`'s: the weights of ``--epoch`` (latest, best or N), runs of one size.
 """
 
 from __future__ import annotations
@@ -17,20 +18,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from p2ptools.devices import resolve_device
 from p2ptools.errors import ConfigError, InputFileError
-from p2ptools.options import from_dict
-from p2ptools.plugin import CONFIG_NAME, Graph, LoadOptions, TrainedModel, read_run_config, same_size_runs
-from p2ptools.training import checkpoint as ckpt
+from p2ptools.generator_model import GeneratorModel, load_generator
+from p2ptools.plugin import Graph, LoadOptions
+from p2ptools_pix2pixhd.build import PLUGIN_NAME, architecture_flags, build_generator, size_multiple
 from p2ptools_pix2pixhd.data import INSTANCE_DIR, LABEL_DIR, encode_input, input_channels
 from p2ptools_pix2pixhd.options import Pix2PixHDOptions
-from p2ptools_pix2pixhd.build import PLUGIN_NAME, build_generator, size_multiple
-
-#: Generator weights inside a run directory.
-G_WEIGHTS = Path(ckpt.CHECKPOINTS) / ckpt.G_FILE
 
 
-class Pix2PixHDModel(TrainedModel):
+class Pix2PixHDModel(GeneratorModel):
     """A pix2pixHD generator ready to translate.
 
     Args:
@@ -114,26 +110,19 @@ class Pix2PixHDModel(TrainedModel):
         extras = list(extras) if extras is not None else [{} for _ in images]
         if len(extras) != len(images):
             raise ConfigError(f"{len(images)} images but {len(extras)} extras")
-        packed = [self._pack(im, ex) for im, ex in zip(images, extras, strict=True)]
-        results: list[np.ndarray] = []
-        for run in same_size_runs(packed, self.max_batch):
-            batch = torch.from_numpy(np.stack(packed[run])).to(self.device)
-            with torch.inference_mode():
-                y = self.net_g(encode_input(batch, self.options.label_nc, self.options.instance))
-            y = ((y.float() + 1.0) / 2.0 * 255.0).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-            results += [o[:, :, 0].copy() if self.out_channels == 1 else o.copy() for o in y]
-        return results
+        return self.translate_prepared([self._pack(im, ex) for im, ex in zip(images, extras, strict=True)])
+
+    def generate(self, packed: Sequence[np.ndarray]) -> torch.Tensor:
+        """The generator on packed inputs of one size (:meth:`_pack`)."""
+        batch = torch.from_numpy(np.stack(packed)).to(self.device)
+        return self.net_g(encode_input(batch, self.options.label_nc, self.options.instance))
 
 
 def load_run(run_dir: Path, options: LoadOptions) -> Pix2PixHDModel:
-    """Load ``RUN_DIR`` (``config.json`` + ``checkpoints/latest_G.safetensors``) for translation."""
-    run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
-    if config.get("plugin") != PLUGIN_NAME:
-        raise ConfigError(f"{run_dir / CONFIG_NAME}: a run of plugin {config.get('plugin')!r}, not {PLUGIN_NAME!r}")
-    if not isinstance(config.get("options"), dict):
-        raise InputFileError(run_dir / CONFIG_NAME, "no 'options' object")
-    opts = from_dict(Pix2PixHDOptions, config["options"], str(run_dir / CONFIG_NAME))
-    net_g = build_generator(opts)
-    ckpt.load_module(net_g, run_dir / G_WEIGHTS)
-    return Pix2PixHDModel(net_g, opts, resolve_device(options.device))
+    """Load ``RUN_DIR`` (``config.json`` + the generator of ``options.epoch``: ``checkpoints/latest_G``
+    or ``checkpoints/epoch_<N>_G.safetensors``) for translation."""
+    run = load_generator(run_dir, options, plugin=PLUGIN_NAME, options_type=Pix2PixHDOptions, build=build_generator,
+                         flags=architecture_flags)
+    model = Pix2PixHDModel(run.net, run.options, run.device)
+    model.epoch, model.weights = run.epoch, run.weights.name
+    return model

@@ -53,6 +53,23 @@ def test_every_registered_model_trains_loads_and_translates(name, trained, tiny_
         assert (out / "target" / f"{stem}.png").is_file()
 
 
+@pytest.mark.parametrize("name", registry.names("models"))
+def test_translating_a_run_imports_no_training_code(name, trained):
+    """Loading and translating a run (in a fresh interpreter) imports no trainer module and not the
+    shared epoch loop: the builders and the loader live apart from the training code."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from p2ptools import registry\nfrom p2ptools.plugin import LoadOptions\n"
+            f"model = registry.load_run({str(trained[name])!r}, LoadOptions(device='cpu'))\n"
+            "assert model.translate([np.zeros((32, 32, 3), np.uint8)])[0].shape == (32, 32, 3)\n"
+            "print(sorted(m for m in sys.modules if m.rsplit('.', 1)[-1] == 'trainer' or m == 'p2ptools.training.epoch_loop'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 def test_both_models_in_one_ablation_table(trained, tmp_path):
     assert {"pix2pix", "pix2pixhd"} <= set(trained)
     args = ["eval", "--color", "--split", "val", "--out", str(tmp_path / "report")]
