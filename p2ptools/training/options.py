@@ -57,3 +57,10 @@ class TrainOptions:
     log: str = field(default="jsonl", metadata={"bookkeeping": True, "help": "Trackers, comma-separated: jsonl (always on), tensorboard (RUN_DIR/tensorboard), wandb (RUN_DIR/wandb; offline without credentials); rank 0 logs.", "flag": "--log", "choices": valid_trackers, "choices_help": "comma-separated jsonl, tensorboard, wandb"})
     log_every: int = field(default=20, metadata={"range": Range(1), "bookkeeping": True, "help": "Append averaged losses and images/s to log.jsonl every N steps."})
     sample_images: int = field(default=4, metadata={"range": SAMPLES, "bookkeeping": True, "help": "Validation pairs shown in each epoch's sample grid."})
+
+
+def with_default(name: str, value: object) -> object:
+    """A :class:`TrainOptions` field redeclared with another default, its range, help and flag kept:
+    ``epochs: int = with_default("epochs", 5)`` in a plugin's options dataclass."""
+    base = TrainOptions.__dataclass_fields__[name]
+    return field(default=value, metadata=base.metadata)

@@ -98,9 +98,11 @@ def test_every_registered_model_honours_the_contract(name: str):
 
 def test_templates_pass_the_contract():
     from p2ptools_datasets._template import MirrorBuilder
+    from p2ptools_pix2pix._loop_template import PixelGANPlugin
     from p2ptools_pix2pix._template import ColorMapPlugin
 
     registry.check_contract("datasets", MirrorBuilder, "mirror-template")
     registry.check_contract("models", ColorMapPlugin, "colormap-template")
+    registry.check_contract("models", PixelGANPlugin, "pixelgan-template")
     with pytest.raises(PluginError, match="registered as 'x' but its class says name = 'mirror-template'"):
         registry.check_contract("datasets", MirrorBuilder, "x")
