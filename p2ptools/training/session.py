@@ -177,9 +177,10 @@ def open_session(run_dir: Path, config: dict[str, Any], nets: dict[str, nn.Modul
                  hw: Hardware, *, resume: bool, overwrite: bool) -> Session:
     """Check and claim the run directory, then build everything a step needs (module docstring, 5).
 
-    Adam per network (``--lr``, ``--beta1``, ``--beta2``; fused on GPUs), the ``--lr-policy``
-    scheduler per optimiser, a grad scaler (enabled for fp16), this rank's seeds; when resuming, the
-    checkpoint is restored over all of it.
+    The networks go to the device in training mode. Adam per network (``--lr``, ``--beta1``,
+    ``--beta2``; fused on GPUs), the ``--lr-policy``
+    scheduler per optimiser, a grad scaler (enabled for fp16), this rank's seeds; when resuming,
+    the checkpoint is restored over all of it.
     """
     check_trackers(parse_trackers(options.log))  # a missing tracker package fails before the run directory changes
     resuming = prepare_run(run_dir, config, resume=resume, overwrite=overwrite, runtime=runtime)
@@ -187,6 +188,7 @@ def open_session(run_dir: Path, config: dict[str, Any], nets: dict[str, nn.Modul
         ckpt.start_run_dir(run_dir, config)
     for net in nets.values():
         net.to(hw.device, memory_format=torch.channels_last if hw.channels_last else torch.preserve_format)
+        net.train()
     fused = {"fused": True} if hw.device.type == "cuda" else {}  # one kernel per step on GPUs
     optimizers = {k: torch.optim.Adam(n.parameters(), lr=options.lr, betas=(options.beta1, options.beta2), **fused)
                   for k, n in nets.items()}

@@ -157,9 +157,6 @@ def _train(options: Pix2PixOptions, data_root: Path, run_dir: Path, objective: O
     # D's G-loss pass uses the plain module (its weights are frozen there: nothing to synchronise).
     nets = Nets(wrap(net_g, session, compile=options.compile), net_g, wrap(net_d, session, compile=options.compile), net_d,
                 wrap(net_d, session, compile=options.compile, ddp=False))
-    net_g.train()
-    if net_d is not None:
-        net_d.train()
 
     def step(batch: dict) -> tuple[dict[str, torch.Tensor], int]:
         real_a, real_b = to_device(check_batch(batch), hw.device, hw.channels_last)

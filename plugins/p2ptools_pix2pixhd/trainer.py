@@ -235,8 +235,6 @@ def _train(options: Pix2PixHDOptions, data_root: Path, run_dir: Path, runtime: R
     fixed = fixed_global_parameters(net_g, options)
     nets = Nets(wrap(net_g, session, compile=options.compile), net_g, wrap(net_d, session, compile=options.compile), net_d,
                 wrap(net_d, session, compile=options.compile, ddp=False), vgg)
-    net_g.train()
-    net_d.train()
     optimizers = session.optimizers
 
     def step(batch: dict) -> tuple[dict[str, torch.Tensor], int]:
