@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -337,3 +338,38 @@ def assert_one_line_error(res: CliResult, *needles: str) -> str:
     for needle in needles:
         assert needle in line, line
     return line
+
+
+@contextlib.contextmanager
+def sigint_at_step(module, name: str, step: int):
+    """Inside: ``module.<name>`` (a trainer's step function, looked up at each call) sends this
+    process SIGINT just before its ``step``-th call runs; the trainer's handler saves a checkpoint
+    at that step boundary and raises KeyboardInterrupt. The real function is put back on leaving."""
+    real, calls = getattr(module, name), [0]
+
+    def interrupting(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == step:
+            signal.raise_signal(signal.SIGINT)
+        return real(*args, **kwargs)
+
+    setattr(module, name, interrupting)
+    try:
+        yield
+    finally:
+        setattr(module, name, real)
+
+
+def record_checkpoint_writes(monkeypatch) -> list[int]:
+    """The steps of the full checkpoints written from now on (``checkpoint.write_checkpoint`` recorded)."""
+    from p2ptools.training import checkpoint as ckpt
+
+    written: list[int] = []
+    real = ckpt.write_checkpoint
+
+    def record(run_dir, snapshot):
+        written.append(snapshot.step)
+        return real(run_dir, snapshot)
+
+    monkeypatch.setattr(ckpt, "write_checkpoint", record)
+    return written

@@ -5,13 +5,12 @@ per-epoch weights and translates with --epoch."""
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from p2p_testutils import make_dataset
+from p2p_testutils import make_dataset, sigint_at_step
 from p2ptools_pix2pix import _loop_template as template
 
 from p2ptools.errors import InputFileError
@@ -37,7 +36,7 @@ def read_log(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
 
 
-def test_the_template_learns_resumes_and_translates(monkeypatch, tmp_path):
+def test_the_template_learns_resumes_and_translates(tmp_path):
     data = make_dataset(tmp_path / "data", train=8, val=2, size=32)
     plugin = template.PixelGANPlugin()
     opts = options(save_epoch_freq=1)
@@ -47,19 +46,9 @@ def test_the_template_learns_resumes_and_translates(monkeypatch, tmp_path):
     assert {"G_GAN", "G_L1_weighted", "D", "images_per_s"} <= set(read_log(whole)[0])
     assert json.loads((whole / "config.json").read_text())["plugin"] == "pixelgan-template"
 
-    step_fn, calls = template.train_step, {"n": 0}
-
-    def interrupt_at_seven(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 7:
-            signal.raise_signal(signal.SIGINT)  # the loop saves at this step boundary, then stops
-        return step_fn(*args, **kwargs)
-
-    monkeypatch.setattr(template, "train_step", interrupt_at_seven)
     stopped = tmp_path / "stopped"
-    with pytest.raises(KeyboardInterrupt):
+    with sigint_at_step(template, "train_step", 7), pytest.raises(KeyboardInterrupt):  # saved at that step boundary
         plugin.train(opts, TrainRequest(data=data, run_dir=stopped, progress=False))
-    monkeypatch.setattr(template, "train_step", step_fn)
     plugin.train(opts, TrainRequest(data=data, run_dir=stopped, resume=True, progress=False))
     for name in ("latest_G.safetensors", "latest_D.safetensors", "latest_state.safetensors", "epoch_1_G.safetensors"):
         assert (whole / "checkpoints" / name).read_bytes() == (stopped / "checkpoints" / name).read_bytes(), name

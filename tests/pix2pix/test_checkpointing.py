@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import tiny_options  # noqa: E402
+from p2p_testutils import record_checkpoint_writes  # noqa: E402
 from p2ptools_pix2pix.trainer import train  # noqa: E402
 
 from p2ptools.training import checkpoint as ckpt  # noqa: E402
@@ -18,14 +19,7 @@ from p2ptools.training import epoch_weights as epochs  # noqa: E402
 
 
 def run_recording_writes(monkeypatch, tmp_path: Path, data: Path, **changes) -> tuple[Path, list[int]]:
-    written: list[int] = []
-    real = ckpt.write_checkpoint
-
-    def record(run_dir, snapshot):
-        written.append(snapshot.step)
-        return real(run_dir, snapshot)
-
-    monkeypatch.setattr(ckpt, "write_checkpoint", record)
+    written = record_checkpoint_writes(monkeypatch)
     run = train(tiny_options(**changes), data, tmp_path / "run", progress=False)
     return run, written
 

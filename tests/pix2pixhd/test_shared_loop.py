@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import signal
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hd_testutils import make_dataset  # noqa: E402
+from p2p_testutils import record_checkpoint_writes, sigint_at_step  # noqa: E402
 from p2ptools_pix2pixhd import trainer  # noqa: E402
 from p2ptools_pix2pixhd.options import Pix2PixHDOptions  # noqa: E402
 
@@ -48,14 +48,7 @@ def data(tmp_path_factory):
 
 
 def run_recording_writes(monkeypatch, run: Path, data: Path, **changes) -> list[int]:
-    written: list[int] = []
-    real = ckpt.write_checkpoint
-
-    def record(run_dir, snapshot):
-        written.append(snapshot.step)
-        return real(run_dir, snapshot)
-
-    monkeypatch.setattr(ckpt, "write_checkpoint", record)
+    written = record_checkpoint_writes(monkeypatch)
     trainer.train(tiny(**changes), data, run, progress=False)
     return written
 
@@ -109,21 +102,11 @@ def test_tensorboard_holds_every_curve_and_the_samples(tmp_path, data):
     assert [e.step for e in acc.Scalars("val/L1")] == [4, 8] and [i.step for i in acc.Images("samples")] == [4, 8]
 
 
-def test_plateau_run_stopped_by_sigint_resumes_bit_exactly(monkeypatch, tmp_path, data):
+def test_plateau_run_stopped_by_sigint_resumes_bit_exactly(tmp_path, data):
     options = tiny(lr_policy="plateau", epochs=2, epochs_decay=1)
     whole = trainer.train(options, data, tmp_path / "whole", progress=False)
-    step_fn, calls = trainer.train_step, {"n": 0}
-
-    def interrupt_at_six(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            signal.raise_signal(signal.SIGINT)  # the loop saves at this step boundary, then stops
-        return step_fn(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "train_step", interrupt_at_six)
-    with pytest.raises(KeyboardInterrupt):
+    with sigint_at_step(trainer, "train_step", 6), pytest.raises(KeyboardInterrupt):  # saved at that step boundary
         trainer.train(options, data, tmp_path / "stopped", progress=False)
-    monkeypatch.setattr(trainer, "train_step", step_fn)
     assert json.loads((tmp_path / "stopped" / "checkpoints" / "latest_state.json").read_text())["step"] == 6
     resumed = trainer.train(options, data, tmp_path / "stopped", resume=True, progress=False)
     for name in ("latest_G.safetensors", "latest_D.safetensors", "latest_state.safetensors"):
@@ -148,24 +131,14 @@ def test_the_shared_flags_are_on_the_command_line(capsys, monkeypatch, data, tmp
     assert [r["lr"] for r in read_log(run) if "val_L1" in r] == pytest.approx([1e-4, 0.0], abs=1e-12)  # cosine over 2 epochs
 
 
-def test_a_run_written_before_the_shared_loop_resumes_bit_exactly(monkeypatch, tmp_path, data):
+def test_a_run_written_before_the_shared_loop_resumes_bit_exactly(tmp_path, data):
     """A pix2pixHD run of the previous version: config.json without the options it gained and a
     state without "distributed". --resume fills the options' defaults and continues exactly."""
     options = tiny(epochs=2, epochs_decay=1)
     whole = trainer.train(options, data, tmp_path / "whole", progress=False)
-    step_fn, calls = trainer.train_step, {"n": 0}
-
-    def interrupt_at_five(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            signal.raise_signal(signal.SIGINT)
-        return step_fn(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "train_step", interrupt_at_five)
     run = tmp_path / "old"
-    with pytest.raises(KeyboardInterrupt):
+    with sigint_at_step(trainer, "train_step", 5), pytest.raises(KeyboardInterrupt):
         trainer.train(options, data, run, progress=False)
-    monkeypatch.setattr(trainer, "train_step", step_fn)
     config = json.loads((run / "config.json").read_text())
     for name in ("lr_policy", "lr_decay_iters", "log", "save_epoch_freq", "checkpoint_minutes"):
         del config["options"][name]
