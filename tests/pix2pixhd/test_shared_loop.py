@@ -152,3 +152,14 @@ def test_a_run_written_before_the_shared_loop_resumes_bit_exactly(tmp_path, data
     assert (info.value.code or 0) == 0
     for name in ("latest_G.safetensors", "latest_D.safetensors", "latest_state.safetensors"):
         assert (whole / "checkpoints" / name).read_bytes() == (run / "checkpoints" / name).read_bytes(), name
+    # translate --epoch 1 takes the generator that --save-epoch-freq kept
+    import numpy as np
+    from p2ptools_pix2pixhd.plugin import Pix2PixHDPlugin
+
+    from p2ptools.pairs import iter_split, read_pair
+    from p2ptools.plugin import LoadOptions
+
+    a, _ = read_pair(next(iter(iter_split(data, "val"))))
+    first, latest = (Pix2PixHDPlugin().load(run, LoadOptions(device="cpu", epoch=e)) for e in ("1", "latest"))
+    assert (first.epoch, first.weights, latest.weights) == (1, "epoch_1_G.safetensors", "latest_G.safetensors")
+    assert not np.array_equal(first.translate([a])[0], latest.translate([a])[0])
