@@ -12,7 +12,7 @@ Tables 1 and 2 run at 64 px. Table 3 runs at 128 px: the receptive fields (1, 16
 compare with the image as in the paper's 256 px only when 70x70 is a patch smaller than the image
 and 286x286 covers it all; at 64 px the 70x70 PatchGAN would already see the whole image.
 
-    python benchmarks/paper_tables.py [--workdir DIR] [--jobs 2] [--seeds 0 1 2] [--quick]
+    python benchmarks/paper_tables.py [--workdir DIR] [--jobs N] [--seeds 0 1 2] [--tables paper-table1 ...] [--quick]
 
 ``--quick`` (two seeds, about two minutes) shrinks everything to prove the pipeline, not to measure. The
 default takes about 25 minutes on 2 busy CPU cores (``--jobs 2``: two cells at once, one thread
@@ -55,10 +55,12 @@ class Sizes:
     max_steps: int = 0
 
 
-#: Measured on this 2-core machine under load: a 64 px step (batch 4, ngf 16, one thread) 0.07-0.15 s,
-#: a 128 px step 0.1-0.2 s; the FCN-8s scorer (width 1/16) 0.13 s per 64 px image and epoch, 0.27 s at
-#: 128 px; a cell's process start, translation and scoring about 12 s.
-FULL = {64: Sizes(64, 300, 6, 16, 4, 3, 2), 128: Sizes(128, 300, 3, 16, 4, 2, 1)}
+#: Sized from pieces measured on this 2-core machine while other jobs ran (load 2-5): a 64 px step
+#: (batch 4, ngf 16, one thread) 0.07-0.15 s, a 128 px step 0.1-0.2 s; the FCN-8s scorer (width 1/16)
+#: 0.13 s per 64 px training image and epoch, 0.27 s at 128 px; a cell subprocess's start-up (torch and
+#: the evaluation stack imported), translation and scoring 10-20 s. Estimated total: 15 minutes on a
+#: quiet machine, 25 busy (192 steps per 64 px cell, 144 per 128 px cell).
+FULL = {64: Sizes(64, 240, 5, 16, 4, 3, 1), 128: Sizes(128, 240, 3, 16, 4, 2, 1)}
 QUICK = {64: Sizes(64, 30, 1, 4, 4, 1, 0, max_steps=2), 128: Sizes(128, 30, 1, 4, 4, 1, 0, max_steps=2)}
 TABLE_SIZE = {"paper-table1": 64, "paper-table2": 64, "paper-table3": 128}
 
@@ -126,13 +128,15 @@ def orderings(name: str, table: pd.DataFrame, cells: pd.DataFrame, seeds: list[i
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=None, help="where everything goes (default: a temporary folder, removed)")
-    parser.add_argument("--jobs", type=int, default=2, help="cells at once (local backend; one torch thread each)")
+    parser.add_argument("--jobs", type=int, default=None, help="cells at once (local backend; one torch thread each); "
+                        "default 2, --quick: 1 (in this process: tiny cells are mostly process start-up)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (--quick: 0 1)")
     parser.add_argument("--tables", nargs="+", default=list(TABLE_SIZE), choices=list(TABLE_SIZE))
     parser.add_argument("--quick", action="store_true", help="tiny sizes: proves the pipeline in about two minutes")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     args.seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2])
+    args.jobs = args.jobs or (1 if args.quick else 2)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)
