@@ -17,7 +17,9 @@ and 286x286 covers it all; at 64 px the 70x70 PatchGAN would already see the who
 ``--quick`` (two seeds, about two minutes) shrinks everything to prove the pipeline, not to measure. The
 default takes about 25 minutes on 2 busy CPU cores (``--jobs 2``: two cells at once, one thread
 each). The sweeps are resumable: run the same command again with the same ``--workdir`` after an
-interruption. Exit code 0 (orderings are reported, not asserted).
+interruption. Where an ordering fails on the means, the compared rows' per-class IoU shows where the
+difference comes from (each cell's report, ``<table>/cells/<row>/seed<N>/eval/report.html``, has its
+samples). Exit code 0 (orderings are reported, not asserted).
 """
 
 from __future__ import annotations
@@ -125,6 +127,35 @@ def orderings(name: str, table: pd.DataFrame, cells: pd.DataFrame, seeds: list[i
     return lines
 
 
+def per_class_iou(sweep_dir: Path, rows: list[str], seeds: list[int]) -> pd.DataFrame:
+    """Per-class IoU of ``rows``, the mean over seeds of each cell's ``per_class.csv`` (classes
+    present in the test split's labels only: the others score 0 for every row)."""
+    from p2ptools.sweep.store import cell_dir, read_stored, stored_row
+
+    stored = read_stored(sweep_dir)
+    columns = {}
+    for row in rows:
+        frames = [pd.read_csv(cell_dir(sweep_dir, stored_row(stored, row)["slug"], seed) / "eval" / "per_class.csv", index_col=0)
+                  for seed in seeds]
+        columns[row] = pd.concat([f["iou"] for f in frames], axis=1).mean(axis=1)
+    frame = pd.DataFrame(columns)
+    return frame[(frame > 0).any(axis=1)]
+
+
+def why(name: str, table: pd.DataFrame, work: Path, seeds: list[int]) -> list[str]:
+    """For the orderings that fail on the means: the compared rows' per-class IoU (where it comes from)."""
+    shown, lines = set(), []
+    for text, column, high, low in ORDERINGS[name]:
+        highs = [r for r in table.index if r not in (low, "Ground truth")] if high == "*" else [high]
+        if all(table.loc[h, column] > table.loc[low, column] for h in highs) or (text in shown):
+            continue
+        shown.add(text)
+        frame = per_class_iou(work / name, [*highs, low], seeds)
+        lines.append(f"  why not '{text}': per-class IoU, mean over seeds (classes some row finds)")
+        lines += ["    " + line for line in frame.to_string(float_format=lambda v: f"{v:.3f}").splitlines()]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=None, help="where everything goes (default: a temporary folder, removed)")
@@ -168,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"({16 / s.size:.2f} and {70 / s.size:.2f} of the side), 286x286 sees the whole image (an ImageGAN); "
                       f"at the paper's 256 px: {16 / 256:.2f}, {70 / 256:.2f}, whole")
             if {PIXEL, IOU} <= set(table.columns):
-                print("\n".join(orderings(name, table, cells, args.seeds)))
+                print("\n".join(orderings(name, table, cells, args.seeds) + why(name, table, work, args.seeds)))
             sys.stdout.flush()
     print(f"\nwall time {time.perf_counter() - start:.0f} s ({'--quick' if args.quick else 'full sizes'}, --jobs {args.jobs})")
     return 0

@@ -11,7 +11,7 @@ import statistics
 from pathlib import Path
 
 import pytest
-from sweep_specs import ROWS, TRAIN, spec_text, write_spec
+from sweep_specs import ROWS, spec_text, write_spec
 
 from p2p_testutils import make_dataset, tree_bytes
 from p2ptools.sweep.store import cell_dir, read_stored
