@@ -54,12 +54,14 @@ def test_table_is_mean_and_std_of_cells_csv(reference_sweep):
 def test_bold_only_where_the_lead_exceeds_the_spread():
     import pandas as pd
 
-    from p2ptools.sweep.results import bold_rows
+    from p2ptools.sweep.results import bold_rows, shown_frame
 
     means = pd.DataFrame({"SSIM": [0.50, 0.40, 0.30], "L1 (0-255)": [10.0, 12.0, 9.0]}, index=["a", "b", "c"])
     stds = pd.DataFrame({"SSIM": [0.04, 0.05, 0.01], "L1 (0-255)": [1.0, 0.5, 0.6]}, index=["a", "b", "c"])
     # SSIM: a leads b by 0.10 > 0.04 + 0.05: bold. L1 (lower is better): c leads a by 1.0 < 0.6 + 1.0: no bold
     assert bold_rows(means, stds) == {"SSIM": "a"}
+    shown = shown_frame(means, stds, bold_rows(means, stds), lambda t: f"**{t}**")
+    assert shown.loc["a", "SSIM"] == "**0.500 ± 0.040**" and shown.loc["c", "L1 (0-255)"] == "9.000 ± 0.600"
     stds.loc["a", "SSIM"] = 0.06  # 0.50 - 0.06 = 0.44 < 0.40 + 0.05: the intervals overlap
     assert bold_rows(means, stds) == {}
     stds.loc[["a", "b"], "SSIM"] = float("nan")  # one seed: no spread to compare
