@@ -57,13 +57,13 @@ class Sizes:
     max_steps: int = 0
 
 
-#: Sized from pieces measured on this 2-core machine while other jobs ran (load 2-5): a 64 px step
-#: (batch 4, ngf 16, one thread) 0.07-0.15 s, a 128 px step 0.1-0.2 s; the FCN-8s scorer (width 1/16)
-#: 0.13 s per 64 px training image and epoch, 0.27 s at 128 px; a cell subprocess's start-up (torch and
-#: the evaluation stack imported), translation and scoring 10-20 s. Measured (load 2-6, 2026-12-07):
-#: ``--tables paper-table3 --seeds 0`` 238 s (scenes and scorer 99 s, 4 cells 139 s at --jobs 2). The
-#: whole run, projected from it: about 23 minutes (192 steps per 64 px cell, 144 per 128 px cell).
-FULL = {64: Sizes(64, 240, 5, 16, 4, 3, 1), 128: Sizes(128, 240, 3, 16, 4, 2, 1)}
+#: Tables 1-2 at the demo's own sizes (``p2ptools demo``: 360 scenes, ngf 32, 5 + 5 epochs of batch 4,
+#: the FCN-8s scorer trained 10 epochs), where its L1 / L1+cGAN ordering is known to hold; a first run
+#: at 240 scenes, ngf 16 and 3 + 1 epochs (932 s in all) left every row near chance (per-pixel .2-.4
+#: against .79 for the photos), where no ordering means anything. Table 3 at 128 px, 240 scenes, ngf
+#: 16, 4 + 2 epochs. A cell subprocess's start-up (torch and the evaluation stack), translation and
+#: scoring cost 10-20 s on the busy machine.
+FULL = {64: Sizes(64, 360, 10, 32, 4, 5, 5), 128: Sizes(128, 240, 5, 16, 4, 4, 2)}
 QUICK = {64: Sizes(64, 30, 1, 4, 4, 1, 0, max_steps=2), 128: Sizes(128, 30, 1, 4, 4, 1, 0, max_steps=2)}
 TABLE_SIZE = {"paper-table1": 64, "paper-table2": 64, "paper-table3": 128}
 
