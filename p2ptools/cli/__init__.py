@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from p2ptools import __version__
-from p2ptools.cli import datasets, demo, export, fcn, hed, import_checkpoint, make_dataset, models, scorers, train, translate
+from p2ptools.cli import datasets, demo, export, fcn, hed, import_checkpoint, make_dataset, models, scorers, sweep, train, translate
 from p2ptools.cli import eval as eval_cli
 from p2ptools.cli.common import PASSTHROUGH, tidy_help
 from p2ptools.errors import P2PError
@@ -53,6 +53,7 @@ app.command("eval")(eval_cli.eval_command)
 app.command("eval-merge", hidden=True)(eval_cli.merge_command)  # reached as "p2ptools eval merge", see main()
 app.add_typer(fcn.app, name="fcn")
 app.add_typer(hed.app, name="hed")
+app.add_typer(sweep.app, name="sweep")
 app.command("demo")(demo.demo)
 
 
