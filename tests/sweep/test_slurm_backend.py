@@ -1,0 +1,68 @@
+"""``--backend slurm`` through submitit's local executor (every cell a job process on this
+machine): a job killed mid-training is submitted again and the sweep ends with the local backend's
+results, byte for byte; the Slurm options' errors are one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from backend_checks import CELLS, MidTrainingKiller, assert_same_results, folder_of
+from sweep_specs import write_spec
+
+from p2ptools.errors import ConfigError
+
+submitit = pytest.importorskip("submitit", reason="the slurm extra is not installed (pip install 'p2ptools[slurm]')")
+
+
+def test_a_sweep_through_submitit_survives_a_killed_job_with_the_local_results(reference_sweep, tmp_path):
+    from p2ptools.sweep.backends import get_backend
+    from p2ptools.sweep.runner import run_sweep
+    from p2ptools.sweep.spec import load_spec
+
+    spec, sweep = load_spec(write_spec(tmp_path, reference_sweep.parent / "data")), tmp_path / "sweep"
+    killer = MidTrainingKiller(sweep, "slurm")
+    killer.start()
+    try:
+        outcome = run_sweep(spec, sweep, get_backend("slurm", executor="local"), progress=False)
+    finally:
+        killer.stop.set()
+        killer.join()
+    assert killer.killed is not None, "no cell was caught between its epoch-1 checkpoint and its end"
+    (label, seed), pid, _ = killer.killed
+    assert not outcome.failed, outcome.failed
+    assert sorted(outcome.ran) == CELLS
+    folder = folder_of(sweep, label, seed)
+    state = json.loads((folder / "cell.json").read_text())
+    assert state["status"] == "done" and state["backend"] == "slurm" and state["threads"] == 1
+    assert state["pid"] != pid  # a second job ran the cell, resuming it
+    jobs = sorted(p.name for p in (folder / "slurm").glob("*_0_log.out"))
+    assert len(jobs) == 2, jobs  # the killed job and its resubmission, each with its log in the cell's folder
+    log = [json.loads(line) for line in (folder / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "val_L1" not in r] == [1, 2, 3, 4]  # resumed at step 2: steps 3-4 logged once
+    for other in CELLS:
+        if other != (label, seed):
+            assert len(list((folder_of(sweep, *other) / "slurm").glob("*_0_log.out"))) == 1, other
+    assert_same_results(sweep, reference_sweep)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"executor": "pbs"}, r"^--slurm-executor: invalid value 'pbs'; choose from slurm, local$"),
+    ({"executor": "local", "time": 0}, r"^--time: invalid value 0; give a whole number >= 1$"),
+    ({"executor": "local", "gpus_per_job": -1}, r"^--gpus-per-job: invalid value -1; give a whole number >= 0$"),
+])
+def test_bad_slurm_options_are_one_line(options, message):
+    from p2ptools.sweep.backends import get_backend
+
+    with pytest.raises(ConfigError, match=message):
+        get_backend("slurm", **options)
+
+
+def test_the_slurm_executor_needs_the_time_and_slurm(monkeypatch):
+    from p2ptools.sweep.backends import get_backend
+
+    with pytest.raises(ConfigError, match=r"^--time: the slurm backend needs the minutes per cell's job"):
+        get_backend("slurm", partition="gpu")
+    monkeypatch.setenv("PATH", "/nonexistent")  # no srun
+    with pytest.raises(ConfigError, match=r"^--backend slurm: no Slurm on this machine \(srun is not on PATH\); "):
+        get_backend("slurm", time=60)
