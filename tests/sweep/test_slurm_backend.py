@@ -1,14 +1,18 @@
 """``--backend slurm`` through submitit's local executor (every cell a job process on this
-machine): a job killed mid-training is submitted again and the sweep ends with the local backend's
-results, byte for byte; the Slurm options' errors are one line."""
+machine) and, where Slurm is installed, on a real one-node Slurm cluster: a job killed
+mid-training is submitted again and the sweep ends with the local backend's results, byte for
+byte; the Slurm options' errors are one line."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import time
 
 import pytest
 from backend_checks import CELLS, MidTrainingKiller, assert_same_results, folder_of
-from sweep_specs import write_spec
+from sweep_specs import spec_text, write_spec
 
 from p2ptools.errors import ConfigError
 
@@ -66,3 +70,54 @@ def test_the_slurm_executor_needs_the_time_and_slurm(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")  # no srun
     with pytest.raises(ConfigError, match=r"^--backend slurm: no Slurm on this machine \(srun is not on PATH\); "):
         get_backend("slurm", time=60)
+
+
+@pytest.fixture
+def slurm(monkeypatch):
+    """A real one-node Slurm cluster (:mod:`slurm_cluster`); skipped where Slurm is not installed."""
+    from slurm_cluster import missing_programs, slurm_cluster
+
+    missing = missing_programs()
+    if "slurmctld" in missing:
+        pytest.skip("Slurm is not installed (apt-get install slurm-wlm slurmdbd mariadb-server)")
+    if os.geteuid() != 0:
+        pytest.skip("the test's Slurm daemons run as root")
+    assert not missing, f"Slurm is installed without {', '.join(missing)} (apt-get install slurm-wlm slurmdbd mariadb-server)"
+    with slurm_cluster() as env:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        yield
+
+
+def test_a_sweep_on_a_real_slurm_cluster_survives_a_killed_job_with_the_local_results(slurm, reference_sweep, tmp_path):
+    from p2ptools.sweep.backends import get_backend
+    from p2ptools.sweep.runner import run_sweep
+    from p2ptools.sweep.spec import load_spec
+
+    data = reference_sweep.parent / "data"
+    spec = load_spec(write_spec(tmp_path, data, spec_text(data=str(data), rows='\n[[rows]]\nlabel = "L1"\nloss = "l1"\n')))
+    sweep, cells = tmp_path / "sweep", [("L1", 0), ("L1", 1)]
+    killer = MidTrainingKiller(sweep, "slurm")
+    killer.start()
+    try:
+        outcome = run_sweep(spec, sweep, get_backend("slurm", partition="debug", time=10), progress=False)
+    finally:
+        killer.stop.set()
+        killer.join()
+    assert killer.killed is not None, "no cell was caught between its epoch-1 checkpoint and its end"
+    (label, seed), pid, _ = killer.killed
+    assert not outcome.failed, outcome.failed
+    folder = folder_of(sweep, label, seed)
+    state = json.loads((folder / "cell.json").read_text())
+    assert state["status"] == "done" and state["backend"] == "slurm" and state["pid"] != pid
+    ids = sorted(int(p.name.split("_")[0]) for p in (folder / "slurm").glob("*_0_log.out"))
+    assert len(ids) == 2, ids  # the killed job and its resubmission
+    expected, deadline = [f"{ids[0]}|FAILED", f"{ids[1]}|COMPLETED"], time.monotonic() + 60
+    while True:  # Slurm's own account of the two jobs (the second may still be exiting after writing its result)
+        sacct = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(map(str, ids))], capture_output=True,
+                               text=True, check=True).stdout.split()
+        if sacct == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert sacct == expected
+    assert_same_results(sweep, reference_sweep, cells)
