@@ -51,7 +51,7 @@ def ray_cluster(monkeypatch):
     env = dict(os.environ)
     cmd = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
            "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false", "--disable-usage-stats",
-           "--object-store-memory", str(100 * 2**20), "--ray-client-server-port", str(_free_port()),
+           "--object-store-memory", str(100 * 2**20), "--ray-client-server-port", str(_free_port()), "--dashboard-port", str(_free_port()),
            "--dashboard-agent-listen-port", str(_free_port()), "--temp-dir", str(temp)]
     starter = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
