@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
-from backend_checks import CELLS, MidTrainingKiller, assert_same_results, folder_of
-from sweep_specs import write_spec
+from backend_checks import CELLS, MidTrainingKiller, assert_same_results, checkpoints, folder_of
+from sweep_specs import spec_text, write_spec
 
 from p2ptools.errors import ConfigError
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'p2ptools[ray]')")
+L1_ONLY = '\n[[rows]]\nlabel = "L1"\nloss = "l1"\n'
 
 
 def _free_port() -> int:
@@ -38,55 +39,60 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-@pytest.fixture
-def ray_cluster(monkeypatch):
-    """A Ray head on 127.0.0.1 with 2 CPUs; its address. Every process of the cluster is in the
-    process group of its ``ray start``, killed whole at the end (``ray stop`` would stop every Ray
-    cluster of the machine's user). Token authentication off on both sides: Ray turns it on when
-    ``~/.ray/auth_token`` exists, which a local ``ray.init()`` writes."""
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A Ray head on 127.0.0.1 with 2 CPUs, shared by this module's tests; its address. Every
+    process of the cluster is in the process group of its ``ray start``, killed whole at the end
+    (``ray stop`` would stop every Ray cluster of the machine's user). Token authentication off on
+    both sides: Ray turns it on when ``~/.ray/auth_token`` exists, which a local ``ray.init()`` writes."""
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
     port = _free_port()
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    env = dict(os.environ)
-    cmd = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-           "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false", "--disable-usage-stats",
-           "--object-store-memory", str(100 * 2**20), "--ray-client-server-port", str(_free_port()), "--dashboard-port", str(_free_port()),
-           "--dashboard-agent-listen-port", str(_free_port()), "--temp-dir", str(temp)]
-    starter = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        output, _ = starter.communicate(timeout=180)
-        assert starter.returncode == 0, output
-        yield f"127.0.0.1:{port}"
-    finally:
-        if starter.poll() is None:
-            starter.kill()
-        if ray.is_initialized():
-            ray.shutdown()
-        with_group = _group_alive(starter.pid)
-        if with_group:
-            os.killpg(starter.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        while with_group and _group_alive(starter.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        shutil.rmtree(temp, ignore_errors=True)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+        monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        cmd = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+               "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false", "--disable-usage-stats",
+               "--object-store-memory", str(100 * 2**20), "--ray-client-server-port", str(_free_port()),
+               "--dashboard-port", str(_free_port()), "--dashboard-agent-listen-port", str(_free_port()), "--temp-dir", str(temp)]
+        starter = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            output, _ = starter.communicate(timeout=180)
+            assert starter.returncode == 0, output
+            yield f"127.0.0.1:{port}"
+        finally:
+            if starter.poll() is None:
+                starter.kill()
+            if ray.is_initialized():
+                ray.shutdown()
+            with_group = _group_alive(starter.pid)
+            if with_group:
+                os.killpg(starter.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 60
+            while with_group and _group_alive(starter.pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_a_sweep_on_a_ray_cluster_survives_a_killed_worker_with_the_local_results(ray_cluster, reference_sweep, tmp_path):
+def _sweep(spec_path: Path, sweep: Path, **options):
+    """Run the sweep through the ray backend while a :class:`MidTrainingKiller` watches it."""
     from p2ptools.sweep.backends import get_backend
     from p2ptools.sweep.runner import run_sweep
     from p2ptools.sweep.spec import load_spec
 
-    spec, sweep = load_spec(write_spec(tmp_path, reference_sweep.parent / "data")), tmp_path / "sweep"
     killer = MidTrainingKiller(sweep, "ray")
     killer.start()
     try:
-        outcome = run_sweep(spec, sweep, get_backend("ray", address=ray_cluster), progress=False)
+        outcome = run_sweep(load_spec(spec_path), sweep, get_backend("ray", **options), progress=False)
     finally:
         killer.stop.set()
         killer.join()
     assert killer.killed is not None, "no cell was caught between its epoch-1 checkpoint and its end"
-    (label, seed), pid, at_kill = killer.killed
+    return outcome, killer.killed
+
+
+def test_a_sweep_on_a_ray_cluster_survives_a_killed_worker_with_the_local_results(ray_cluster, reference_sweep, tmp_path):
+    sweep = tmp_path / "sweep"
+    outcome, ((label, seed), pid, at_kill) = _sweep(write_spec(tmp_path, reference_sweep.parent / "data"), sweep, address=ray_cluster)
     assert not outcome.failed, outcome.failed
     assert sorted(outcome.ran) == CELLS
     folder = folder_of(sweep, label, seed)
@@ -97,6 +103,21 @@ def test_a_sweep_on_a_ray_cluster_survives_a_killed_worker_with_the_local_result
     log = [json.loads(line) for line in (folder / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "val_L1" not in r] == [1, 2, 3, 4]  # resumed at step 2: steps 3-4 logged once
     assert_same_results(sweep, reference_sweep)
+
+
+def test_a_worker_killed_past_max_retries_fails_its_cell_in_one_line_and_a_rerun_resumes_it(ray_cluster, reference_sweep, tmp_path, cli):
+    data = reference_sweep.parent / "data"
+    spec, sweep = write_spec(tmp_path, data, spec_text(data=str(data), seeds="[0]", rows=L1_ONLY)), tmp_path / "sweep"
+    outcome, (cell, pid, _) = _sweep(spec, sweep, address=ray_cluster, max_retries=0)
+    assert cell == ("L1", 0) and list(outcome.failed) == [cell]  # the driver lived on and reported it
+    error = "the cell's Ray worker died 1 time(s) (max_retries 0 ran out)"
+    state = json.loads((folder_of(sweep, *cell) / "cell.json").read_text())
+    assert state["status"] == "failed" and state["error"] == error and state["pid"] == pid
+    assert f"L1 seed 0: failed: {error}\n" in cli("sweep", "status", sweep).stdout
+    res = cli("sweep", "run", spec, "--out", sweep, "--backend", "ray", "--ray-address", ray_cluster, "--no-progress")
+    assert res.code == 0, res
+    assert "1/1 cells done (1 run now)" in res.stdout
+    assert checkpoints(folder_of(sweep, *cell)) == checkpoints(folder_of(reference_sweep, *cell))  # resumed from epoch 1's
 
 
 def test_an_address_without_a_cluster_is_one_line_before_any_cell(reference_sweep, tmp_path, cli):

@@ -9,9 +9,10 @@ import json
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
-from backend_checks import CELLS, MidTrainingKiller, assert_same_results, folder_of
+from backend_checks import CELLS, MidTrainingKiller, assert_same_results, checkpoints, folder_of
 from sweep_specs import spec_text, write_spec
 
 from p2ptools.errors import ConfigError
@@ -19,21 +20,29 @@ from p2ptools.errors import ConfigError
 submitit = pytest.importorskip("submitit", reason="the slurm extra is not installed (pip install 'p2ptools[slurm]')")
 
 
-def test_a_sweep_through_submitit_survives_a_killed_job_with_the_local_results(reference_sweep, tmp_path):
+L1_ONLY = '\n[[rows]]\nlabel = "L1"\nloss = "l1"\n'
+
+
+def _sweep(spec_path: Path, sweep: Path, **options):
+    """Run the sweep through the slurm backend while a :class:`MidTrainingKiller` watches it."""
     from p2ptools.sweep.backends import get_backend
     from p2ptools.sweep.runner import run_sweep
     from p2ptools.sweep.spec import load_spec
 
-    spec, sweep = load_spec(write_spec(tmp_path, reference_sweep.parent / "data")), tmp_path / "sweep"
     killer = MidTrainingKiller(sweep, "slurm")
     killer.start()
     try:
-        outcome = run_sweep(spec, sweep, get_backend("slurm", executor="local"), progress=False)
+        outcome = run_sweep(load_spec(spec_path), sweep, get_backend("slurm", **options), progress=False)
     finally:
         killer.stop.set()
         killer.join()
     assert killer.killed is not None, "no cell was caught between its epoch-1 checkpoint and its end"
-    (label, seed), pid, _ = killer.killed
+    return outcome, killer.killed
+
+
+def test_a_sweep_through_submitit_survives_a_killed_job_with_the_local_results(reference_sweep, tmp_path):
+    sweep = tmp_path / "sweep"
+    outcome, ((label, seed), pid, _) = _sweep(write_spec(tmp_path, reference_sweep.parent / "data"), sweep, executor="local")
     assert not outcome.failed, outcome.failed
     assert sorted(outcome.ran) == CELLS
     folder = folder_of(sweep, label, seed)
@@ -48,6 +57,24 @@ def test_a_sweep_through_submitit_survives_a_killed_job_with_the_local_results(r
         if other != (label, seed):
             assert len(list((folder_of(sweep, *other) / "slurm").glob("*_0_log.out"))) == 1, other
     assert_same_results(sweep, reference_sweep)
+
+
+def test_a_job_killed_past_max_retries_fails_its_cell_in_one_line_and_a_rerun_resumes_it(reference_sweep, tmp_path, cli):
+    data = reference_sweep.parent / "data"
+    spec, sweep = write_spec(tmp_path, data, spec_text(data=str(data), seeds="[0]", rows=L1_ONLY)), tmp_path / "sweep"
+    outcome, (cell, pid, _) = _sweep(spec, sweep, executor="local", max_retries=0)
+    assert cell == ("L1", 0) and list(outcome.failed) == [cell]  # the driver lived on and reported it
+    folder = folder_of(sweep, *cell)
+    (job,) = [p.name.split("_")[0] for p in (folder / "slurm").glob("*_0_log.out")]
+    error = (f"the cell's local job {job} ended without finishing it (see {folder}/slurm/{job}_0_log.err), "
+             "1 time(s) (max_retries 0)")
+    state = json.loads((folder / "cell.json").read_text())
+    assert state["status"] == "failed" and state["error"] == error and state["pid"] == pid
+    assert f"L1 seed 0: failed: {error}\n" in cli("sweep", "status", sweep).stdout
+    res = cli("sweep", "run", spec, "--out", sweep, "--backend", "slurm", "--slurm-executor", "local", "--no-progress")
+    assert res.code == 0, res
+    assert "1/1 cells done (1 run now)" in res.stdout
+    assert checkpoints(folder) == checkpoints(folder_of(reference_sweep, *cell))  # resumed from epoch 1's checkpoint
 
 
 @pytest.mark.parametrize(("options", "message"), [
@@ -90,22 +117,10 @@ def slurm(monkeypatch):
 
 
 def test_a_sweep_on_a_real_slurm_cluster_survives_a_killed_job_with_the_local_results(slurm, reference_sweep, tmp_path):
-    from p2ptools.sweep.backends import get_backend
-    from p2ptools.sweep.runner import run_sweep
-    from p2ptools.sweep.spec import load_spec
-
     data = reference_sweep.parent / "data"
-    spec = load_spec(write_spec(tmp_path, data, spec_text(data=str(data), rows='\n[[rows]]\nlabel = "L1"\nloss = "l1"\n')))
     sweep, cells = tmp_path / "sweep", [("L1", 0), ("L1", 1)]
-    killer = MidTrainingKiller(sweep, "slurm")
-    killer.start()
-    try:
-        outcome = run_sweep(spec, sweep, get_backend("slurm", partition="debug", time=10), progress=False)
-    finally:
-        killer.stop.set()
-        killer.join()
-    assert killer.killed is not None, "no cell was caught between its epoch-1 checkpoint and its end"
-    (label, seed), pid, _ = killer.killed
+    outcome, ((label, seed), pid, _) = _sweep(write_spec(tmp_path, data, spec_text(data=str(data), rows=L1_ONLY)), sweep,
+                                              partition="debug", time=10)
     assert not outcome.failed, outcome.failed
     folder = folder_of(sweep, label, seed)
     state = json.loads((folder / "cell.json").read_text())

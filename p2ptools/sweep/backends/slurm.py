@@ -128,7 +128,8 @@ class SlurmBackend:
                     if state["status"] in ("done", "failed"):
                         on_outcome(cell, state)
                         continue
-                    lost = f"the cell's {self.executor} job {job.job_id} ended without finishing it ({job.state}; see {job.paths.stderr})"
+                    state_word = f"{job.state}; " if self.executor == "slurm" else ""  # the local executor's says FINISHED
+                    lost = f"the cell's {self.executor} job {job.job_id} ended without finishing it ({state_word}see {job.paths.stderr})"
                     if submitted > self.max_retries:
                         on_outcome(cell, record_lost(sweep_dir, cell, f"{lost}, {submitted} time(s) (max_retries {self.max_retries})", stored))
                         continue
