@@ -135,3 +135,23 @@ def test_bad_ray_options_are_one_line():
 
     with pytest.raises(ConfigError, match=r"^--ray-num-gpus: invalid value -1; give a number >= 0$"):
         get_backend("ray", num_gpus=-1)
+
+
+def test_a_cell_asks_ray_for_a_gpu_when_the_spec_trains_on_one_and_the_cluster_has_one(reference_sweep):
+    from p2ptools.sweep.backends import get_backend
+    from p2ptools.sweep.store import read_stored
+
+    class Cluster:  # ray.cluster_resources() of a cluster with or without GPUs
+        def __init__(self, gpus: int) -> None:
+            self.gpus = gpus
+
+        def cluster_resources(self) -> dict:
+            return {"CPU": 8.0, "GPU": float(self.gpus)} if self.gpus else {"CPU": 8.0}
+
+    stored = read_stored(reference_sweep)  # device cpu
+    gpu_spec = {**stored, "rows": [{**row, "options": {**row["options"], "device": "auto"}} for row in stored["rows"]]}
+    backend = get_backend("ray")
+    assert backend._gpus(Cluster(2), stored) == 0
+    assert backend._gpus(Cluster(2), gpu_spec) == 1
+    assert backend._gpus(Cluster(0), gpu_spec) == 0  # "auto" on a CPU cluster trains on the CPU
+    assert get_backend("ray", num_gpus=0.5)._gpus(Cluster(0), gpu_spec) == 0.5

@@ -136,3 +136,24 @@ def test_a_sweep_on_a_real_slurm_cluster_survives_a_killed_job_with_the_local_re
         time.sleep(0.5)
     assert sacct == expected
     assert_same_results(sweep, reference_sweep, cells)
+
+
+def test_the_sbatch_script_carries_the_options(reference_sweep, tmp_path, monkeypatch):
+    from p2ptools.sweep.backends import get_backend
+    from p2ptools.sweep.store import read_stored
+
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 2))  # as where srun exists
+    stored = read_stored(reference_sweep)  # threads 1, device cpu
+
+    def flags(**options) -> list[str]:
+        backend = get_backend("slurm", time=90, **options)
+        script = backend._executor(tmp_path, 1, backend._gpus(stored))._make_submission_file_text("CMD", "uid")
+        return sorted(line for line in script.splitlines() if line.startswith("#SBATCH") and "_log." not in line)
+
+    common = ["#SBATCH --cpus-per-task=1", "#SBATCH --job-name=p2ptools-sweep", "#SBATCH --nodes=1", "#SBATCH --ntasks-per-node=1",
+              "#SBATCH --open-mode=append", "#SBATCH --signal=USR2@90", "#SBATCH --time=90", "#SBATCH --wckey=submitit"]
+    assert flags() == common  # a CPU spec asks for no GPU; no partition or account: the cluster's defaults
+    assert flags(partition="gpu", account="lab", gpus_per_job=2) == sorted(
+        [*common, "#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --gpus-per-node=2"])
+    gpu_spec = {**stored, "rows": [{**row, "options": {**row["options"], "device": "auto"}} for row in stored["rows"]]}
+    assert get_backend("slurm", time=90)._gpus(gpu_spec) == 1  # a spec that trains on a GPU: one per job
