@@ -2,7 +2,7 @@
 
 - **Ownership.** A folder is ours when it holds our ownership record, ``.p2ptools.json``: a JSON
   object with ``"format": "p2ptools-output/1"``, the kind of output (``dataset``, ``run``,
-  ``translation``, ``evaluation``, ``scorer``) and, for outputs written whole (translations,
+  ``translation``, ``evaluation``, ``scorer``, ``sweep``) and, for outputs written whole (translations,
   evaluations), every file p2ptools wrote there (:func:`claim`, :func:`seal`). A file that merely
   has a marker's name (a user's ``config.json`` or ``report.json``) proves nothing, and neither
   does a record that is a symbolic link. Folders written before the record existed are recognised

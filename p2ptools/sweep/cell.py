@@ -86,6 +86,8 @@ def _run_locked(sweep_dir: Path, stored: dict[str, Any], entry: dict[str, Any], 
     steps = dict(state.get("steps") or {})
     state = {"row": row, "seed": seed, "status": "running", "host": host_name(), "pid": os.getpid(),
              "backend": os.environ.get(BACKEND_ENV, "local"), "started": now(), "step": None, "steps": steps}
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        state["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
     write_state(folder, state)
     try:
         threads = cell_threads(stored)

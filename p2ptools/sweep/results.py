@@ -39,8 +39,8 @@ from p2ptools.sweep.store import cell_dir, stored_row
 GROUND_TRUTH = "Ground truth"
 RESULT_FILES = ("cells.csv", "table.csv", "table.md", "table.tex", "table.html")
 FINGERPRINT = "results.json"
-BOLD_RULE = ("Bold: the best mean of a column whose mean ± std interval does not overlap the runner-up's "
-             "(best mean - std > runner-up mean + std where larger is better); ± is the sample std over seeds.")
+BOLD_RULE = ("Bold: a column's best mean where its lead exceeds the spread (the best mean minus its std above the runner-up's "
+             "mean plus its std; mirrored where lower is better); ± is the sample std over seeds.")
 
 
 def cell_values(report: dict[str, Any], label: str) -> tuple[dict[str, float], dict[str, float] | None]:

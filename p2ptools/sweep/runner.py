@@ -10,12 +10,14 @@ every backend.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from p2ptools.errors import P2PError
 from p2ptools.sweep.backends import Backend
 from p2ptools.sweep.cell import STEPS
 from p2ptools.sweep.spec import SweepSpec
@@ -78,7 +80,8 @@ def describe_state(state: dict[str, Any]) -> str:
         if is_stale(state):
             return "interrupted (resumable)"
         step = f" ({state['step']})" if state.get("step") else ""
-        return f"running{step} on {state.get('host')} PID {state.get('pid')} via {state.get('backend')} since {state.get('started')}"
+        gpu = f" GPU {state['cuda_visible_devices']}" if state.get("cuda_visible_devices") else ""
+        return f"running{step} on {state.get('host')}{gpu} PID {state.get('pid')} via {state.get('backend')} since {state.get('started')}"
     if status == "failed":
         return f"failed: {state.get('error')}"
     if status == "waiting" and state.get("steps"):
@@ -86,23 +89,22 @@ def describe_state(state: dict[str, Any]) -> str:
     return status
 
 
-def training_position(run_dir: Path) -> str:
-    """The latest logged step and epoch of a run (``log.jsonl``'s last line), e.g. ``epoch 2 step 40``."""
+def training_epoch(run_dir: Path) -> int | None:
+    """The epoch of a run's latest logged step (``log.jsonl``'s last line), or None."""
     try:
         with open(run_dir / "log.jsonl", "rb") as fh:
             fh.seek(0, 2)
             fh.seek(max(0, fh.tell() - 4096))
             lines = fh.read().decode("utf-8", "replace").splitlines()
-        record = json.loads(lines[-1]) if lines else {}
-    except (OSError, ValueError):
-        return ""
-    parts = [f"epoch {record['epoch']}" if "epoch" in record else "", f"step {record['step']}" if "step" in record else ""]
-    return " ".join(p for p in parts if p)
+        epoch = json.loads(lines[-1]).get("epoch") if lines else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return epoch if isinstance(epoch, int) else None
 
 
 class CellProgress:
     """The progress display of a sweep: an overall task (cells done of all) and one task per
-    running cell (its step and, while it trains, its epoch and step), refreshed from the cells'
+    running cell (its step and, while it trains, its epoch), refreshed from the cells'
     records every second by a background thread."""
 
     def __init__(self, sweep_dir: Path, stored: dict[str, Any], *, total: int, done: int, enabled: bool = True,
@@ -113,7 +115,9 @@ class CellProgress:
         self.bar = make_progress(enabled, StatsColumn())
         self.overall = self.bar.add_task("sweep", total=total, completed=done, stats="")
         self.tasks: dict[tuple[str, int], int] = {}
+        self.ended: set[tuple[str, int]] = set()
         self.failed = 0
+        self._totals: dict[str, int | None] = {}
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._watch, name="sweep-progress", daemon=True)
@@ -132,6 +136,7 @@ class CellProgress:
         """A cell ended (``on_outcome``): count it, drop its line."""
         with self.lock:
             self.failed += state.get("status") != "done"
+            self.ended.add(cell)
             self._drop(cell)
             failed = f"{self.failed} failed" if self.failed else ""
             self.bar.update(self.overall, advance=1, stats=failed)
@@ -140,6 +145,21 @@ class CellProgress:
         task = self.tasks.pop(cell, None)
         if task is not None and hasattr(self.bar, "remove_task"):
             self.bar.remove_task(task)
+
+    def _epochs(self, row: dict[str, Any]) -> int | None:
+        """A row's epochs (``epochs`` + ``epochs_decay``, its own or its model's defaults), or None
+        for a model without those options."""
+        if row["label"] not in self._totals:
+            from p2ptools import registry
+            from p2ptools.options import field_default
+
+            try:
+                fields = {f.name: field_default(f) for f in dataclasses.fields(registry.load("models", self.stored["model"]).Options)}
+                values = {**fields, **row["options"]}
+                self._totals[row["label"]] = int(values["epochs"]) + int(values.get("epochs_decay", 0))
+            except (KeyError, TypeError, ValueError, P2PError):
+                self._totals[row["label"]] = None
+        return self._totals[row["label"]]
 
     def _watch(self) -> None:
         while not self.stop_event.wait(self.poll):
@@ -150,15 +170,16 @@ class CellProgress:
         for (label, seed), state in cell_states(self.sweep_dir, self.stored).items():
             with self.lock:
                 cell = (label, seed)
-                if state.get("status") != "running" or is_stale(state):
+                if state.get("status") != "running" or is_stale(state) or cell in self.ended:
                     continue
                 step = state.get("step") or "starting"
                 position = len(state.get("steps") or {})
-                if step == "train":
-                    folder = cell_dir(self.sweep_dir, stored_row(self.stored, label)["slug"], seed)
-                    step = " ".join(filter(None, ("train", training_position(folder / "run"))))
+                if step == "train":  # the epoch, not the step: a plain line per epoch, not per logged step
+                    row = stored_row(self.stored, label)
+                    epoch = training_epoch(cell_dir(self.sweep_dir, row["slug"], seed) / "run")
+                    total = self._epochs(row)
+                    step = "train" if not epoch else f"train epoch {epoch}" + (f"/{total}" if total else "")
                 stats = f"{step} on {state.get('host')}"
-                if cell not in self.tasks:
-                    self.tasks[cell] = self.bar.add_task(f"{label} seed {seed}", total=len(STEPS), completed=position, stats=stats)
-                else:
-                    self.bar.update(self.tasks[cell], completed=position, stats=stats)
+                if cell not in self.tasks:  # added blank, then given its status: plain output prints the first line too
+                    self.tasks[cell] = self.bar.add_task(f"{label} seed {seed}", total=len(STEPS), completed=position, stats="")
+                self.bar.update(self.tasks[cell], completed=position, stats=stats)

@@ -30,7 +30,7 @@ from typing import Any
 
 from p2ptools.errors import ConfigError
 from p2ptools.imageio import read_json, write_text_atomic
-from p2ptools.outputs import OutputKind, claim, refuse_foreign
+from p2ptools.outputs import OutputKind, claim, refuse_foreign, refuse_overlap
 from p2ptools.sweep.spec import SweepSpec, canonical
 
 SPEC_NAME, STORED_NAME, STATE_NAME, LOG_NAME = "spec.toml", "sweep.json", "cell.json", "cell.log"
@@ -173,6 +173,7 @@ def prepare_sweep(sweep_dir: str | Path, spec: SweepSpec, *, overwrite: bool = F
     """
     sweep_dir = Path(sweep_dir)
     new = {"format": FORMAT, **spec.to_json()}
+    refuse_overlap(sweep_dir, [row.data for row in spec.rows], "--out")  # a sweep never writes into its data
     state = refuse_foreign(sweep_dir, SWEEP, "--out")
     stored_path = sweep_dir / STORED_NAME
     changes: list[str] = []

@@ -43,7 +43,8 @@ def test_sigkill_of_the_driver_mid_training_then_rerun_finishes_with_the_same_re
     cell = cell_dir(sweep, "L1", 0)
     deadline = time.monotonic() + 120
     try:
-        while '"step": 3' not in _text(cell / "run" / "log.jsonl"):  # training waits at step 3
+        checkpoint = cell / "run" / "checkpoints" / "latest_state.json"  # epoch 1's, written in the background
+        while '"step": 3' not in _text(cell / "run" / "log.jsonl") or not checkpoint.is_file():  # training waits at step 3
             assert driver.poll() is None, driver.stderr.read().decode()
             assert time.monotonic() < deadline, "training never reached step 3"
             time.sleep(0.1)
@@ -57,7 +58,7 @@ def test_sigkill_of_the_driver_mid_training_then_rerun_finishes_with_the_same_re
         driver.stderr.close()
     assert driver.returncode == -signal.SIGKILL
     assert not (cell / "eval").exists()
-    assert json.loads((cell / "run" / "checkpoints" / "latest_state.json").read_text())["step"] == 2  # epoch 1's, to resume from
+    assert json.loads(checkpoint.read_text())["step"] == 2  # epoch 1's, to resume from
     status = cli("sweep", "status", sweep)
     assert "| L1 | interrupted | waiting |" in status.stdout, status
     assert "L1 seed 0: interrupted (resumable)" in status.stdout
@@ -109,3 +110,22 @@ def test_a_backend_without_its_extra_is_one_line_before_anything_runs(reference_
 def test_an_unknown_backend_lists_the_known_ones(reference_sweep, tmp_path, cli):
     res = cli("sweep", "run", _l1_spec(tmp_path, reference_sweep), "--out", tmp_path / "sweep", "--backend", "mpi")
     assert res.code == 1 and res.stderr == "error: --backend: invalid value 'mpi'; choose from local, ray, slurm\n"
+
+
+def test_jobs_take_one_gpu_each_and_never_more_jobs_than_gpus(reference_sweep, monkeypatch):
+    from p2ptools.sweep.backends import local
+
+    assert local.job_env(1, 8)["CUDA_VISIBLE_DEVICES"] == "1" and local.job_env(1, 8)["P2PTOOLS_SWEEP_THREADS"] == "8"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert "CUDA_VISIBLE_DEVICES" not in local.job_env(None, 2)
+    stored = json.loads((reference_sweep / "sweep.json").read_text())
+    assert not local.trains_on_gpu(stored)  # the test spec trains on the CPU: no GPU pinning
+    gpu_spec = {**stored, "rows": [{**r, "options": {**r["options"], "device": "auto"}} for r in stored["rows"]]}
+    assert local.trains_on_gpu(gpu_spec)
+    monkeypatch.setattr(local, "read_stored", lambda _: gpu_spec)
+    monkeypatch.setattr(local, "gpu_count", lambda: 2)
+    started = []
+    monkeypatch.setattr(local, "_start", lambda *a: started.append(a) or pytest.fail("no cell may start"))
+    with pytest.raises(ConfigError, match=r"^--jobs 3: this machine has 2 GPU\(s\) and cells never share one; use --jobs 2 or fewer$"):
+        local.LocalBackend(jobs=3).run_cells(reference_sweep, [("L1", 0), ("L1", 1), ("L1+cGAN", 0)], lambda *a: None)
+    assert started == []

@@ -11,7 +11,7 @@ import statistics
 from pathlib import Path
 
 import pytest
-from sweep_specs import ROWS, TRAIN, spec_text, write_spec
+from sweep_specs import ROWS, spec_text, write_spec
 
 from p2p_testutils import make_dataset, tree_bytes
 from p2ptools.sweep.store import cell_dir, read_stored
@@ -54,12 +54,14 @@ def test_table_is_mean_and_std_of_cells_csv(reference_sweep):
 def test_bold_only_where_the_lead_exceeds_the_spread():
     import pandas as pd
 
-    from p2ptools.sweep.results import bold_rows
+    from p2ptools.sweep.results import bold_rows, shown_frame
 
     means = pd.DataFrame({"SSIM": [0.50, 0.40, 0.30], "L1 (0-255)": [10.0, 12.0, 9.0]}, index=["a", "b", "c"])
     stds = pd.DataFrame({"SSIM": [0.04, 0.05, 0.01], "L1 (0-255)": [1.0, 0.5, 0.6]}, index=["a", "b", "c"])
     # SSIM: a leads b by 0.10 > 0.04 + 0.05: bold. L1 (lower is better): c leads a by 1.0 < 0.6 + 1.0: no bold
     assert bold_rows(means, stds) == {"SSIM": "a"}
+    shown = shown_frame(means, stds, bold_rows(means, stds), lambda t: f"**{t}**")
+    assert shown.loc["a", "SSIM"] == "**0.500 ± 0.040**" and shown.loc["c", "L1 (0-255)"] == "9.000 ± 0.600"
     stds.loc["a", "SSIM"] = 0.06  # 0.50 - 0.06 = 0.44 < 0.40 + 0.05: the intervals overlap
     assert bold_rows(means, stds) == {}
     stds.loc[["a", "b"], "SSIM"] = float("nan")  # one seed: no spread to compare
@@ -121,7 +123,7 @@ def test_changed_spec_refused_then_overwrite_keeps_unchanged_cells_and_a_failing
     # a rerun retries only the failed cells
     (broken / "train" / "000.png").unlink()
     done = {label: _mtimes(cell_dir(sweep, label, 0)) for label in ("L1", "L1+cGAN")}
-    again = cli("sweep", "run", spec, "--out", sweep, "--overwrite", "--no-progress")
+    again = cli("sweep", "run", spec, "--out", sweep, "--no-progress")  # the same spec: no --overwrite needed
     assert again.code == 0, again
     assert "6/6 cells done (2 run now)" in again.stdout
     assert {label: _mtimes(cell_dir(sweep, label, 0)) for label in ("L1", "L1+cGAN")} == done
@@ -138,3 +140,39 @@ def test_the_page_reads_well_in_a_browser(reference_sweep, tmp_path):
     page = (reference_sweep / "table.html").read_text()
     assert "cells/L1/seed0/eval/report.html" in page and "±" in page
     assert all(math.isfinite(float(r["SSIM"])) for r in _csv(reference_sweep / "cells.csv"))
+
+
+def test_a_folder_that_is_not_a_sweep_is_refused_untouched(reference_sweep, tmp_path, cli):
+    spec = reference_sweep.parent / "spec.toml"
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    res = cli("sweep", "run", spec, "--out", tmp_path / "mine", "--no-progress")
+    assert res.code == 1 and res.stderr.count("\n") == 1 and "holds no p2ptools sweep directory" in res.stderr, res
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+    inside = cli("sweep", "run", spec, "--out", reference_sweep.parent / "data" / "sweep", "--no-progress")
+    assert inside.code == 1 and "is inside the input" in inside.stderr, inside
+    assert not (reference_sweep.parent / "data" / "sweep").exists()
+    status = cli("sweep", "status", tmp_path / "mine")
+    assert status.code == 1 and "no sweep.json: not a p2ptools sweep directory" in status.stderr
+
+
+def test_progress_is_a_line_per_running_cell_and_the_overall_count(reference_sweep, tmp_path, capsys):
+    import os
+
+    from p2ptools.sweep.runner import CellProgress
+    from p2ptools.sweep.store import host_name, write_state
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(reference_sweep, sweep, ignore=shutil.ignore_patterns("checkpoints", "translated", "eval", "samples"))
+    cell = cell_dir(sweep, "L1", 1)
+    write_state(cell, {"row": "L1", "seed": 1, "status": "running", "host": host_name(), "pid": os.getpid(), "backend": "local",
+                       "started": "now", "step": "train", "steps": {}})
+    (cell / "run" / "log.jsonl").write_text('{"step": 3, "epoch": 2}\n')
+    capsys.readouterr()
+    with CellProgress(sweep, read_stored(sweep), total=4, done=3, poll=3600) as shown:  # stderr is no terminal here: plain lines
+        shown.refresh()
+        shown.finished(("L1", 1), {"status": "done"})
+        shown.refresh()  # an ended cell gets no line again
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith(f"L1 seed 1: 0/3 (0%) train epoch 2/2 on {host_name()} |"), lines
+    assert lines[1].startswith("sweep: 4/4 (100%) |") and lines[1].endswith(", done") and len(lines) == 2, lines

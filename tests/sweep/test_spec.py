@@ -91,3 +91,16 @@ def test_the_shipped_paper_specs_validate(tmp_path, sweep_data, name):
 def test_a_shipped_spec_without_data_says_so(tmp_path):
     with pytest.raises(ConfigError, match=r"paper-table1\.toml: data: the spec names no dataset: set data = \"DIR\" or run with --data DIR"):
         load_spec(find_spec("paper-table1"))
+
+
+def test_the_readme_example_spec_validates(tmp_path, sweep_data):
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)
+    assert len(blocks) == 1
+    path = tmp_path / "readme.toml"
+    path.write_text(blocks[0].replace('"data/facades"', f'"{sweep_data}"'), encoding="utf-8")
+    spec = load_spec(path)
+    assert [r.label for r in spec.rows] == ["lambda 100", "lambda 10"]
+    assert [r.options["lambda_l1"] for r in spec.rows] == [100.0, 10.0] and spec.threads == 2

@@ -111,11 +111,18 @@ class LocalBackend:
             raise
 
 
-def _start(sweep_dir: Path, cell: tuple[str, int], slot: int | None, threads: int, folder: Path) -> subprocess.Popen:
+def job_env(slot: int | None, threads: int) -> dict[str, str]:
+    """The environment of a cell subprocess: the GPU ``slot`` alone visible (None: no GPU pinning),
+    ``threads`` torch/OpenMP threads, the backend's name and the driver's PID."""
     env = {**os.environ, BACKEND_ENV: "local", THREADS_ENV: str(threads), "OMP_NUM_THREADS": str(threads),
            PARENT_ENV: str(os.getpid())}
     if slot is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(slot)
+    return env
+
+
+def _start(sweep_dir: Path, cell: tuple[str, int], slot: int | None, threads: int, folder: Path) -> subprocess.Popen:
+    env = job_env(slot, threads)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / LOG_NAME, "ab") as log:
         log.write(f"--- {now()} local job (threads {threads}{'' if slot is None else f', GPU {slot}'})\n".encode())
