@@ -155,3 +155,17 @@ def test_a_cell_asks_ray_for_a_gpu_when_the_spec_trains_on_one_and_the_cluster_h
     assert backend._gpus(Cluster(2), gpu_spec) == 1
     assert backend._gpus(Cluster(0), gpu_spec) == 0  # "auto" on a CPU cluster trains on the CPU
     assert get_backend("ray", num_gpus=0.5)._gpus(Cluster(0), gpu_spec) == 0.5
+
+
+def test_a_cell_larger_than_the_local_cluster_is_one_line_not_a_wait():
+    from p2ptools.sweep.backends.ray import _refuse_infeasible
+
+    class Cluster:  # ray.cluster_resources() of a 2-core machine without GPUs
+        def cluster_resources(self) -> dict:
+            return {"CPU": 2.0, "memory": 1e9}
+
+    _refuse_infeasible(Cluster(), 2, 0)
+    with pytest.raises(ConfigError, match=r"^--backend ray: a cell asks for 4 CPUs \(the spec's threads\) and this machine's Ray cluster has 2;"):
+        _refuse_infeasible(Cluster(), 4, 0)
+    with pytest.raises(ConfigError, match=r"^--ray-num-gpus 1: this machine's Ray cluster has 0 GPU\(s\)$"):
+        _refuse_infeasible(Cluster(), 1, 1)

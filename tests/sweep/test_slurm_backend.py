@@ -116,7 +116,7 @@ def slurm(monkeypatch):
         yield
 
 
-def test_a_sweep_on_a_real_slurm_cluster_survives_a_killed_job_with_the_local_results(slurm, reference_sweep, tmp_path):
+def test_a_sweep_on_a_real_slurm_cluster_survives_a_killed_job_with_the_local_results(slurm, reference_sweep, tmp_path, cli):
     data = reference_sweep.parent / "data"
     sweep, cells = tmp_path / "sweep", [("L1", 0), ("L1", 1)]
     outcome, ((label, seed), pid, _) = _sweep(write_spec(tmp_path, data, spec_text(data=str(data), rows=L1_ONLY)), sweep,
@@ -136,6 +136,11 @@ def test_a_sweep_on_a_real_slurm_cluster_survives_a_killed_job_with_the_local_re
         time.sleep(0.5)
     assert sacct == expected
     assert_same_results(sweep, reference_sweep, cells)
+    # a partition the cluster does not have: sbatch's refusal in one line, before any cell runs
+    res = cli("sweep", "run", write_spec(tmp_path / "other", data), "--out", tmp_path / "other" / "sweep", "--backend", "slurm",
+              "--partition", "nope", "--time", "5")
+    assert res.code == 1 and res.stderr.count("\n") == 1, res
+    assert res.stderr.startswith("error: --backend slurm: the job of L1 seed 0 was refused: ") and "invalid partition" in res.stderr.lower()
 
 
 def test_the_sbatch_script_carries_the_options(reference_sweep, tmp_path, monkeypatch):

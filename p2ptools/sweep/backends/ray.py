@@ -93,7 +93,10 @@ class RayBackend:
         started = self._connect(ray)
         pending: dict[Any, tuple[str, int]] = {}
         try:
-            task = ray.remote(num_cpus=threads, num_gpus=self._gpus(ray, stored), max_retries=self.max_retries,
+            gpus = self._gpus(ray, stored)
+            if started and self.address is None:
+                _refuse_infeasible(ray, threads, gpus)
+            task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=self.max_retries,
                               retry_exceptions=False)(run_cell_task)
             pending = {task.remote(str(sweep_dir), row, seed, threads): (row, seed) for row, seed in cells}
             while pending:
@@ -152,6 +155,17 @@ def _result(ray: Any, ref: Any, sweep_dir: Path, stored: dict[str, Any], cell: t
         return record_lost(sweep_dir, cell, "the cell's Ray task was cancelled", stored)
     except RayError as exc:
         return record_lost(sweep_dir, cell, f"the cell's Ray task failed: {type(exc).__name__}: {_first_line(exc)}", stored)
+
+
+def _refuse_infeasible(ray: Any, threads: int, gpus: float) -> None:
+    """On the local cluster started for the sweep (no autoscaler adds nodes to it), a cell that
+    asks for more CPUs or GPUs than the machine has would wait forever: refuse it in one line."""
+    have = ray.cluster_resources()
+    if have.get("CPU", 0) < threads:
+        raise ConfigError(f"--backend ray: a cell asks for {threads} CPUs (the spec's threads) and this machine's Ray "
+                          f"cluster has {have.get('CPU', 0):g}; lower threads or give --ray-address of a larger cluster")
+    if have.get("GPU", 0) < gpus:
+        raise ConfigError(f"--ray-num-gpus {gpus:g}: this machine's Ray cluster has {have.get('GPU', 0):g} GPU(s)")
 
 
 def _probe(address: str) -> None:

@@ -24,6 +24,8 @@ on a file system that the nodes share, at the same path; every node needs p2ptoo
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import time as _time
 from collections.abc import Callable, Sequence
@@ -169,7 +171,8 @@ class SlurmBackend:
         folder = cell_folder(sweep_dir, cell, stored)
         folder.mkdir(parents=True, exist_ok=True)
         try:
-            return self._executor(folder, threads, gpus).submit(CellJob(), str(sweep_dir), cell[0], cell[1], threads), ""
+            with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's refusal, which the error holds too
+                return self._executor(folder, threads, gpus).submit(CellJob(), str(sweep_dir), cell[0], cell[1], threads), ""
         except (submitit.core.utils.FailedSubmissionError, OSError, RuntimeError) as exc:
             return None, _one_line(exc)
 
