@@ -66,7 +66,8 @@ class MidTrainingKiller(threading.Thread):
         self.killed: tuple[tuple[str, int], int, dict] | None = None
         self.stop = threading.Event()
 
-    def _catchable(self, cell: tuple[str, int]) -> dict:
+    def catchable(self, cell: tuple[str, int]) -> dict:
+        """The record of ``cell`` when its process is in training past its epoch-1 checkpoint, else {}."""
         try:
             folder = folder_of(self.sweep, *cell)
         except Exception:  # noqa: BLE001 - sweep.json not written yet
@@ -81,13 +82,13 @@ class MidTrainingKiller(threading.Thread):
     def run(self) -> None:
         while self.killed is None and not self.stop.is_set() and time.monotonic() < self.deadline:
             for cell in CELLS:
-                state = self._catchable(cell)
+                state = self.catchable(cell)
                 if not state:
                     continue
                 pid = state["pid"]
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGSTOP)
-                    again = self._catchable(cell)
+                    again = self.catchable(cell)
                     if again.get("pid") == pid and again.get("started") == state.get("started"):
                         os.kill(pid, signal.SIGKILL)
                         self.killed = (cell, pid, again)

@@ -120,6 +120,45 @@ def test_a_worker_killed_past_max_retries_fails_its_cell_in_one_line_and_a_rerun
     assert checkpoints(folder_of(sweep, *cell)) == checkpoints(folder_of(reference_sweep, *cell))  # resumed from epoch 1's
 
 
+def test_a_killed_driver_takes_its_ray_tasks_with_it_and_a_rerun_resumes(ray_cluster, reference_sweep, tmp_path, cli):
+    data = reference_sweep.parent / "data"
+    spec, sweep = write_spec(tmp_path, data, spec_text(data=str(data), seeds="[0]", rows=L1_ONLY)), tmp_path / "sweep"
+    driver = subprocess.Popen([sys.executable, "-m", "p2ptools", "sweep", "run", str(spec), "--out", str(sweep), "--backend", "ray",
+                               "--ray-address", ray_cluster, "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    catcher = MidTrainingKiller(sweep, "ray")
+    try:
+        deadline = time.monotonic() + 300
+        while not (state := catcher.catchable(("L1", 0))):  # a worker in training after epoch 1's checkpoint
+            assert driver.poll() is None, driver.stderr.read().decode()
+            assert time.monotonic() < deadline, "the cell never reached its epoch-1 checkpoint"
+            time.sleep(0.005)
+        worker = state["pid"]
+        os.kill(worker, signal.SIGSTOP)  # frozen: only Ray can end it now
+        driver.kill()
+        driver.wait(timeout=30)
+        deadline = time.monotonic() + 120
+        while _alive(worker):
+            assert time.monotonic() < deadline, f"Ray left the dead driver's worker {worker} running"
+            time.sleep(0.2)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        driver.stderr.close()
+    assert json.loads((folder_of(sweep, "L1", 0) / "cell.json").read_text())["status"] == "running"  # interrupted
+    res = cli("sweep", "run", spec, "--out", sweep, "--backend", "ray", "--ray-address", ray_cluster, "--no-progress")
+    assert res.code == 0, res
+    assert "1/1 cells done (1 run now)" in res.stdout
+    assert checkpoints(folder_of(sweep, "L1", 0)) == checkpoints(folder_of(reference_sweep, "L1", 0))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
 def test_an_address_without_a_cluster_is_one_line_before_any_cell(reference_sweep, tmp_path, cli):
     port = _free_port()  # nothing listens there
     spec = write_spec(tmp_path, reference_sweep.parent / "data")
