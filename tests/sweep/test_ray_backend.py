@@ -1,6 +1,8 @@
 """``--backend ray`` on a real local Ray cluster (``ray start --head`` on 127.0.0.1, 2 CPUs: two
 cells at once, one worker process each): a worker killed mid-training is retried by Ray and the
-sweep ends with the local backend's results, byte for byte."""
+sweep ends with the local backend's results, byte for byte; one killed past ``max_retries`` is a
+failed cell that a rerun resumes; a killed driver's task is ended by Ray; bad addresses and
+options are one line."""
 
 from __future__ import annotations
 
