@@ -14,9 +14,9 @@ and 286x286 covers it all; at 64 px the 70x70 PatchGAN would already see the who
 
     python benchmarks/paper_tables.py [--workdir DIR] [--jobs N] [--seeds 0 1 2] [--tables paper-table1 ...] [--quick]
 
-``--quick`` (two seeds, about two minutes) shrinks everything to prove the pipeline, not to measure. The
-default takes about 25 minutes on 2 busy CPU cores (``--jobs 2``: two cells at once, one thread
-each). The sweeps are resumable: run the same command again with the same ``--workdir`` after an
+``--quick`` (two seeds, under a minute) shrinks everything to prove the pipeline, not to measure. The
+default is sized for about 25 minutes on 2 busy CPU cores (``--jobs 2``: two cells at once, one
+thread each; an estimate from the pieces measured beside :data:`FULL`; the script prints its wall time). The sweeps are resumable: run the same command again with the same ``--workdir`` after an
 interruption. Where an ordering fails on the means, the compared rows' per-class IoU shows where the
 difference comes from (each cell's report, ``<table>/cells/<row>/seed<N>/eval/report.html``, has its
 samples). Exit code 0 (orderings are reported, not asserted).
@@ -60,8 +60,9 @@ class Sizes:
 #: Sized from pieces measured on this 2-core machine while other jobs ran (load 2-5): a 64 px step
 #: (batch 4, ngf 16, one thread) 0.07-0.15 s, a 128 px step 0.1-0.2 s; the FCN-8s scorer (width 1/16)
 #: 0.13 s per 64 px training image and epoch, 0.27 s at 128 px; a cell subprocess's start-up (torch and
-#: the evaluation stack imported), translation and scoring 10-20 s. Estimated total: 15 minutes on a
-#: quiet machine, 25 busy (192 steps per 64 px cell, 144 per 128 px cell).
+#: the evaluation stack imported), translation and scoring 10-20 s. Measured (load 2-6, 2026-12-07):
+#: ``--tables paper-table3 --seeds 0`` 238 s (scenes and scorer 99 s, 4 cells 139 s at --jobs 2). The
+#: whole run, projected from it: about 23 minutes (192 steps per 64 px cell, 144 per 128 px cell).
 FULL = {64: Sizes(64, 240, 5, 16, 4, 3, 1), 128: Sizes(128, 240, 3, 16, 4, 2, 1)}
 QUICK = {64: Sizes(64, 30, 1, 4, 4, 1, 0, max_steps=2), 128: Sizes(128, 30, 1, 4, 4, 1, 0, max_steps=2)}
 TABLE_SIZE = {"paper-table1": 64, "paper-table2": 64, "paper-table3": 128}
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                         "default 2, --quick: 1 (in this process: tiny cells are mostly process start-up)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (--quick: 0 1)")
     parser.add_argument("--tables", nargs="+", default=list(TABLE_SIZE), choices=list(TABLE_SIZE))
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: proves the pipeline in about two minutes")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: proves the pipeline in under a minute")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     args.seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2])

@@ -193,6 +193,8 @@ def load_spec(path: str | Path, *, data: str | Path | None = None, overrides: di
         if not isinstance(label, str) or not label.strip():
             raise where.error(f"{key}.label", "each row needs a label (a non-empty string)")
         key = f"rows[{i}] ({label})"
+        if label.strip().lower() == "ground truth":
+            raise where.error(f"{key}.label", "'Ground truth' is the table's row of the real photos (eval ground-truth-row): choose another label")
         changes = _option_values(cls, {k: v for k, v in row_raw.items() if k not in RESERVED_ROW_KEYS}, where, key)
         options = {**base, **changes}
         row_data = row_raw.get("data", spec_data)

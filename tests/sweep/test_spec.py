@@ -31,6 +31,7 @@ def _error(tmp_path: Path, sweep_data: Path, text: str) -> str:
     (spec_text(rows=ROWS + '[[rows]]\nnetD = "pixel"\n'), "rows[2].label: each row needs a label"),
     (spec_text(rows=ROWS + '[[rows]]\nlabel = "L1"\n'), "rows[2] (L1).label: two rows would share the folder 'L1'"),
     (spec_text(train=TRAIN + "load_size = 36\n"), "train.load_size: option load_size is given twice"),
+    (spec_text(rows=ROWS + '[[rows]]\nlabel = "Ground truth"\n'), "rows[2] (Ground truth).label: 'Ground truth' is the table's row"),
     (spec_text(seeds="[0, 0]"), "seeds: a seed is listed twice"),
     (spec_text(seeds="[-1]"), "seeds: invalid seed -1"),
     (spec_text(seeds="3"), "seeds: must be an array, got 3"),
