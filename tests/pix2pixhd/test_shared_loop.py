@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -22,8 +23,11 @@ from hd_testutils import make_dataset  # noqa: E402
 from p2p_testutils import record_checkpoint_writes, sigint_at_step  # noqa: E402
 from p2ptools_pix2pixhd import trainer  # noqa: E402
 from p2ptools_pix2pixhd.options import Pix2PixHDOptions  # noqa: E402
+from p2ptools_pix2pixhd.plugin import Pix2PixHDPlugin  # noqa: E402
 
 from p2ptools.cli import main  # noqa: E402
+from p2ptools.pairs import iter_split, read_pair  # noqa: E402
+from p2ptools.plugin import LoadOptions  # noqa: E402
 from p2ptools.training import checkpoint as ckpt  # noqa: E402
 from p2ptools.training import epoch_weights  # noqa: E402
 
@@ -129,6 +133,11 @@ def test_the_shared_flags_are_on_the_command_line(capsys, monkeypatch, data, tmp
     assert options | {"lr_policy": "cosine", "save_epoch_freq": 1, "checkpoint_minutes": 0.5} == options
     assert sorted(epoch_weights.epoch_weights(run)) == [1, 2]
     assert [r["lr"] for r in read_log(run) if "val_L1" in r] == pytest.approx([1e-4, 0.0], abs=1e-12)  # cosine over 2 epochs
+    # translate --epoch 1 takes the generator that --save-epoch-freq kept
+    a, _ = read_pair(next(iter(iter_split(data, "val"))))
+    first, latest = (Pix2PixHDPlugin().load(run, LoadOptions(device="cpu", epoch=e)) for e in ("1", "latest"))
+    assert (first.epoch, first.weights, latest.weights) == (1, "epoch_1_G.safetensors", "latest_G.safetensors")
+    assert not np.array_equal(first.translate([a])[0], latest.translate([a])[0])
 
 
 def test_a_run_written_before_the_shared_loop_resumes_bit_exactly(tmp_path, data):
@@ -152,14 +161,3 @@ def test_a_run_written_before_the_shared_loop_resumes_bit_exactly(tmp_path, data
     assert (info.value.code or 0) == 0
     for name in ("latest_G.safetensors", "latest_D.safetensors", "latest_state.safetensors"):
         assert (whole / "checkpoints" / name).read_bytes() == (run / "checkpoints" / name).read_bytes(), name
-    # translate --epoch 1 takes the generator that --save-epoch-freq kept
-    import numpy as np
-    from p2ptools_pix2pixhd.plugin import Pix2PixHDPlugin
-
-    from p2ptools.pairs import iter_split, read_pair
-    from p2ptools.plugin import LoadOptions
-
-    a, _ = read_pair(next(iter(iter_split(data, "val"))))
-    first, latest = (Pix2PixHDPlugin().load(run, LoadOptions(device="cpu", epoch=e)) for e in ("1", "latest"))
-    assert (first.epoch, first.weights, latest.weights) == (1, "epoch_1_G.safetensors", "latest_G.safetensors")
-    assert not np.array_equal(first.translate([a])[0], latest.translate([a])[0])
