@@ -14,7 +14,9 @@ holder killed with SIGKILL until it noticed its parent was gone (seconds later),
 ``--resume`` would be refused. Every forked child therefore closes its copies of the lock files at
 once (:func:`os.register_at_fork`; closing a copy leaves the parent's lock in place, unlike
 ``LOCK_UN``), and the descriptors are close-on-exec, so ``spawn`` and ``forkserver`` children and
-subprocesses never get them.
+subprocesses never get them. A child forked just before its parent was killed may not have run yet
+to close its copy: a lock whose recorded holder is dead is therefore tried again for up to
+:data:`DEAD_HOLDER_GRACE` seconds before it is refused.
 
 Train, resume, import-checkpoint, make-dataset, translate and eval take it on their output.
 """
@@ -26,6 +28,7 @@ import errno
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,6 +79,37 @@ def _close_lock_file(fd: int) -> None:
         os.close(fd)
 
 
+#: Seconds a lock held although its recorded holder is dead is tried again (a forked child closing its copy).
+DEAD_HOLDER_GRACE = 2.0
+
+
+def _recorded_pid(path: Path) -> int | None:
+    try:
+        pid = path.read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None
+    return int(pid) if pid.isdigit() else None
+
+
+def _dead(pid: int | None) -> bool:
+    """True when ``pid`` names no running process (gone, or a zombie waiting for its parent)."""
+    if pid is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+    except (OSError, IndexError):  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
+
+
 def _holder(path: Path) -> str:
     try:
         pid = path.read_text(encoding="ascii", errors="replace").strip()
@@ -114,6 +148,7 @@ def output_lock(output: str | Path) -> Iterator[Path]:
 
 def _acquire(output: str | Path, path: Path) -> int:
     """Open and lock ``path`` (the lock file of ``output``); its descriptor, or LockedError."""
+    deadline = None
     while True:
         try:
             fd = _open_lock_file(path)
@@ -123,6 +158,11 @@ def _acquire(output: str | Path, path: Path) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             _close_lock_file(fd)
+            if _dead(_recorded_pid(path)):  # only a dead holder's forked child, about to close its copy
+                deadline = deadline or time.monotonic() + DEAD_HOLDER_GRACE
+                if time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
             raise LockedError(f"{output}: in use by another p2ptools process ({_holder(path)}, lock {path}); "
                               "wait for it to finish or stop it") from None
         except BaseException:

@@ -88,6 +88,77 @@ def test_a_child_outliving_a_killed_holder_does_not_hold_its_lock(tmp_path: Path
                 os.kill(child, signal.SIGKILL)
 
 
+# Takes the lock and forks a child that keeps its copy of the lock descriptor for argv[2] seconds, as
+# a child forked just before its parent's SIGKILL does until it runs (the fork hook is bypassed here
+# by hiding the descriptor from it); prints the child's PID and waits to be killed.
+HOLD_WITH_SLOW_CHILD = """
+import os, sys, time
+import p2ptools.locks as locks
+with locks.output_lock(sys.argv[1]):
+    held = set(locks._HELD)
+    locks._HELD.clear()
+    child = os.fork()
+    if child == 0:
+        time.sleep(float(sys.argv[2]))
+        for fd in held:
+            os.close(fd)
+        time.sleep(60)
+        os._exit(0)
+    locks._HELD.update(held)
+    print(child, flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("child_keeps_it", [0.5, 60])
+def test_a_dead_holders_lock_still_held_by_its_child_is_waited_for_then_refused(tmp_path: Path, child_keeps_it: float):
+    """A killed holder's forked child that has not yet closed its copy: the lock is tried again for
+    DEAD_HOLDER_GRACE seconds (taken once the child lets go), then refused naming the dead holder."""
+    import time
+
+    from p2ptools import locks
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_WITH_SLOW_CHILD, str(out), str(child_keeps_it)], stdout=subprocess.PIPE, text=True)
+    child = 0
+    try:
+        child = int(proc.stdout.readline())
+        proc.kill()
+        proc.wait(timeout=30)
+        start = time.monotonic()
+        if child_keeps_it < locks.DEAD_HOLDER_GRACE:
+            with output_lock(out) as path:
+                assert path.read_text().strip() == str(os.getpid())
+        else:
+            with pytest.raises(LockedError, match=rf"in use by another p2ptools process \(PID {proc.pid}, lock "):
+                with output_lock(out):
+                    pass
+            assert time.monotonic() - start >= locks.DEAD_HOLDER_GRACE
+        os.kill(child, 0)  # the child still lives: only its closed copy let the lock go
+    finally:
+        proc.kill()
+        if child:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+
+
+def test_a_live_holder_is_refused_at_once(tmp_path: Path):
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        start = time.monotonic()
+        with pytest.raises(LockedError):
+            with output_lock(out):
+                pass
+        assert time.monotonic() - start < 0.5  # no grace for a holder that lives
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
 def test_lock_descriptors_are_not_inherited_across_exec(tmp_path: Path):
     import p2ptools.locks as locks
 
