@@ -72,7 +72,9 @@ def test_a_child_outliving_a_killed_holder_does_not_hold_its_lock(tmp_path: Path
     """Issue 23.4: SIGKILL of the holder frees the lock at once, though its forked children (DataLoader
     workers, builder workers) live on: flock locks belong to the open file description, which a fork shares."""
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-c", HOLD_WITH_CHILD, str(out), how], stdout=subprocess.PIPE, text=True)
+    script = tmp_path / "hold.py"  # a file, not -c: forkserver children import the target from __main__'s file
+    script.write_text(HOLD_WITH_CHILD)
+    proc = subprocess.Popen([sys.executable, str(script), str(out), how], stdout=subprocess.PIPE, text=True)
     child = 0
     try:
         child = int(proc.stdout.readline())
