@@ -26,4 +26,4 @@ demo: $(STAMP)
 	@$(HINT)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile  # two workers, each test file in one of them (module fixtures such as the Ray cluster are started once)

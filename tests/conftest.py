@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import pytest
-from p2p_testutils import CliResult, make_dataset
+# COLUMNS and LINES exported by a shell (pytest-xdist's workers get 80x24) would fix the width of
+# rich's consoles, made when p2ptools is imported, for output that is not a terminal; tests that
+# need a width set COLUMNS themselves.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+
+import pytest  # noqa: E402
+from p2p_testutils import CliResult, make_dataset  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -66,3 +73,14 @@ def vgg_file(tmp_path_factory) -> Path:
     from metric_weights import make_torchvision_file
 
     return make_torchvision_file(tmp_path_factory.mktemp("vgg") / "vgg16-397923af.pth", "vgg16")
+
+
+#: The longest test files, run first: under ``pytest -n 2 --dist loadfile`` (``make test``) one
+#: worker takes the demo while the other works through the rest, instead of the demo running alone
+#: at the end.
+SLOW_FIRST = ("test_demo.py", "test_ray_backend.py", "test_slurm_backend.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
