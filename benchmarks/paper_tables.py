@@ -15,11 +15,11 @@ and 286x286 covers it all; at 64 px the 70x70 PatchGAN would already see the who
     python benchmarks/paper_tables.py [--workdir DIR] [--jobs N] [--seeds 0 1 2] [--tables paper-table1 ...] [--quick]
 
 ``--quick`` (two seeds, under a minute) shrinks everything to prove the pipeline, not to measure. The
-default is sized for about 25 minutes on 2 busy CPU cores (``--jobs 2``: two cells at once, one
-thread each; an estimate from the pieces measured beside :data:`FULL`; the script prints its wall time). The sweeps are resumable: run the same command again with the same ``--workdir`` after an
+default took 40 minutes on 2 CPU cores (``--jobs 2``: two cells at once, one thread each; 2416 s
+measured 2026-12-07, partly beside the test suite; the script prints its wall time). The sweeps are resumable: run the same command again with the same ``--workdir`` after an
 interruption. Where an ordering fails on the means, the compared rows' per-class IoU shows where the
-difference comes from (each cell's report, ``<table>/cells/<row>/seed<N>/eval/report.html``, has its
-samples). Exit code 0 (orderings are reported, not asserted).
+difference comes from, and ``<table>/why-<n>.png`` shows their samples side by side (each cell's
+report, ``<table>/cells/<row>/seed<N>/eval/report.html``, has all of them). Exit code 0 (orderings are reported, not asserted).
 """
 
 from __future__ import annotations
@@ -143,8 +143,32 @@ def per_class_iou(sweep_dir: Path, rows: list[str], seeds: list[int]) -> pd.Data
     return frame[(frame > 0).any(axis=1)]
 
 
+def samples_sheet(sweep_dir: Path, rows: list[str], seed: int, out: Path, count: int = 4, scale: int = 3) -> Path:
+    """``out``: a PNG of ``count`` test samples, one per line (input, truth, then each row's output of
+    ``seed``), from the cells' ``eval/samples``, each scaled up ``scale`` times (nearest)."""
+    import numpy as np
+
+    from p2ptools.imageio import read_image, write_image
+    from p2ptools.sweep.store import cell_dir, read_stored, stored_row
+
+    stored = read_stored(sweep_dir)
+    folders = [cell_dir(sweep_dir, stored_row(stored, row)["slug"], seed) / "eval" / "samples" for row in rows]
+    lines = []
+    for i in range(count):
+        first = folders[0] / f"{i:03d}_input.png"
+        if not first.is_file():
+            break
+        tiles = [read_image(first), read_image(folders[0] / f"{i:03d}_truth.png")]
+        tiles += [read_image(folder / f"{i:03d}_output.png") for folder in folders]
+        lines.append(np.concatenate(tiles, axis=1))
+    sheet = np.concatenate(lines, axis=0).repeat(scale, axis=0).repeat(scale, axis=1)
+    write_image(out, sheet)
+    return out
+
+
 def why(name: str, table: pd.DataFrame, work: Path, seeds: list[int]) -> list[str]:
-    """For the orderings that fail on the means: the compared rows' per-class IoU (where it comes from)."""
+    """For the orderings that fail on the means: the compared rows' per-class IoU (where it comes
+    from) and a sheet of their samples (``<table>/why-<n>.png``)."""
     shown, lines = set(), []
     for text, column, high, low in ORDERINGS[name]:
         highs = [r for r in table.index if r not in (low, "Ground truth")] if high == "*" else [high]
@@ -154,6 +178,8 @@ def why(name: str, table: pd.DataFrame, work: Path, seeds: list[int]) -> list[st
         frame = per_class_iou(work / name, [*highs, low], seeds)
         lines.append(f"  why not '{text}': per-class IoU, mean over seeds (classes some row finds)")
         lines += ["    " + line for line in frame.to_string(float_format=lambda v: f"{v:.3f}").splitlines()]
+        sheet = samples_sheet(work / name, [*highs, low], seeds[0], work / name / f"why-{len(shown)}.png")
+        lines.append(f"    samples of seed {seeds[0]} (input, truth, {', '.join([*highs, low])}): {sheet}")
     return lines
 
 
