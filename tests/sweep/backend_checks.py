@@ -95,3 +95,21 @@ class MidTrainingKiller(threading.Thread):
                         return
                     os.kill(pid, signal.SIGCONT)  # it moved on meanwhile: let it be
             time.sleep(0.005)
+
+
+def sweep_with_a_kill(spec_path: Path, sweep: Path, backend: str, **options):
+    """Run the sweep of ``spec_path`` through ``backend`` (its ``options``) while a
+    :class:`MidTrainingKiller` watches it; ``(outcome, killer.killed)``."""
+    from p2ptools.sweep.backends import get_backend
+    from p2ptools.sweep.runner import run_sweep
+    from p2ptools.sweep.spec import load_spec
+
+    killer = MidTrainingKiller(sweep, backend)
+    killer.start()
+    try:
+        outcome = run_sweep(load_spec(spec_path), sweep, get_backend(backend, **options), progress=False)
+    finally:
+        killer.stop.set()
+        killer.join()
+    assert killer.killed is not None, "no cell was caught between its epoch-1 checkpoint and its end"
+    return outcome, killer.killed

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from backend_checks import CELLS, MidTrainingKiller, assert_same_results, checkpoints, folder_of
+from backend_checks import CELLS, MidTrainingKiller, assert_same_results, checkpoints, folder_of, sweep_with_a_kill
 from sweep_specs import spec_text, write_spec
 
 from p2ptools.errors import ConfigError
@@ -76,20 +76,7 @@ def ray_cluster():
 
 
 def _sweep(spec_path: Path, sweep: Path, **options):
-    """Run the sweep through the ray backend while a :class:`MidTrainingKiller` watches it."""
-    from p2ptools.sweep.backends import get_backend
-    from p2ptools.sweep.runner import run_sweep
-    from p2ptools.sweep.spec import load_spec
-
-    killer = MidTrainingKiller(sweep, "ray")
-    killer.start()
-    try:
-        outcome = run_sweep(load_spec(spec_path), sweep, get_backend("ray", **options), progress=False)
-    finally:
-        killer.stop.set()
-        killer.join()
-    assert killer.killed is not None, "no cell was caught between its epoch-1 checkpoint and its end"
-    return outcome, killer.killed
+    return sweep_with_a_kill(spec_path, sweep, "ray", **options)
 
 
 def test_a_sweep_on_a_ray_cluster_survives_a_killed_worker_with_the_local_results(ray_cluster, reference_sweep, tmp_path):

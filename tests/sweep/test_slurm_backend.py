@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from backend_checks import CELLS, MidTrainingKiller, assert_same_results, checkpoints, folder_of
+from backend_checks import CELLS, assert_same_results, checkpoints, folder_of, sweep_with_a_kill
 from sweep_specs import spec_text, write_spec
 
 from p2ptools.errors import ConfigError
@@ -24,20 +24,7 @@ L1_ONLY = '\n[[rows]]\nlabel = "L1"\nloss = "l1"\n'
 
 
 def _sweep(spec_path: Path, sweep: Path, **options):
-    """Run the sweep through the slurm backend while a :class:`MidTrainingKiller` watches it."""
-    from p2ptools.sweep.backends import get_backend
-    from p2ptools.sweep.runner import run_sweep
-    from p2ptools.sweep.spec import load_spec
-
-    killer = MidTrainingKiller(sweep, "slurm")
-    killer.start()
-    try:
-        outcome = run_sweep(load_spec(spec_path), sweep, get_backend("slurm", **options), progress=False)
-    finally:
-        killer.stop.set()
-        killer.join()
-    assert killer.killed is not None, "no cell was caught between its epoch-1 checkpoint and its end"
-    return outcome, killer.killed
+    return sweep_with_a_kill(spec_path, sweep, "slurm", **options)
 
 
 def test_a_sweep_through_submitit_survives_a_killed_job_with_the_local_results(reference_sweep, tmp_path):
