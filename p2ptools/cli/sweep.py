@@ -26,10 +26,10 @@ def run(
     jobs: Annotated[int, typer.Option("--jobs", min=1, help="local: cells at once, as subprocesses (one GPU each when there are GPUs; on the CPU they split the cores).")] = 1,
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="ray: the cluster's address (default: start a local one).", show_default=False)] = None,  # noqa: UP007
     ray_num_gpus: Annotated[Optional[float], typer.Option("--ray-num-gpus", help="ray: GPUs per cell (default: 1 when the spec trains on a GPU, else 0).", show_default=False)] = None,  # noqa: UP007
-    partition: Annotated[Optional[str], typer.Option("--partition", help="slurm: partition.", show_default=False)] = None,  # noqa: UP007
-    time_limit: Annotated[Optional[int], typer.Option("--time", min=1, help="slurm: minutes per cell's job.", show_default=False)] = None,  # noqa: UP007
-    gpus_per_job: Annotated[Optional[int], typer.Option("--gpus-per-job", min=0, help="slurm: GPUs per cell's job.", show_default=False)] = None,  # noqa: UP007
-    account: Annotated[Optional[str], typer.Option("--account", help="slurm: account to charge.", show_default=False)] = None,  # noqa: UP007
+    partition: Annotated[Optional[str], typer.Option("--partition", help="slurm: partition (replaces the spec's [slurm] partition).", show_default=False)] = None,  # noqa: UP007
+    time_limit: Annotated[Optional[int], typer.Option("--time", min=1, help="slurm: minutes per cell's job (replaces the spec's [slurm] time).", show_default=False)] = None,  # noqa: UP007
+    gpus_per_job: Annotated[Optional[int], typer.Option("--gpus-per-job", min=0, help="slurm: GPUs per cell's job (replaces the spec's [slurm] gpus-per-job).", show_default=False)] = None,  # noqa: UP007
+    account: Annotated[Optional[str], typer.Option("--account", help="slurm: account to charge (replaces the spec's [slurm] account).", show_default=False)] = None,  # noqa: UP007
     slurm_executor: Annotated[str, typer.Option("--slurm-executor", help="slurm: slurm (submit jobs) or local (submitit's local executor, for tests).")] = "slurm",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Accept a changed spec: redo the cells it changes, keep the others.")] = False,
     no_progress: NoProgress = False,
@@ -46,8 +46,9 @@ def run(
     spec_obj = load_spec(find_spec(spec), data=data, overrides={"fcn-weights": fcn_weights})
     options: dict = {"local": {"jobs": jobs},
                      "ray": {"address": ray_address, "num_gpus": ray_num_gpus},
-                     "slurm": {"partition": partition, "time": time_limit, "gpus_per_job": gpus_per_job, "account": account,
-                               "executor": slurm_executor}}.get(backend, {})
+                     "slurm": {**spec_obj.slurm, **{k: v for k, v in {"partition": partition, "time": time_limit,
+                               "gpus_per_job": gpus_per_job, "account": account}.items() if v is not None},
+                               "executor": slurm_executor}}.get(backend, {})  # fmt: skip
     chosen = get_backend(backend, **options)  # a missing optional extra: one line, before any cell starts
     outcome = run_sweep(spec_obj, out_dir, chosen, overwrite=overwrite, progress=not no_progress)
     if outcome.changes:

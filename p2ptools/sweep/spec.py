@@ -22,6 +22,12 @@ A spec (``tomllib``, the standard library's reader)::
     fcn-weights = "fcn-8s-cityscapes.caffemodel"
     ground-truth-row = true
 
+    [slurm]                              # optional: --backend slurm's job settings (its flags win)
+    partition = "gpu"
+    time = 1440                          # minutes per cell's job
+    gpus-per-job = 1
+    account = "lab"
+
 A row is validated exactly as ``p2ptools train`` validates its options (the plugin's options
 dataclass, :func:`p2ptools.options.from_dict` and :func:`p2ptools.options.check_options`), and
 the evaluation as ``p2ptools eval`` does (:meth:`p2ptools.eval.api.EvalRequest.check`), before
@@ -45,7 +51,14 @@ from p2ptools.errors import ConfigError, P2PError
 
 #: Where the specs shipped with p2ptools live (``p2ptools sweep list``).
 SHIPPED = Path(__file__).with_name("specs")
-TOP_KEYS = ("title", "model", "data", "seeds", "threads", "train", "rows", "eval")
+TOP_KEYS = ("title", "model", "data", "seeds", "threads", "train", "rows", "eval", "slurm")
+#: ``[slurm]`` keys: the ``sweep run`` flag (without ``--``) -> (the slurm backend's argument, type, least value).
+SLURM_KEYS: dict[str, tuple[str, type, int | None]] = {
+    "partition": ("partition", str, None),
+    "time": ("time", int, 1),
+    "gpus-per-job": ("gpus_per_job", int, 0),
+    "account": ("account", str, None),
+}
 RESERVED_ROW_KEYS = ("label", "data")
 MAX_SEEDS, MAX_THREADS = 1000, 1024
 
@@ -101,6 +114,9 @@ class SweepSpec:
     rows: tuple[Row, ...]
     eval: dict[str, Any] = field(default_factory=dict)
     text: str = ""
+    #: ``[slurm]``: the slurm backend's job settings (``partition``, ``time``, ``gpus_per_job``,
+    #: ``account``); where cells run, so not part of what a cell is (not in :meth:`to_json`).
+    slurm: dict[str, Any] = field(default_factory=dict)
 
     def cells(self) -> list[tuple[str, int]]:
         """Every (row label, seed), row by row."""
@@ -214,7 +230,23 @@ def load_spec(path: str | Path, *, data: str | Path | None = None, overrides: di
         slugs[row_slug] = label
         rows.append(Row(label, row_slug, row_path, options))
     evaluation = _eval_values(_typed(raw.get("eval", {}), dict, where, "eval"), overrides or {}, where, base_dir)
-    return SweepSpec(path, path.stem, title, model, seeds, threads, tuple(rows), evaluation, text)
+    slurm = _slurm_values(_typed(raw.get("slurm", {}), dict, where, "slurm"), where)
+    return SweepSpec(path, path.stem, title, model, seeds, threads, tuple(rows), evaluation, text, slurm)
+
+
+def _slurm_values(table: dict[str, Any], where: _Where) -> dict[str, Any]:
+    """``[slurm]`` as the slurm backend's arguments, each value checked as its flag is."""
+    _refuse_unknown(table, list(SLURM_KEYS), where, "slurm.")
+    values = {}
+    for key, value in table.items():
+        name, tp, least = SLURM_KEYS[key]
+        _typed(value, tp, where, f"slurm.{key}")
+        if least is not None and value < least:
+            raise where.error(f"slurm.{key}", f"must be a whole number >= {least}, got {value}")
+        if tp is str and not value.strip():
+            raise where.error(f"slurm.{key}", "must not be empty")
+        values[name] = value
+    return values
 
 
 @dataclass(frozen=True)

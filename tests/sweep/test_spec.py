@@ -43,6 +43,11 @@ def _error(tmp_path: Path, sweep_data: Path, text: str) -> str:
     (spec_text(eval_=EVAL + "lpips-net = 'alex'\n"), "eval.lpips-net: is the backbone of lpips"),
     (spec_text(extra='model = "nosuchmodel"'), "model: "),
     ("seeds = [0\n", "not valid TOML"),
+    (spec_text(extra='[slurm]\npartiton = "gpu"\n'), "slurm.partiton: unknown key (did you mean partition?)"),
+    (spec_text(extra="[slurm]\ntime = 0\n"), "slurm.time: must be a whole number >= 1, got 0"),
+    (spec_text(extra='[slurm]\ngpus-per-job = "one"\n'), "slurm.gpus-per-job: must be a whole number, got 'one'"),
+    (spec_text(extra='[slurm]\naccount = " "\n'), "slurm.account: must not be empty"),
+    (spec_text(extra='slurm = "gpu"'), "slurm: must be a table, got 'gpu'"),
 ])  # fmt: skip
 def test_bad_specs_are_one_line_naming_the_key(tmp_path, sweep_data, text, expected):
     assert _error(tmp_path, sweep_data, text).startswith(expected)
@@ -105,3 +110,22 @@ def test_the_readme_example_spec_validates(tmp_path, sweep_data):
     spec = load_spec(path)
     assert [r.label for r in spec.rows] == ["lambda 100", "lambda 10"]
     assert [r.options["lambda_l1"] for r in spec.rows] == [100.0, 10.0] and spec.threads == 2
+
+
+def test_a_slurm_table_sets_the_jobs_and_the_flags_replace_it(tmp_path, sweep_data, cli, monkeypatch):
+    extra = '[slurm]\npartition = "gpu"\ntime = 90\ngpus-per-job = 2\naccount = "lab"\n'
+    spec = write_spec(tmp_path, sweep_data, spec_text(extra=extra))
+    loaded = load_spec(spec)
+    assert loaded.slurm == {"partition": "gpu", "time": 90, "gpus_per_job": 2, "account": "lab"}
+    assert "slurm" not in loaded.to_json()  # where cells run is not what a cell is: no changed spec
+    seen = {}
+
+    def backend(name, **options):
+        seen.update(name=name, **options)
+        raise ConfigError("--backend slurm: stopped by the test")
+
+    monkeypatch.setattr("p2ptools.sweep.backends.get_backend", backend)
+    res = cli("sweep", "run", spec, "--out", tmp_path / "sweep", "--backend", "slurm", "--time", "30", "--account", "other")
+    assert res.code == 1 and res.stderr == "error: --backend slurm: stopped by the test\n"
+    assert seen == {"name": "slurm", "partition": "gpu", "time": 30, "gpus_per_job": 2, "account": "other", "executor": "slurm"}
+    assert not (tmp_path / "sweep").exists()
