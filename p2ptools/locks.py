@@ -92,7 +92,8 @@ def _recorded_pid(path: Path) -> int | None:
 
 
 def _dead(pid: int | None) -> bool:
-    """True when ``pid`` names no running process (gone, or a zombie waiting for its parent)."""
+    """True when ``pid`` names no running process (gone, or a zombie waiting for its parent); False
+    when that cannot be told (no PID recorded, an unreadable ``/proc``)."""
     if pid is None:
         return False
     try:
@@ -100,22 +101,13 @@ def _dead(pid: int | None) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
-    except (OSError, IndexError):  # no /proc: ask the kernel
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except OSError:
-            return False
+    except (OSError, IndexError):
         return False
 
 
 def _holder(path: Path) -> str:
-    try:
-        pid = path.read_text(encoding="ascii", errors="replace").strip()
-    except OSError:
-        pid = ""
-    return f"PID {pid}" if pid.isdigit() else "another process"
+    pid = _recorded_pid(path)
+    return "another process" if pid is None else f"PID {pid}"
 
 
 @contextlib.contextmanager

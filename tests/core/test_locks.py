@@ -8,10 +8,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from p2ptools import locks
 from p2ptools.locks import LockedError, lock_path, output_lock
 
 HOLD = "import sys\nfrom p2ptools.locks import output_lock\nwith output_lock(sys.argv[1]):\n    print('held', flush=True)\n    sys.stdin.read()\n"
@@ -116,10 +118,6 @@ with locks.output_lock(sys.argv[1]):
 def test_a_dead_holders_lock_still_held_by_its_child_is_waited_for_then_refused(tmp_path: Path, child_keeps_it: float):
     """A killed holder's forked child that has not yet closed its copy: the lock is tried again for
     DEAD_HOLDER_GRACE seconds (taken once the child lets go), then refused naming the dead holder."""
-    import time
-
-    from p2ptools import locks
-
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-c", HOLD_WITH_SLOW_CHILD, str(out), str(child_keeps_it)], stdout=subprocess.PIPE, text=True)
     child = 0
@@ -145,8 +143,6 @@ def test_a_dead_holders_lock_still_held_by_its_child_is_waited_for_then_refused(
 
 
 def test_a_live_holder_is_refused_at_once(tmp_path: Path):
-    import time
-
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -162,8 +158,6 @@ def test_a_live_holder_is_refused_at_once(tmp_path: Path):
 
 
 def test_lock_descriptors_are_not_inherited_across_exec(tmp_path: Path):
-    import p2ptools.locks as locks
-
     with output_lock(tmp_path / "x"):
         (fd,) = locks._HELD
         assert not os.get_inheritable(fd)
